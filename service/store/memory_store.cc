@@ -1,0 +1,415 @@
+// MemoryStore: every object lives in maps guarded by one mutex. Writes check
+// everything that can fail before changing anything, which is what makes each
+// method atomic without undo logic.
+#include "service/store/memory_store.h"
+
+#include <algorithm>
+#include <limits>
+#include <unordered_set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "service/common/errors.h"
+#include "service/common/status_macros.h"
+
+namespace assistants {
+namespace {
+
+constexpr absl::string_view kAssistant = "assistant";
+constexpr absl::string_view kThread = "thread";
+constexpr absl::string_view kMessage = "message";
+
+absl::Status InvalidCursor(absl::string_view field, absl::string_view id) {
+  return FieldError(field, "INVALID_CURSOR",
+                    absl::StrCat("no object with id '", id, "' in this list"));
+}
+
+absl::Status AlreadyExists(absl::string_view kind, absl::string_view id) {
+  return MakeError(
+      absl::StatusCode::kAlreadyExists, "OBJECT_ALREADY_EXISTS",
+      absl::StrCat("A ", kind, " with id '", id, "' already exists."),
+      {{absl::StrCat(kind, "_id"), std::string(id)}});
+}
+
+// A mutation may change anything but the fields the store indexes by.
+absl::Status ImmutableField(absl::string_view kind, absl::string_view field) {
+  return MakeError(
+      absl::StatusCode::kInternal, "STORE_IMMUTABLE_FIELD",
+      absl::StrCat("An update may not change the ", kind, "'s ", field, "."),
+      {{"field", std::string(field)}});
+}
+
+// An initial message of a thread must name that thread.
+absl::Status ThreadIdMismatch(absl::string_view thread_id,
+                              absl::string_view message_id) {
+  return MakeError(
+      absl::StatusCode::kInvalidArgument, "THREAD_ID_MISMATCH",
+      absl::StrCat("Message '", message_id, "' does not belong to thread '",
+                   thread_id, "'."),
+      {{"thread_id", std::string(thread_id)},
+       {"message_id", std::string(message_id)}});
+}
+
+// The exclusive sequence-number window a page is drawn from, and how to walk
+// it. A `before` cursor pages backwards from itself (the page holds the items
+// closest to it), so the walk runs against the requested order and the page
+// is reversed at the end.
+struct Window {
+  int64_t lo = std::numeric_limits<int64_t>::min();
+  int64_t hi = std::numeric_limits<int64_t>::max();
+  bool upward = true;
+  bool reverse = false;
+};
+
+Window MakeWindow(const ListQuery& query, std::optional<int64_t> after,
+                  std::optional<int64_t> before) {
+  Window w;
+  if (query.ascending) {
+    if (after) w.lo = *after;
+    if (before) w.hi = *before;
+  } else {
+    if (after) w.hi = *after;
+    if (before) w.lo = *before;
+  }
+  const bool has_before = before.has_value();
+  w.upward = query.ascending != has_before;
+  w.reverse = has_before;
+  return w;
+}
+
+// One page of `items` (keyed by sequence number) that pass `keep`.
+template <typename T, typename Keep>
+Page<T> MakePage(const std::map<int64_t, T>& items, const ListQuery& query,
+                 const Window& w, Keep keep) {
+  Page<T> page;
+  const size_t limit = static_cast<size_t>(std::max(query.limit, 0));
+  auto take = [&](const T& item) {
+    if (!keep(item)) return true;
+    if (page.items.size() == limit) {
+      page.has_more = true;
+      return false;
+    }
+    page.items.push_back(item);
+    return true;
+  };
+  if (w.lo < w.hi) {
+    if (w.upward) {
+      for (auto it = items.upper_bound(w.lo);
+           it != items.end() && it->first < w.hi; ++it) {
+        if (!take(it->second)) break;
+      }
+    } else {
+      auto it = items.lower_bound(w.hi);
+      while (it != items.begin()) {
+        --it;
+        if (it->first <= w.lo) break;
+        if (!take(it->second)) break;
+      }
+    }
+  }
+  if (w.reverse) std::reverse(page.items.begin(), page.items.end());
+  return page;
+}
+
+}  // namespace
+
+MemoryStore::MemoryStore(int64_t max_messages_per_thread)
+    : max_messages_per_thread_(max_messages_per_thread) {}
+
+bool MemoryStore::IdInUse(const std::string& id) const {
+  return assistant_seq_.count(id) > 0 || threads_.count(id) > 0 ||
+         messages_.count(id) > 0;
+}
+
+absl::Status MemoryStore::CheckIdempotency(const IdempotencyRecord* record) {
+  if (record == nullptr || idempotency_.count(record->key) == 0) {
+    return absl::OkStatus();
+  }
+  return MakeError(absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT",
+                   "A request with this request_id is already recorded.",
+                   {{"idempotency_key", record->key}});
+}
+
+void MemoryStore::PutIdempotency(const IdempotencyRecord* record) {
+  if (record != nullptr) idempotency_[record->key] = *record;
+}
+
+std::optional<int64_t> MemoryStore::LiveSeq(absl::string_view id,
+                                            absl::string_view kind,
+                                            absl::string_view parent_id) {
+  const std::string key(id);
+  if (kind == kAssistant) {
+    auto it = assistant_seq_.find(key);
+    if (it != assistant_seq_.end()) return it->second;
+  } else if (kind == kThread) {
+    auto it = threads_.find(key);
+    if (it != threads_.end()) return it->second.seq;
+  } else if (kind == kMessage) {
+    auto it = messages_.find(key);
+    if (it != messages_.end() && it->second.thread_id == parent_id) {
+      return it->second.seq;
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<int64_t> MemoryStore::CursorSeq(absl::string_view field,
+                                               absl::string_view id,
+                                               absl::string_view kind,
+                                               absl::string_view parent_id) {
+  if (std::optional<int64_t> seq = LiveSeq(id, kind, parent_id)) return *seq;
+  auto it = tombstones_.find(std::string(id));
+  if (it != tombstones_.end() && it->second.kind == kind &&
+      it->second.parent_id == parent_id) {
+    return it->second.seq;
+  }
+  return InvalidCursor(field, id);
+}
+
+// --- Assistants ---
+
+absl::Status MemoryStore::CreateAssistant(
+    const v1::Assistant& assistant, const IdempotencyRecord* idempotency) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckIdempotency(idempotency));
+  if (IdInUse(assistant.id())) return AlreadyExists(kAssistant, assistant.id());
+  const int64_t seq = next_seq_++;
+  assistants_[seq] = assistant;
+  assistant_seq_[assistant.id()] = seq;
+  PutIdempotency(idempotency);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Assistant> MemoryStore::GetAssistant(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  auto it = assistant_seq_.find(std::string(id));
+  if (it == assistant_seq_.end()) return NotFound(kAssistant, id);
+  return assistants_.at(it->second);
+}
+
+absl::StatusOr<Page<v1::Assistant>> MemoryStore::ListAssistants(
+    const ListQuery& query) {
+  absl::MutexLock lock(&mu_);
+  std::optional<int64_t> after, before;
+  if (!query.after.empty()) {
+    ASSIGN_OR_RETURN(after, CursorSeq("after", query.after, kAssistant, ""));
+  }
+  if (!query.before.empty()) {
+    ASSIGN_OR_RETURN(before, CursorSeq("before", query.before, kAssistant, ""));
+  }
+  return MakePage(assistants_, query, MakeWindow(query, after, before),
+                  [](const v1::Assistant&) { return true; });
+}
+
+absl::StatusOr<v1::Assistant> MemoryStore::UpdateAssistant(
+    absl::string_view id, const Mutation<v1::Assistant>& mutate) {
+  absl::MutexLock lock(&mu_);
+  auto it = assistant_seq_.find(std::string(id));
+  if (it == assistant_seq_.end()) return NotFound(kAssistant, id);
+  v1::Assistant& stored = assistants_.at(it->second);
+  // Mutate a copy so an error leaves the stored version untouched.
+  v1::Assistant updated = stored;
+  RETURN_IF_ERROR(mutate(updated));
+  if (updated.id() != stored.id()) return ImmutableField(kAssistant, "id");
+  stored = updated;
+  return updated;
+}
+
+absl::Status MemoryStore::DeleteAssistant(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  auto it = assistant_seq_.find(std::string(id));
+  if (it == assistant_seq_.end()) return NotFound(kAssistant, id);
+  const int64_t seq = it->second;
+  tombstones_[it->first] = Tombstone{std::string(kAssistant), "", seq};
+  assistants_.erase(seq);
+  assistant_seq_.erase(it);
+  return absl::OkStatus();
+}
+
+// --- Threads ---
+
+absl::Status MemoryStore::CreateThread(const v1::Thread& thread,
+                                       const std::vector<v1::Message>& messages,
+                                       const IdempotencyRecord* idempotency) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckIdempotency(idempotency));
+  if (IdInUse(thread.id())) return AlreadyExists(kThread, thread.id());
+  if (static_cast<int64_t>(messages.size()) > max_messages_per_thread_) {
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     "THREAD_MESSAGE_LIMIT",
+                     absl::StrCat("A thread holds at most ",
+                                  max_messages_per_thread_, " messages."),
+                     {{"thread_id", thread.id()}});
+  }
+  std::unordered_set<std::string> seen;
+  for (const v1::Message& message : messages) {
+    if (message.thread_id() != thread.id()) {
+      return ThreadIdMismatch(thread.id(), message.id());
+    }
+    if (IdInUse(message.id()) || !seen.insert(message.id()).second) {
+      return AlreadyExists(kMessage, message.id());
+    }
+  }
+  ThreadEntry entry;
+  entry.seq = next_seq_++;
+  entry.thread = thread;
+  for (const v1::Message& message : messages) {
+    const int64_t seq = next_seq_++;
+    entry.messages[seq] = message;
+    messages_[message.id()] = MessageLocation{thread.id(), seq};
+  }
+  threads_[thread.id()] = std::move(entry);
+  PutIdempotency(idempotency);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Thread> MemoryStore::GetThread(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  auto it = threads_.find(std::string(id));
+  if (it == threads_.end()) return NotFound(kThread, id);
+  return it->second.thread;
+}
+
+absl::StatusOr<v1::Thread> MemoryStore::UpdateThread(
+    absl::string_view id, const Mutation<v1::Thread>& mutate) {
+  absl::MutexLock lock(&mu_);
+  auto it = threads_.find(std::string(id));
+  if (it == threads_.end()) return NotFound(kThread, id);
+  v1::Thread updated = it->second.thread;
+  RETURN_IF_ERROR(mutate(updated));
+  if (updated.id() != it->first) return ImmutableField(kThread, "id");
+  it->second.thread = updated;
+  return updated;
+}
+
+absl::Status MemoryStore::DeleteThread(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  auto it = threads_.find(std::string(id));
+  if (it == threads_.end()) return NotFound(kThread, id);
+  // Only the thread gets a tombstone: its messages can never be listed again
+  // (listing needs the thread), so tombstones for them would be dead weight.
+  for (const auto& [seq, message] : it->second.messages) {
+    messages_.erase(message.id());
+  }
+  tombstones_[it->first] = Tombstone{std::string(kThread), "", it->second.seq};
+  threads_.erase(it);
+  return absl::OkStatus();
+}
+
+// --- Messages ---
+
+absl::Status MemoryStore::CreateMessage(const v1::Message& message,
+                                        const IdempotencyRecord* idempotency) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckIdempotency(idempotency));
+  auto it = threads_.find(message.thread_id());
+  if (it == threads_.end()) return NotFound(kThread, message.thread_id());
+  if (static_cast<int64_t>(it->second.messages.size()) >=
+      max_messages_per_thread_) {
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     "THREAD_MESSAGE_LIMIT",
+                     absl::StrCat("A thread holds at most ",
+                                  max_messages_per_thread_, " messages."),
+                     {{"thread_id", message.thread_id()}});
+  }
+  if (IdInUse(message.id())) return AlreadyExists(kMessage, message.id());
+  const int64_t seq = next_seq_++;
+  it->second.messages[seq] = message;
+  messages_[message.id()] = MessageLocation{message.thread_id(), seq};
+  PutIdempotency(idempotency);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<MemoryStore::ThreadEntry*, int64_t>>
+MemoryStore::FindMessage(absl::string_view thread_id,
+                         absl::string_view message_id) {
+  auto thread = threads_.find(std::string(thread_id));
+  if (thread == threads_.end()) return NotFound(kThread, thread_id);
+  auto it = messages_.find(std::string(message_id));
+  if (it == messages_.end() || it->second.thread_id != thread_id) {
+    return NotFound(kMessage, message_id);
+  }
+  return std::make_pair(&thread->second, it->second.seq);
+}
+
+absl::StatusOr<v1::Message> MemoryStore::GetMessage(
+    absl::string_view thread_id, absl::string_view message_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindMessage(thread_id, message_id));
+  return found.first->messages.at(found.second);
+}
+
+absl::StatusOr<Page<v1::Message>> MemoryStore::ListMessages(
+    absl::string_view thread_id, absl::string_view run_id,
+    const ListQuery& query) {
+  absl::MutexLock lock(&mu_);
+  auto it = threads_.find(std::string(thread_id));
+  if (it == threads_.end()) return NotFound(kThread, thread_id);
+  std::optional<int64_t> after, before;
+  if (!query.after.empty()) {
+    ASSIGN_OR_RETURN(after,
+                     CursorSeq("after", query.after, kMessage, thread_id));
+  }
+  if (!query.before.empty()) {
+    ASSIGN_OR_RETURN(before,
+                     CursorSeq("before", query.before, kMessage, thread_id));
+  }
+  return MakePage(it->second.messages, query, MakeWindow(query, after, before),
+                  [run_id](const v1::Message& message) {
+                    return run_id.empty() || message.run_id() == run_id;
+                  });
+}
+
+absl::StatusOr<v1::Message> MemoryStore::UpdateMessage(
+    absl::string_view thread_id, absl::string_view message_id,
+    const Mutation<v1::Message>& mutate) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindMessage(thread_id, message_id));
+  v1::Message& stored = found.first->messages.at(found.second);
+  v1::Message updated = stored;
+  RETURN_IF_ERROR(mutate(updated));
+  if (updated.id() != stored.id()) return ImmutableField(kMessage, "id");
+  if (updated.thread_id() != stored.thread_id()) {
+    return ImmutableField(kMessage, "thread_id");
+  }
+  stored = updated;
+  return updated;
+}
+
+absl::Status MemoryStore::DeleteMessage(absl::string_view thread_id,
+                                        absl::string_view message_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindMessage(thread_id, message_id));
+  found.first->messages.erase(found.second);
+  messages_.erase(std::string(message_id));
+  tombstones_[std::string(message_id)] =
+      Tombstone{std::string(kMessage), std::string(thread_id), found.second};
+  return absl::OkStatus();
+}
+
+// --- Idempotency ---
+
+absl::StatusOr<std::optional<IdempotencyRecord>>
+MemoryStore::GetIdempotencyRecord(absl::string_view key) {
+  absl::MutexLock lock(&mu_);
+  auto it = idempotency_.find(std::string(key));
+  if (it == idempotency_.end()) return std::optional<IdempotencyRecord>();
+  return std::optional<IdempotencyRecord>(it->second);
+}
+
+absl::StatusOr<int64_t> MemoryStore::PruneIdempotencyRecords(
+    int64_t cutoff_ms) {
+  absl::MutexLock lock(&mu_);
+  int64_t pruned = 0;
+  for (auto it = idempotency_.begin(); it != idempotency_.end();) {
+    if (it->second.created_at_ms < cutoff_ms) {
+      it = idempotency_.erase(it);
+      ++pruned;
+    } else {
+      ++it;
+    }
+  }
+  return pruned;
+}
+
+}  // namespace assistants

@@ -1,0 +1,884 @@
+// SqliteStore: objects are rows of one `objects` table (kind, id, parent,
+// run_id, insertion seq, serialized body). One connection, guarded by a mutex,
+// with its prepared statements cached per SQL text. Every method that issues
+// more than one statement runs them in one transaction (BEGIN IMMEDIATE for
+// writes, so the write lock is taken up front and checks cannot go stale).
+#include "service/store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <limits>
+#include <unordered_set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "service/common/errors.h"
+#include "service/common/status_macros.h"
+
+namespace assistants {
+namespace {
+
+constexpr absl::string_view kAssistant = "assistant";
+constexpr absl::string_view kThread = "thread";
+constexpr absl::string_view kMessage = "message";
+
+// Schema migrations, applied in order; PRAGMA user_version holds how many
+// have run. Never edit a released step: append a new one.
+//
+// objects.seq is AUTOINCREMENT so a sequence number is never reused, even
+// after the newest row is deleted; tombstones keep the seq of deleted rows so
+// a paging cursor naming one keeps its place. parent_id is NULL for top-level
+// objects (assistants, threads) and the thread for messages (and, later, runs
+// and run steps). objects_by_parent_run also serves the foreign key's child
+// lookup when a row is deleted.
+constexpr const char* kMigrations[] = {
+    // 1: objects, tombstones, idempotency records.
+    R"sql(
+CREATE TABLE objects (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  parent_id TEXT REFERENCES objects(id) ON DELETE CASCADE,
+  run_id TEXT NOT NULL DEFAULT '',
+  body BLOB NOT NULL
+);
+CREATE INDEX objects_by_kind_parent ON objects(kind, parent_id, seq);
+CREATE INDEX objects_by_parent_run ON objects(parent_id, run_id, seq);
+CREATE TABLE tombstones (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  parent_id TEXT,
+  seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX tombstones_by_parent ON tombstones(parent_id);
+CREATE TABLE idempotency (
+  key TEXT PRIMARY KEY,
+  fingerprint BLOB NOT NULL,
+  response BLOB NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_age ON idempotency(created_at_ms);
+)sql",
+};
+constexpr int kSchemaVersion =
+    static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
+
+// Maps a failed SQLite call to the project's errors: trouble a retry may
+// clear is UNAVAILABLE, a damaged file is DATA_LOSS, anything else is a bug.
+absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
+  std::string detail = absl::StrCat(what, ": ", sqlite3_errstr(rc));
+  if (db != nullptr && sqlite3_errcode(db) == rc) {
+    absl::StrAppend(&detail, " (", sqlite3_errmsg(db), ")");
+  }
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+    case SQLITE_READONLY:
+    case SQLITE_INTERRUPT:
+    case SQLITE_NOLFS:
+    case SQLITE_AUTH:
+    case SQLITE_PERM:
+      return StoreUnavailable(detail);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return MakeError(absl::StatusCode::kDataLoss, "STORE_CORRUPT",
+                       absl::StrCat("The store is damaged: ", detail));
+    default:
+      return MakeError(absl::StatusCode::kInternal, "STORE_ERROR",
+                       absl::StrCat("Store error: ", detail));
+  }
+}
+
+absl::Status CorruptBody(absl::string_view id) {
+  return MakeError(
+      absl::StatusCode::kDataLoss, "STORE_CORRUPT",
+      absl::StrCat("The stored object '", id, "' cannot be decoded."),
+      {{"id", std::string(id)}});
+}
+
+absl::Status InvalidCursor(absl::string_view field, absl::string_view id) {
+  return FieldError(field, "INVALID_CURSOR",
+                    absl::StrCat("no object with id '", id, "' in this list"));
+}
+
+absl::Status AlreadyExists(absl::string_view kind, absl::string_view id) {
+  return MakeError(
+      absl::StatusCode::kAlreadyExists, "OBJECT_ALREADY_EXISTS",
+      absl::StrCat("A ", kind, " with id '", id, "' already exists."),
+      {{absl::StrCat(kind, "_id"), std::string(id)}});
+}
+
+// A mutation may change anything but the fields the store indexes by.
+absl::Status ImmutableField(absl::string_view kind, absl::string_view field) {
+  return MakeError(
+      absl::StatusCode::kInternal, "STORE_IMMUTABLE_FIELD",
+      absl::StrCat("An update may not change the ", kind, "'s ", field, "."),
+      {{"field", std::string(field)}});
+}
+
+// An initial message of a thread must name that thread.
+absl::Status ThreadIdMismatch(absl::string_view thread_id,
+                              absl::string_view message_id) {
+  return MakeError(
+      absl::StatusCode::kInvalidArgument, "THREAD_ID_MISMATCH",
+      absl::StrCat("Message '", message_id, "' does not belong to thread '",
+                   thread_id, "'."),
+      {{"thread_id", std::string(thread_id)},
+       {"message_id", std::string(message_id)}});
+}
+
+absl::Status MessageLimit(absl::string_view thread_id, int64_t limit) {
+  return MakeError(absl::StatusCode::kFailedPrecondition,
+                   "THREAD_MESSAGE_LIMIT",
+                   absl::StrCat("A thread holds at most ", limit, " messages."),
+                   {{"thread_id", std::string(thread_id)}});
+}
+
+// The run_id column of an object: only messages (and, later, steps) have one.
+template <typename T>
+std::string RunIdOf(const T&) {
+  return "";
+}
+std::string RunIdOf(const v1::Message& message) { return message.run_id(); }
+
+// The parent_id column of an object, checked to stay put across updates.
+template <typename T>
+std::string ParentOf(const T&) {
+  return "";
+}
+std::string ParentOf(const v1::Message& message) { return message.thread_id(); }
+
+// The exclusive sequence-number window a page is drawn from, and how to walk
+// it. A `before` cursor pages backwards from itself (the page holds the items
+// closest to it), so the walk runs against the requested order and the page
+// is reversed at the end.
+struct Window {
+  int64_t lo = std::numeric_limits<int64_t>::min();
+  int64_t hi = std::numeric_limits<int64_t>::max();
+  bool upward = true;
+  bool reverse = false;
+};
+
+Window MakeWindow(const ListQuery& query, std::optional<int64_t> after,
+                  std::optional<int64_t> before) {
+  Window w;
+  if (query.ascending) {
+    if (after) w.lo = *after;
+    if (before) w.hi = *before;
+  } else {
+    if (after) w.hi = *after;
+    if (before) w.lo = *before;
+  }
+  const bool has_before = before.has_value();
+  w.upward = query.ascending != has_before;
+  w.reverse = has_before;
+  return w;
+}
+
+}  // namespace
+
+// A cached prepared statement, checked out for one use: binding, stepping and
+// reading columns. Resets the statement when done so the cache can reuse it.
+class SqliteStore::Statement {
+ public:
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(Statement&& other) noexcept
+      : db_(other.db_),
+        stmt_(std::exchange(other.stmt_, nullptr)),
+        bind_rc_(other.bind_rc_) {}
+  Statement& operator=(Statement&&) = delete;
+  ~Statement() {
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+
+  // Binds parameter `i` (1-based); an empty `value` binds NULL so top-level
+  // objects match `parent_id IS ?`.
+  Statement& BindParent(int i, absl::string_view value) {
+    if (value.empty()) return Check(sqlite3_bind_null(stmt_, i));
+    return BindText(i, value);
+  }
+  Statement& BindText(int i, absl::string_view value) {
+    return Check(sqlite3_bind_text64(stmt_, i, value.data(), value.size(),
+                                     SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+  Statement& BindBlob(int i, absl::string_view value) {
+    return Check(sqlite3_bind_blob64(stmt_, i, value.data(), value.size(),
+                                     SQLITE_TRANSIENT));
+  }
+  Statement& BindInt64(int i, int64_t value) {
+    return Check(sqlite3_bind_int64(stmt_, i, value));
+  }
+
+  // True when a row is ready, false when the statement is done.
+  absl::StatusOr<bool> Step() {
+    if (bind_rc_ != SQLITE_OK) {
+      return SqliteError(db_, bind_rc_, sqlite3_sql(stmt_));
+    }
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc, sqlite3_sql(stmt_));
+  }
+  // Steps a statement that returns no rows (or whose rows do not matter).
+  absl::Status Run() { return Step().status(); }
+
+  int64_t Int64(int col) { return sqlite3_column_int64(stmt_, col); }
+  std::string Blob(int col) {
+    const void* data = sqlite3_column_blob(stmt_, col);
+    const int size = sqlite3_column_bytes(stmt_, col);
+    if (data == nullptr || size <= 0) return std::string();
+    return std::string(static_cast<const char*>(data),
+                       static_cast<size_t>(size));
+  }
+
+ private:
+  Statement& Check(int rc) {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+    return *this;
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+// A transaction that rolls back unless committed, so every early return
+// (error or mutation failure) leaves the database as it was.
+class SqliteStore::Transaction {
+ public:
+  // Only for use while `store->mu_` is held, for the transaction's lifetime.
+  static absl::StatusOr<Transaction> Begin(SqliteStore* store, bool write)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(store->mu_) {
+    RETURN_IF_ERROR(store->Exec(write ? "BEGIN IMMEDIATE" : "BEGIN"));
+    return Transaction(store);
+  }
+  Transaction(Transaction&& other) noexcept
+      : store_(std::exchange(other.store_, nullptr)) {}
+  Transaction& operator=(Transaction&&) = delete;
+  ~Transaction() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    // SQLite may already have rolled back on its own (e.g. after SQLITE_FULL);
+    // a second ROLLBACK would only fail.
+    if (store_ != nullptr && !sqlite3_get_autocommit(store_->db_)) {
+      store_->Exec("ROLLBACK").IgnoreError();
+    }
+  }
+
+  absl::Status Commit() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    RETURN_IF_ERROR(store_->Exec("COMMIT"));
+    store_ = nullptr;
+    return absl::OkStatus();
+  }
+
+ private:
+  explicit Transaction(SqliteStore* store) : store_(store) {}
+  SqliteStore* store_;
+};
+
+// --- Opening and schema ---
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const std::string& path) {
+  return Open(path, SqliteStoreOptions());
+}
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const std::string& path, const SqliteStoreOptions& options) {
+  sqlite3* db = nullptr;
+  // The store serializes access itself, so SQLite's own mutex is redundant.
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status status = SqliteError(db, rc, "opening the database");
+    sqlite3_close_v2(db);
+    return status;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, options));
+  {
+    absl::MutexLock lock(&store->mu_);
+    const bool file_backed = !path.empty() && path != ":memory:";
+    RETURN_IF_ERROR(store->Configure(file_backed));
+    RETURN_IF_ERROR(store->Migrate());
+  }
+  return store;
+}
+
+int SqliteStore::SchemaVersion() { return kSchemaVersion; }
+
+SqliteStore::SqliteStore(sqlite3* db, const SqliteStoreOptions& options)
+    : options_(options), db_(db) {}
+
+SqliteStore::~SqliteStore() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  statements_.clear();
+  sqlite3_close_v2(db_);
+}
+
+absl::Status SqliteStore::Configure(bool file_backed) {
+  const int rc = sqlite3_busy_timeout(db_, options_.busy_timeout_ms);
+  if (rc != SQLITE_OK) return SqliteError(db_, rc, "setting busy timeout");
+  RETURN_IF_ERROR(Exec("PRAGMA foreign_keys = ON"));
+  if (file_backed) {
+    // WAL lets readers in other processes (backups, the CLI) run alongside
+    // the writer; with it, synchronous=NORMAL is still crash-safe.
+    ASSIGN_OR_RETURN(Statement stmt, Prepare("PRAGMA journal_mode = WAL"));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    const std::string mode = row ? stmt.Blob(0) : std::string();
+    if (mode != "wal") {
+      return MakeError(absl::StatusCode::kFailedPrecondition,
+                       "STORE_UNSUPPORTED",
+                       absl::StrCat("The database cannot use WAL journal mode "
+                                    "(got '",
+                                    mode, "')."));
+    }
+    RETURN_IF_ERROR(Exec("PRAGMA synchronous = NORMAL"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Migrate() {
+  auto read_version =
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
+    ASSIGN_OR_RETURN(Statement stmt, Prepare("PRAGMA user_version"));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    return row ? stmt.Int64(0) : 0;
+  };
+  auto too_new = [](int64_t version) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, "STORE_SCHEMA_TOO_NEW",
+        absl::StrCat("The database has schema version ", version,
+                     " but this build supports at most ", kSchemaVersion,
+                     "; it was written by a newer gateway. Upgrade the "
+                     "gateway or use another database file."),
+        {{"schema_version", absl::StrCat(version)},
+         {"supported_schema_version", absl::StrCat(kSchemaVersion)}});
+  };
+  ASSIGN_OR_RETURN(int64_t version, read_version());
+  if (version > kSchemaVersion) return too_new(version);
+  if (version == kSchemaVersion) return absl::OkStatus();
+
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  // Another process may have migrated between the first read and the lock.
+  ASSIGN_OR_RETURN(version, read_version());
+  if (version > kSchemaVersion) return too_new(version);
+  for (int64_t step = version; step < kSchemaVersion; ++step) {
+    // Migration steps hold several statements, which only sqlite3_exec runs.
+    char* message = nullptr;
+    const int rc =
+        sqlite3_exec(db_, kMigrations[step], nullptr, nullptr, &message);
+    sqlite3_free(message);
+    if (rc != SQLITE_OK) {
+      return SqliteError(db_, rc,
+                         absl::StrCat("applying schema migration ", step + 1));
+    }
+  }
+  // PRAGMA takes no bound parameters; the version is our own integer.
+  const std::string set_version =
+      absl::StrCat("PRAGMA user_version = ", kSchemaVersion);
+  const int rc =
+      sqlite3_exec(db_, set_version.c_str(), nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return SqliteError(db_, rc, "setting user_version");
+  return txn.Commit();
+}
+
+// --- Statement helpers ---
+
+absl::StatusOr<SqliteStore::Statement> SqliteStore::Prepare(const char* sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                      &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return SqliteError(db_, rc, absl::StrCat("preparing ", sql));
+    }
+    it = statements_.emplace(sql, stmt).first;
+  } else if (sqlite3_stmt_busy(it->second)) {
+    // Reusing a statement mid-iteration would silently reset the outer use.
+    return MakeError(absl::StatusCode::kInternal, "STORE_ERROR",
+                     absl::StrCat("Statement already in use: ", sql));
+  }
+  return Statement(db_, it->second);
+}
+
+absl::Status SqliteStore::Exec(const char* sql) {
+  ASSIGN_OR_RETURN(Statement stmt, Prepare(sql));
+  return stmt.Run();
+}
+
+absl::StatusOr<std::optional<SqliteStore::Row>> SqliteStore::FindRow(
+    absl::string_view kind, absl::string_view id, absl::string_view parent_id) {
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("SELECT seq, body FROM objects "
+                           "WHERE id = ?1 AND kind = ?2 AND parent_id IS ?3"));
+  stmt.BindText(1, id).BindText(2, kind).BindParent(3, parent_id);
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return std::optional<Row>();
+  return std::optional<Row>(Row{stmt.Int64(0), std::string(id), stmt.Blob(1)});
+}
+
+absl::StatusOr<bool> SqliteStore::Exists(absl::string_view kind,
+                                         absl::string_view id) {
+  if (kind.empty()) {
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("SELECT 1 FROM objects WHERE id = ?1"));
+    stmt.BindText(1, id);
+    return stmt.Step();
+  }
+  ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare("SELECT 1 FROM objects WHERE id = ?1 AND kind = ?2"));
+  stmt.BindText(1, id).BindText(2, kind);
+  return stmt.Step();
+}
+
+absl::Status SqliteStore::MessageNotFound(absl::string_view thread_id,
+                                          absl::string_view message_id) {
+  ASSIGN_OR_RETURN(bool thread_exists, Exists(kThread, thread_id));
+  if (!thread_exists) return NotFound(kThread, thread_id);
+  return NotFound(kMessage, message_id);
+}
+
+absl::StatusOr<int64_t> SqliteStore::CursorSeq(absl::string_view field,
+                                               absl::string_view id,
+                                               absl::string_view kind,
+                                               absl::string_view parent_id) {
+  {
+    ASSIGN_OR_RETURN(
+        Statement stmt,
+        Prepare("SELECT seq FROM objects "
+                "WHERE id = ?1 AND kind = ?2 AND parent_id IS ?3"));
+    stmt.BindText(1, id).BindText(2, kind).BindParent(3, parent_id);
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (row) return stmt.Int64(0);
+  }
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("SELECT seq FROM tombstones "
+                           "WHERE id = ?1 AND kind = ?2 AND parent_id IS ?3"));
+  stmt.BindText(1, id).BindText(2, kind).BindParent(3, parent_id);
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (row) return stmt.Int64(0);
+  return InvalidCursor(field, id);
+}
+
+absl::StatusOr<Page<SqliteStore::Row>> SqliteStore::ListRows(
+    absl::string_view kind, absl::string_view parent_id,
+    absl::string_view run_id, const ListQuery& query) {
+  std::optional<int64_t> after, before;
+  if (!query.after.empty()) {
+    ASSIGN_OR_RETURN(after, CursorSeq("after", query.after, kind, parent_id));
+  }
+  if (!query.before.empty()) {
+    ASSIGN_OR_RETURN(before,
+                     CursorSeq("before", query.before, kind, parent_id));
+  }
+  const Window w = MakeWindow(query, after, before);
+  Page<Row> page;
+  if (w.lo >= w.hi) return page;
+  // Four fixed texts rather than one with optional clauses, so each can use
+  // its best index and stay cached.
+  const char* sql;
+  if (run_id.empty()) {
+    sql = w.upward ? "SELECT seq, id, body FROM objects WHERE kind = ?1 AND "
+                     "parent_id IS ?2 AND seq > ?3 AND seq < ?4 "
+                     "ORDER BY seq ASC LIMIT ?5"
+                   : "SELECT seq, id, body FROM objects WHERE kind = ?1 AND "
+                     "parent_id IS ?2 AND seq > ?3 AND seq < ?4 "
+                     "ORDER BY seq DESC LIMIT ?5";
+  } else {
+    sql = w.upward ? "SELECT seq, id, body FROM objects WHERE kind = ?1 AND "
+                     "parent_id IS ?2 AND run_id = ?6 AND seq > ?3 AND "
+                     "seq < ?4 ORDER BY seq ASC LIMIT ?5"
+                   : "SELECT seq, id, body FROM objects WHERE kind = ?1 AND "
+                     "parent_id IS ?2 AND run_id = ?6 AND seq > ?3 AND "
+                     "seq < ?4 ORDER BY seq DESC LIMIT ?5";
+  }
+  ASSIGN_OR_RETURN(Statement stmt, Prepare(sql));
+  const int64_t limit = std::max(query.limit, 0);
+  stmt.BindText(1, kind)
+      .BindParent(2, parent_id)
+      .BindInt64(3, w.lo)
+      .BindInt64(4, w.hi)
+      .BindInt64(5, limit + 1);
+  if (!run_id.empty()) stmt.BindText(6, run_id);
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    if (static_cast<int64_t>(page.items.size()) == limit) {
+      page.has_more = true;
+      break;
+    }
+    page.items.push_back(Row{stmt.Int64(0), stmt.Blob(1), stmt.Blob(2)});
+  }
+  if (w.reverse) std::reverse(page.items.begin(), page.items.end());
+  return page;
+}
+
+absl::Status SqliteStore::InsertRow(absl::string_view kind,
+                                    absl::string_view id,
+                                    absl::string_view parent_id,
+                                    absl::string_view run_id,
+                                    const std::string& body) {
+  ASSIGN_OR_RETURN(bool taken, Exists("", id));
+  if (taken) return AlreadyExists(kind, id);
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("INSERT INTO objects (id, kind, parent_id, run_id, "
+                           "body) VALUES (?1, ?2, ?3, ?4, ?5)"));
+  stmt.BindText(1, id)
+      .BindText(2, kind)
+      .BindParent(3, parent_id)
+      .BindText(4, run_id)
+      .BindBlob(5, body);
+  return stmt.Run();
+}
+
+absl::Status SqliteStore::UpdateBody(absl::string_view id,
+                                     absl::string_view run_id,
+                                     const std::string& body) {
+  ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare("UPDATE objects SET body = ?2, run_id = ?3 WHERE id = ?1"));
+  stmt.BindText(1, id).BindBlob(2, body).BindText(3, run_id);
+  return stmt.Run();
+}
+
+absl::Status SqliteStore::DeleteRow(absl::string_view id) {
+  {
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("INSERT OR REPLACE INTO tombstones "
+                             "(id, kind, parent_id, seq) SELECT id, kind, "
+                             "parent_id, seq FROM objects WHERE id = ?1"));
+    stmt.BindText(1, id);
+    RETURN_IF_ERROR(stmt.Run());
+  }
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("DELETE FROM objects WHERE id = ?1"));
+  stmt.BindText(1, id);
+  return stmt.Run();
+}
+
+absl::Status SqliteStore::PutIdempotency(const IdempotencyRecord* record) {
+  if (record == nullptr) return absl::OkStatus();
+  {
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("SELECT 1 FROM idempotency WHERE key = ?1"));
+    stmt.BindText(1, record->key);
+    ASSIGN_OR_RETURN(bool taken, stmt.Step());
+    if (taken) {
+      return MakeError(absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT",
+                       "A request with this request_id is already recorded.",
+                       {{"idempotency_key", record->key}});
+    }
+  }
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("INSERT INTO idempotency (key, fingerprint, "
+                           "response, created_at_ms) VALUES (?1, ?2, ?3, ?4)"));
+  stmt.BindText(1, record->key)
+      .BindBlob(2, record->request_fingerprint)
+      .BindBlob(3, record->response)
+      .BindInt64(4, record->created_at_ms);
+  return stmt.Run();
+}
+
+absl::StatusOr<int64_t> SqliteStore::CountChildren(
+    absl::string_view kind, absl::string_view parent_id) {
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("SELECT COUNT(*) FROM objects "
+                           "WHERE kind = ?1 AND parent_id = ?2"));
+  stmt.BindText(1, kind).BindText(2, parent_id);
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  return row ? stmt.Int64(0) : 0;
+}
+
+absl::Status SqliteStore::CheckMessageLimit(absl::string_view thread_id,
+                                            int64_t adding) {
+  ASSIGN_OR_RETURN(int64_t count, CountChildren(kMessage, thread_id));
+  if (count + adding > options_.max_messages_per_thread) {
+    return MessageLimit(thread_id, options_.max_messages_per_thread);
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+template <typename T>
+absl::StatusOr<T> Decode(absl::string_view id, const std::string& body) {
+  T object;
+  if (!object.ParseFromString(body)) return CorruptBody(id);
+  return object;
+}
+
+template <typename T>
+absl::StatusOr<std::string> Encode(const T& object) {
+  std::string body;
+  if (!object.SerializeToString(&body)) {
+    return MakeError(
+        absl::StatusCode::kInternal, "STORE_ERROR",
+        absl::StrCat("Cannot serialize object '", object.id(), "'."));
+  }
+  return body;
+}
+
+}  // namespace
+
+template <typename T>
+absl::StatusOr<T> SqliteStore::UpdateObject(
+    absl::string_view kind, absl::string_view id, absl::string_view parent_id,
+    const Mutation<T>& mutate, const std::function<absl::Status()>& not_found) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(kind, id, parent_id));
+  if (!row.has_value()) return not_found();
+  ASSIGN_OR_RETURN(const T stored, Decode<T>(id, row->body));
+  T updated = stored;
+  RETURN_IF_ERROR(mutate(updated));
+  if (updated.id() != stored.id()) return ImmutableField(kind, "id");
+  if (ParentOf(updated) != ParentOf(stored)) {
+    return ImmutableField(kind, "thread_id");
+  }
+  ASSIGN_OR_RETURN(std::string body, Encode(updated));
+  RETURN_IF_ERROR(UpdateBody(id, RunIdOf(updated), body));
+  RETURN_IF_ERROR(txn.Commit());
+  return updated;
+}
+
+// --- Assistants ---
+
+absl::Status SqliteStore::CreateAssistant(
+    const v1::Assistant& assistant, const IdempotencyRecord* idempotency) {
+  ASSIGN_OR_RETURN(std::string body, Encode(assistant));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  RETURN_IF_ERROR(PutIdempotency(idempotency));
+  RETURN_IF_ERROR(InsertRow(kAssistant, assistant.id(), "", "", body));
+  return txn.Commit();
+}
+
+absl::StatusOr<v1::Assistant> SqliteStore::GetAssistant(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(kAssistant, id, ""));
+  if (!row.has_value()) return NotFound(kAssistant, id);
+  return Decode<v1::Assistant>(id, row->body);
+}
+
+absl::StatusOr<Page<v1::Assistant>> SqliteStore::ListAssistants(
+    const ListQuery& query) {
+  Page<Row> rows;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
+    ASSIGN_OR_RETURN(rows, ListRows(kAssistant, "", "", query));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  Page<v1::Assistant> page;
+  page.has_more = rows.has_more;
+  for (const Row& row : rows.items) {
+    v1::Assistant assistant;
+    if (!assistant.ParseFromString(row.body)) {
+      return CorruptBody(row.id);
+    }
+    page.items.push_back(std::move(assistant));
+  }
+  return page;
+}
+
+absl::StatusOr<v1::Assistant> SqliteStore::UpdateAssistant(
+    absl::string_view id, const Mutation<v1::Assistant>& mutate) {
+  return UpdateObject<v1::Assistant>(kAssistant, id, "", mutate,
+                                     [id] { return NotFound(kAssistant, id); });
+}
+
+absl::Status SqliteStore::DeleteAssistant(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  ASSIGN_OR_RETURN(bool exists, Exists(kAssistant, id));
+  if (!exists) return NotFound(kAssistant, id);
+  RETURN_IF_ERROR(DeleteRow(id));
+  return txn.Commit();
+}
+
+// --- Threads ---
+
+absl::Status SqliteStore::CreateThread(const v1::Thread& thread,
+                                       const std::vector<v1::Message>& messages,
+                                       const IdempotencyRecord* idempotency) {
+  // Encode and check everything before taking the lock.
+  ASSIGN_OR_RETURN(std::string thread_body, Encode(thread));
+  std::vector<std::string> bodies;
+  bodies.reserve(messages.size());
+  for (const v1::Message& message : messages) {
+    if (message.thread_id() != thread.id()) {
+      return ThreadIdMismatch(thread.id(), message.id());
+    }
+    ASSIGN_OR_RETURN(std::string body, Encode(message));
+    bodies.push_back(std::move(body));
+  }
+  if (static_cast<int64_t>(messages.size()) >
+      options_.max_messages_per_thread) {
+    return MessageLimit(thread.id(), options_.max_messages_per_thread);
+  }
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  RETURN_IF_ERROR(PutIdempotency(idempotency));
+  RETURN_IF_ERROR(InsertRow(kThread, thread.id(), "", "", thread_body));
+  // Inserted in order, so the messages' seqs follow the order given.
+  for (size_t i = 0; i < messages.size(); ++i) {
+    RETURN_IF_ERROR(InsertRow(kMessage, messages[i].id(), thread.id(),
+                              messages[i].run_id(), bodies[i]));
+  }
+  return txn.Commit();
+}
+
+absl::StatusOr<v1::Thread> SqliteStore::GetThread(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(kThread, id, ""));
+  if (!row.has_value()) return NotFound(kThread, id);
+  return Decode<v1::Thread>(id, row->body);
+}
+
+absl::StatusOr<v1::Thread> SqliteStore::UpdateThread(
+    absl::string_view id, const Mutation<v1::Thread>& mutate) {
+  return UpdateObject<v1::Thread>(kThread, id, "", mutate,
+                                  [id] { return NotFound(kThread, id); });
+}
+
+absl::Status SqliteStore::DeleteThread(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  ASSIGN_OR_RETURN(bool exists, Exists(kThread, id));
+  if (!exists) return NotFound(kThread, id);
+  // Children first, without tombstones: they can never be listed again
+  // (listing needs the thread), so tombstones for them would be dead weight.
+  // This covers every kind parented by the thread (messages, later runs and
+  // steps); the foreign key's ON DELETE CASCADE catches anything deeper.
+  {
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("DELETE FROM objects WHERE parent_id = ?1"));
+    stmt.BindText(1, id);
+    RETURN_IF_ERROR(stmt.Run());
+  }
+  {
+    // Tombstones of children deleted earlier are unreachable now as well.
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("DELETE FROM tombstones WHERE parent_id = ?1"));
+    stmt.BindText(1, id);
+    RETURN_IF_ERROR(stmt.Run());
+  }
+  RETURN_IF_ERROR(DeleteRow(id));
+  return txn.Commit();
+}
+
+// --- Messages ---
+
+absl::Status SqliteStore::CreateMessage(const v1::Message& message,
+                                        const IdempotencyRecord* idempotency) {
+  ASSIGN_OR_RETURN(std::string body, Encode(message));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  RETURN_IF_ERROR(PutIdempotency(idempotency));
+  ASSIGN_OR_RETURN(bool thread_exists, Exists(kThread, message.thread_id()));
+  if (!thread_exists) return NotFound(kThread, message.thread_id());
+  RETURN_IF_ERROR(CheckMessageLimit(message.thread_id(), 1));
+  RETURN_IF_ERROR(InsertRow(kMessage, message.id(), message.thread_id(),
+                            message.run_id(), body));
+  return txn.Commit();
+}
+
+absl::StatusOr<v1::Message> SqliteStore::GetMessage(
+    absl::string_view thread_id, absl::string_view message_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::optional<Row> row,
+                   FindRow(kMessage, message_id, thread_id));
+  if (!row.has_value()) return MessageNotFound(thread_id, message_id);
+  return Decode<v1::Message>(message_id, row->body);
+}
+
+absl::StatusOr<Page<v1::Message>> SqliteStore::ListMessages(
+    absl::string_view thread_id, absl::string_view run_id,
+    const ListQuery& query) {
+  Page<Row> rows;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
+    ASSIGN_OR_RETURN(bool thread_exists, Exists(kThread, thread_id));
+    if (!thread_exists) return NotFound(kThread, thread_id);
+    ASSIGN_OR_RETURN(rows, ListRows(kMessage, thread_id, run_id, query));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  Page<v1::Message> page;
+  page.has_more = rows.has_more;
+  for (const Row& row : rows.items) {
+    v1::Message message;
+    if (!message.ParseFromString(row.body)) {
+      return CorruptBody(row.id);
+    }
+    page.items.push_back(std::move(message));
+  }
+  return page;
+}
+
+absl::StatusOr<v1::Message> SqliteStore::UpdateMessage(
+    absl::string_view thread_id, absl::string_view message_id,
+    const Mutation<v1::Message>& mutate) {
+  return UpdateObject<v1::Message>(
+      kMessage, message_id, thread_id, mutate,
+      [this, thread_id, message_id]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        // Runs inside UpdateObject, under mu_.
+        return MessageNotFound(thread_id, message_id);
+      });
+}
+
+absl::Status SqliteStore::DeleteMessage(absl::string_view thread_id,
+                                        absl::string_view message_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  ASSIGN_OR_RETURN(std::optional<Row> row,
+                   FindRow(kMessage, message_id, thread_id));
+  if (!row.has_value()) return MessageNotFound(thread_id, message_id);
+  RETURN_IF_ERROR(DeleteRow(message_id));
+  return txn.Commit();
+}
+
+// --- Idempotency ---
+
+absl::StatusOr<std::optional<IdempotencyRecord>>
+SqliteStore::GetIdempotencyRecord(absl::string_view key) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("SELECT fingerprint, response, created_at_ms "
+                           "FROM idempotency WHERE key = ?1"));
+  stmt.BindText(1, key);
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return std::optional<IdempotencyRecord>();
+  IdempotencyRecord record;
+  record.key = std::string(key);
+  record.request_fingerprint = stmt.Blob(0);
+  record.response = stmt.Blob(1);
+  record.created_at_ms = stmt.Int64(2);
+  return std::optional<IdempotencyRecord>(std::move(record));
+}
+
+absl::StatusOr<int64_t> SqliteStore::PruneIdempotencyRecords(
+    int64_t cutoff_ms) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("DELETE FROM idempotency WHERE created_at_ms < ?1"));
+  stmt.BindInt64(1, cutoff_ms);
+  RETURN_IF_ERROR(stmt.Run());
+  return static_cast<int64_t>(sqlite3_changes(db_));
+}
+
+}  // namespace assistants

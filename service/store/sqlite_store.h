@@ -1,0 +1,176 @@
+// SqliteStore: the durable Store, one SQLite database file (WAL mode) holding
+// every object as a serialized protobuf next to the few columns the store
+// indexes by. Each method runs in one transaction, so a crash mid-write never
+// leaves half an object (or half a thread) behind.
+#ifndef SERVICE_STORE_SQLITE_STORE_H_
+#define SERVICE_STORE_SQLITE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "service/store/store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace assistants {
+
+struct SqliteStoreOptions {
+  // Tests lower this to reach the limit cheaply.
+  int64_t max_messages_per_thread = kMaxMessagesPerThread;
+  // How long a write waits for another connection's lock before failing
+  // with UNAVAILABLE.
+  int busy_timeout_ms = 5000;
+};
+
+class SqliteStore : public Store {
+ public:
+  // Opens (creating if needed) the database at `path`, or a private in-memory
+  // database for ":memory:", and migrates its schema to the newest version.
+  // FAILED_PRECONDITION (STORE_SCHEMA_TOO_NEW) when the file was written by a
+  // newer build; UNAVAILABLE when it cannot be opened.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
+      const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
+      const std::string& path, const SqliteStoreOptions& options);
+
+  // The schema version this build writes (PRAGMA user_version).
+  static int SchemaVersion();
+
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  // Mutations passed to Update* run inside the store's transaction and under
+  // its lock: they must not call back into the store.
+  absl::Status CreateAssistant(const v1::Assistant& assistant,
+                               const IdempotencyRecord* idempotency) override;
+  absl::StatusOr<v1::Assistant> GetAssistant(absl::string_view id) override;
+  absl::StatusOr<Page<v1::Assistant>> ListAssistants(
+      const ListQuery& query) override;
+  absl::StatusOr<v1::Assistant> UpdateAssistant(
+      absl::string_view id, const Mutation<v1::Assistant>& mutate) override;
+  absl::Status DeleteAssistant(absl::string_view id) override;
+
+  absl::Status CreateThread(const v1::Thread& thread,
+                            const std::vector<v1::Message>& messages,
+                            const IdempotencyRecord* idempotency) override;
+  absl::StatusOr<v1::Thread> GetThread(absl::string_view id) override;
+  absl::StatusOr<v1::Thread> UpdateThread(
+      absl::string_view id, const Mutation<v1::Thread>& mutate) override;
+  absl::Status DeleteThread(absl::string_view id) override;
+
+  absl::Status CreateMessage(const v1::Message& message,
+                             const IdempotencyRecord* idempotency) override;
+  absl::StatusOr<v1::Message> GetMessage(absl::string_view thread_id,
+                                         absl::string_view message_id) override;
+  absl::StatusOr<Page<v1::Message>> ListMessages(
+      absl::string_view thread_id, absl::string_view run_id,
+      const ListQuery& query) override;
+  absl::StatusOr<v1::Message> UpdateMessage(
+      absl::string_view thread_id, absl::string_view message_id,
+      const Mutation<v1::Message>& mutate) override;
+  absl::Status DeleteMessage(absl::string_view thread_id,
+                             absl::string_view message_id) override;
+
+  absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
+      absl::string_view key) override;
+  absl::StatusOr<int64_t> PruneIdempotencyRecords(int64_t cutoff_ms) override;
+
+ private:
+  class Statement;
+  class Transaction;
+  // One stored row: its insertion sequence number, id and serialized body.
+  struct Row {
+    int64_t seq = 0;
+    std::string id;
+    std::string body;
+  };
+
+  SqliteStore(sqlite3* db, const SqliteStoreOptions& options);
+
+  absl::Status Configure(bool file_backed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The cached prepared statement for `sql` (prepared on first use).
+  absl::StatusOr<Statement> Prepare(const char* sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `sql` (no parameters, no result rows needed) through the cache.
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The live row of `id` if it is a `kind` under `parent_id` (empty: none).
+  absl::StatusOr<std::optional<Row>> FindRow(absl::string_view kind,
+                                             absl::string_view id,
+                                             absl::string_view parent_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a live `kind` object `id` exists (any kind when `kind` is empty).
+  absl::StatusOr<bool> Exists(absl::string_view kind, absl::string_view id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // THREAD_NOT_FOUND when the thread is gone, else MESSAGE_NOT_FOUND.
+  absl::Status MessageNotFound(absl::string_view thread_id,
+                               absl::string_view message_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The sequence number of cursor `id` among `kind` objects under `parent_id`,
+  // live or deleted; INVALID_CURSOR for `field` otherwise.
+  absl::StatusOr<int64_t> CursorSeq(absl::string_view field,
+                                    absl::string_view id,
+                                    absl::string_view kind,
+                                    absl::string_view parent_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The serialized bodies of one page of `kind` objects under `parent_id`
+  // (optionally only those with `run_id`).
+  absl::StatusOr<Page<Row>> ListRows(absl::string_view kind,
+                                     absl::string_view parent_id,
+                                     absl::string_view run_id,
+                                     const ListQuery& query)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status InsertRow(absl::string_view kind, absl::string_view id,
+                         absl::string_view parent_id, absl::string_view run_id,
+                         const std::string& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status UpdateBody(absl::string_view id, absl::string_view run_id,
+                          const std::string& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes the row of `id` and leaves a tombstone with its position.
+  absl::Status DeleteRow(absl::string_view id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ABORTED (IDEMPOTENCY_CONFLICT) when the key is taken, else writes it.
+  absl::Status PutIdempotency(const IdempotencyRecord* record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> CountChildren(absl::string_view kind,
+                                        absl::string_view parent_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckMessageLimit(absl::string_view thread_id, int64_t adding)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Shared bodies of the typed Get/Update/List methods.
+  // Reads, mutates and writes back `kind` object `id` under `parent_id` in one
+  // transaction; `not_found` builds the error for a missing object.
+  template <typename T>
+  absl::StatusOr<T> UpdateObject(absl::string_view kind, absl::string_view id,
+                                 absl::string_view parent_id,
+                                 const Mutation<T>& mutate,
+                                 const std::function<absl::Status()>& not_found)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  const SqliteStoreOptions options_;
+
+  absl::Mutex mu_;
+  sqlite3* const db_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, sqlite3_stmt*> statements_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace assistants
+
+#endif  // SERVICE_STORE_SQLITE_STORE_H_

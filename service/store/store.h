@@ -1,0 +1,131 @@
+// The Store seam: durable Assistants state. Two implementations (in-memory
+// and SQLite) pass the same typed test suite (tests/store/store_test.cc).
+//
+// Contract shared by every implementation:
+// - Methods are thread-safe and may block (call them off gRPC threads).
+// - Objects are the generated protobuf messages; the store keeps them whole
+//   and never interprets fields beyond ids, parents and run_id.
+// - Every method is atomic: it either applies all of its writes or none.
+// - Errors: NOT_FOUND with reasons from errors.h (ASSISTANT_NOT_FOUND,
+//   THREAD_NOT_FOUND, MESSAGE_NOT_FOUND); UNAVAILABLE (STORE_UNAVAILABLE) for
+//   I/O trouble; INVALID_ARGUMENT (INVALID_CURSOR, field "after"/"before")
+//   for a cursor id never seen in that list; ABORTED (IDEMPOTENCY_CONFLICT)
+//   when a create carries an IdempotencyRecord whose key already exists (a
+//   concurrent duplicate: the caller re-reads the record).
+// - Lists are in insertion order (ascending) or its reverse; a cursor may
+//   name an object deleted since: paging continues from where it stood.
+#ifndef SERVICE_STORE_STORE_H_
+#define SERVICE_STORE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "assistants/v1/assistant.pb.h"
+#include "assistants/v1/message.pb.h"
+#include "assistants/v1/thread.pb.h"
+
+namespace assistants {
+
+// A thread holds at most this many messages (OpenAI's limit).
+inline constexpr int64_t kMaxMessagesPerThread = 100'000;
+
+// One page request. `limit` is already validated (1..100).
+struct ListQuery {
+  int limit = 20;
+  bool ascending = false;
+  // Exclusive cursors; empty means unbounded. With `before` the page holds
+  // the `limit` items closest to the cursor, still in the requested order.
+  std::string after;
+  std::string before;
+};
+
+template <typename T>
+struct Page {
+  std::vector<T> items;
+  // More items exist beyond the page in the direction of travel (past the
+  // last item for `after`/no cursor, before the first item for `before`).
+  bool has_more = false;
+};
+
+// The outcome of a create call kept under a client's request_id, written in
+// the same transaction as the object it created so a retry after a crash
+// never creates a second object.
+struct IdempotencyRecord {
+  // Method + request_id (+ tenant, later).
+  std::string key;
+  // The request with request_id cleared, serialized deterministically.
+  std::string request_fingerprint;
+  // The serialized response returned the first time.
+  std::string response;
+  int64_t created_at_ms = 0;
+};
+
+// A change applied under the store's lock / transaction to the current
+// version of an object; returning an error aborts the change. It must not
+// call back into the store, and must not change the object's id or parent.
+template <typename T>
+using Mutation = std::function<absl::Status(T&)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // --- Assistants ---
+  // `idempotency` may be null.
+  virtual absl::Status CreateAssistant(
+      const v1::Assistant& assistant, const IdempotencyRecord* idempotency) = 0;
+  virtual absl::StatusOr<v1::Assistant> GetAssistant(absl::string_view id) = 0;
+  virtual absl::StatusOr<Page<v1::Assistant>> ListAssistants(
+      const ListQuery& query) = 0;
+  // Reads, mutates and writes back atomically; returns the new version.
+  virtual absl::StatusOr<v1::Assistant> UpdateAssistant(
+      absl::string_view id, const Mutation<v1::Assistant>& mutate) = 0;
+  virtual absl::Status DeleteAssistant(absl::string_view id) = 0;
+
+  // --- Threads ---
+  // Creates the thread and its initial messages together.
+  virtual absl::Status CreateThread(const v1::Thread& thread,
+                                    const std::vector<v1::Message>& messages,
+                                    const IdempotencyRecord* idempotency) = 0;
+  virtual absl::StatusOr<v1::Thread> GetThread(absl::string_view id) = 0;
+  virtual absl::StatusOr<v1::Thread> UpdateThread(
+      absl::string_view id, const Mutation<v1::Thread>& mutate) = 0;
+  // Deletes the thread and everything in it.
+  virtual absl::Status DeleteThread(absl::string_view id) = 0;
+
+  // --- Messages ---
+  // THREAD_NOT_FOUND when message.thread_id does not exist;
+  // FAILED_PRECONDITION (THREAD_MESSAGE_LIMIT) at kMaxMessagesPerThread.
+  virtual absl::Status CreateMessage(const v1::Message& message,
+                                     const IdempotencyRecord* idempotency) = 0;
+  // MESSAGE_NOT_FOUND also when the message belongs to another thread.
+  virtual absl::StatusOr<v1::Message> GetMessage(
+      absl::string_view thread_id, absl::string_view message_id) = 0;
+  // THREAD_NOT_FOUND when the thread does not exist. A non-empty `run_id`
+  // keeps only messages with that run_id.
+  virtual absl::StatusOr<Page<v1::Message>> ListMessages(
+      absl::string_view thread_id, absl::string_view run_id,
+      const ListQuery& query) = 0;
+  virtual absl::StatusOr<v1::Message> UpdateMessage(
+      absl::string_view thread_id, absl::string_view message_id,
+      const Mutation<v1::Message>& mutate) = 0;
+  virtual absl::Status DeleteMessage(absl::string_view thread_id,
+                                     absl::string_view message_id) = 0;
+
+  // --- Idempotency ---
+  virtual absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
+      absl::string_view key) = 0;
+  // Forgets records created before `cutoff_ms`; returns how many.
+  virtual absl::StatusOr<int64_t> PruneIdempotencyRecords(
+      int64_t cutoff_ms) = 0;
+};
+
+}  // namespace assistants
+
+#endif  // SERVICE_STORE_STORE_H_

@@ -1,0 +1,1218 @@
+// The Store contract (service/store/store.h) as one typed test suite, run
+// against MemoryStore and SqliteStore (on a file in a fresh temp dir), plus
+// SQLite-only tests for durability, schema versions, corruption and rollback.
+#include "service/store/store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "service/common/errors.h"
+#include "service/common/ids.h"
+#include "service/store/memory_store.h"
+#include "service/store/sqlite_store.h"
+
+namespace assistants {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAreArray;
+
+// A fresh directory per test, so SQLite files never leak between tests.
+std::string MakeTempDir() {
+  std::string tmpl = ::testing::TempDir() + "/store_test_XXXXXX";
+  char* dir = mkdtemp(tmpl.data());
+  EXPECT_NE(dir, nullptr) << "mkdtemp failed";
+  return tmpl;
+}
+
+struct MemoryFactory {
+  static std::unique_ptr<Store> Make(const std::string& dir, int64_t limit) {
+    return std::make_unique<MemoryStore>(limit);
+  }
+};
+
+struct SqliteFactory {
+  static std::unique_ptr<Store> Make(const std::string& dir, int64_t limit) {
+    SqliteStoreOptions options;
+    options.max_messages_per_thread = limit;
+    absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+        SqliteStore::Open(dir + "/store.db", options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return nullptr;
+    return std::move(store).value();
+  }
+};
+
+struct FactoryNames {
+  template <typename T>
+  static std::string GetName(int) {
+    if (std::is_same_v<T, MemoryFactory>) return "Memory";
+    return "Sqlite";
+  }
+};
+
+v1::Assistant MakeAssistant(const std::string& name = "helper") {
+  v1::Assistant assistant;
+  assistant.set_id(NewId(kAssistantPrefix));
+  assistant.set_object("assistant");
+  assistant.set_created_at(1700000000);
+  assistant.set_model("gpt-4o");
+  assistant.set_name(name);
+  (*assistant.mutable_metadata())["k1"] = "v1";
+  (*assistant.mutable_metadata())["k2"] = "v2";
+  return assistant;
+}
+
+v1::Thread MakeThread() {
+  v1::Thread thread;
+  thread.set_id(NewId(kThreadPrefix));
+  thread.set_object("thread");
+  thread.set_created_at(1700000000);
+  (*thread.mutable_metadata())["topic"] = "tests";
+  return thread;
+}
+
+v1::Message MakeMessage(const std::string& thread_id,
+                        const std::string& text = "hello",
+                        const std::string& run_id = "") {
+  v1::Message message;
+  message.set_id(NewId(kMessagePrefix));
+  message.set_object("thread.message");
+  message.set_created_at(1700000000);
+  message.set_thread_id(thread_id);
+  message.set_role(v1::MESSAGE_ROLE_USER);
+  message.set_run_id(run_id);
+  message.add_content()->mutable_text()->set_value(text);
+  return message;
+}
+
+IdempotencyRecord MakeRecord(const std::string& key, int64_t created_at_ms) {
+  IdempotencyRecord record;
+  record.key = key;
+  record.request_fingerprint = absl::StrCat("fp-", key, std::string(1, '\0'));
+  record.response = absl::StrCat("resp-", key, std::string(1, '\xff'));
+  record.created_at_ms = created_at_ms;
+  return record;
+}
+
+template <typename T>
+std::vector<std::string> Ids(const std::vector<T>& items) {
+  std::vector<std::string> ids;
+  for (const T& item : items) ids.push_back(item.id());
+  return ids;
+}
+
+ListQuery Query(int limit, bool ascending, std::string after = "",
+                std::string before = "") {
+  ListQuery query;
+  query.limit = limit;
+  query.ascending = ascending;
+  query.after = std::move(after);
+  query.before = std::move(before);
+  return query;
+}
+
+void ExpectError(const absl::Status& status, absl::StatusCode code,
+                 const std::string& reason) {
+  EXPECT_EQ(status.code(), code) << status;
+  EXPECT_EQ(ErrorReason(status), reason) << status;
+}
+
+// A mutation that changes the object and then fails: nothing may be written.
+template <typename T>
+Mutation<T> FailingMutation() {
+  return [](T& object) {
+    object.mutable_metadata()->clear();
+    (*object.mutable_metadata())["changed"] = "yes";
+    return absl::FailedPreconditionError("mutation refused");
+  };
+}
+
+template <typename Factory>
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    store_ = Factory::Make(dir_, kMaxMessagesPerThread);
+    ASSERT_NE(store_, nullptr);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Replaces the store with an empty one holding at most `limit` messages per
+  // thread.
+  void UseMessageLimit(int64_t limit) {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+    dir_ = MakeTempDir();
+    store_ = Factory::Make(dir_, limit);
+    ASSERT_NE(store_, nullptr);
+  }
+
+  Store& store() { return *store_; }
+
+  // Creates `n` assistants in order; returns their ids.
+  std::vector<std::string> CreateAssistants(int n) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      v1::Assistant assistant = MakeAssistant(absl::StrCat("a", i));
+      EXPECT_TRUE(store().CreateAssistant(assistant, nullptr).ok());
+      ids.push_back(assistant.id());
+    }
+    return ids;
+  }
+
+  // The ids of one page of assistants; fails the test on error.
+  std::pair<std::vector<std::string>, bool> ListIds(const ListQuery& query) {
+    absl::StatusOr<Page<v1::Assistant>> page = store().ListAssistants(query);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) return {};
+    return {Ids(page->items), page->has_more};
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+using Factories = ::testing::Types<MemoryFactory, SqliteFactory>;
+TYPED_TEST_SUITE(StoreTest, Factories, FactoryNames);
+
+// --- Assistants ---
+
+TYPED_TEST(StoreTest, AssistantCreateGetUpdateDelete) {
+  v1::Assistant assistant = MakeAssistant();
+  ASSERT_TRUE(this->store().CreateAssistant(assistant, nullptr).ok());
+
+  absl::StatusOr<v1::Assistant> got =
+      this->store().GetAssistant(assistant.id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(*got, assistant));
+
+  absl::StatusOr<v1::Assistant> updated =
+      this->store().UpdateAssistant(assistant.id(), [](v1::Assistant& a) {
+        a.set_name("renamed");
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->name(), "renamed");
+  got = this->store().GetAssistant(assistant.id());
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->name(), "renamed");
+  EXPECT_EQ(got->model(), "gpt-4o");
+
+  ASSERT_TRUE(this->store().DeleteAssistant(assistant.id()).ok());
+  ExpectError(this->store().GetAssistant(assistant.id()).status(),
+              absl::StatusCode::kNotFound, "ASSISTANT_NOT_FOUND");
+  ExpectError(this->store().DeleteAssistant(assistant.id()),
+              absl::StatusCode::kNotFound, "ASSISTANT_NOT_FOUND");
+  ExpectError(
+      this->store()
+          .UpdateAssistant(assistant.id(),
+                           [](v1::Assistant&) { return absl::OkStatus(); })
+          .status(),
+      absl::StatusCode::kNotFound, "ASSISTANT_NOT_FOUND");
+}
+
+TYPED_TEST(StoreTest, AssistantNotFoundCarriesId) {
+  const std::string id = NewId(kAssistantPrefix);
+  absl::Status status = this->store().GetAssistant(id).status();
+  ExpectError(status, absl::StatusCode::kNotFound, "ASSISTANT_NOT_FOUND");
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->metadata().at("assistant_id"), id);
+}
+
+TYPED_TEST(StoreTest, DuplicateIdIsRejected) {
+  v1::Assistant assistant = MakeAssistant();
+  ASSERT_TRUE(this->store().CreateAssistant(assistant, nullptr).ok());
+  assistant.set_name("second");
+  EXPECT_EQ(this->store().CreateAssistant(assistant, nullptr).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(this->store().GetAssistant(assistant.id())->name(), "helper");
+}
+
+TYPED_TEST(StoreTest, FailedMutationWritesNothing) {
+  v1::Assistant assistant = MakeAssistant();
+  v1::Thread thread = MakeThread();
+  v1::Message message = MakeMessage(thread.id());
+  ASSERT_TRUE(this->store().CreateAssistant(assistant, nullptr).ok());
+  ASSERT_TRUE(this->store().CreateThread(thread, {message}, nullptr).ok());
+
+  absl::Status status =
+      this->store()
+          .UpdateAssistant(assistant.id(), FailingMutation<v1::Assistant>())
+          .status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(status.message(), "mutation refused");
+  status = this->store()
+               .UpdateThread(thread.id(), FailingMutation<v1::Thread>())
+               .status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  status = this->store()
+               .UpdateMessage(thread.id(), message.id(),
+                              FailingMutation<v1::Message>())
+               .status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *this->store().GetAssistant(assistant.id()), assistant));
+  EXPECT_TRUE(MessageDifferencer::Equals(*this->store().GetThread(thread.id()),
+                                         thread));
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *this->store().GetMessage(thread.id(), message.id()), message));
+}
+
+TYPED_TEST(StoreTest, MutationMayNotChangeIds) {
+  v1::Assistant assistant = MakeAssistant();
+  v1::Thread thread = MakeThread();
+  v1::Thread other = MakeThread();
+  v1::Message message = MakeMessage(thread.id());
+  ASSERT_TRUE(this->store().CreateAssistant(assistant, nullptr).ok());
+  ASSERT_TRUE(this->store().CreateThread(thread, {message}, nullptr).ok());
+  ASSERT_TRUE(this->store().CreateThread(other, {}, nullptr).ok());
+
+  EXPECT_FALSE(this->store()
+                   .UpdateAssistant(assistant.id(),
+                                    [](v1::Assistant& a) {
+                                      a.set_id("asst_other");
+                                      return absl::OkStatus();
+                                    })
+                   .ok());
+  EXPECT_FALSE(this->store()
+                   .UpdateMessage(thread.id(), message.id(),
+                                  [&](v1::Message& m) {
+                                    m.set_thread_id(other.id());
+                                    return absl::OkStatus();
+                                  })
+                   .ok());
+  EXPECT_TRUE(this->store().GetAssistant(assistant.id()).ok());
+  EXPECT_TRUE(this->store().GetMessage(thread.id(), message.id()).ok());
+  EXPECT_THAT(
+      this->store().ListMessages(other.id(), "", Query(20, true))->items,
+      IsEmpty());
+}
+
+// --- Threads ---
+
+TYPED_TEST(StoreTest, ThreadCreateGetUpdateDelete) {
+  v1::Thread thread = MakeThread();
+  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  absl::StatusOr<v1::Thread> got = this->store().GetThread(thread.id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(*got, thread));
+
+  absl::StatusOr<v1::Thread> updated =
+      this->store().UpdateThread(thread.id(), [](v1::Thread& t) {
+        (*t.mutable_metadata())["topic"] = "updated";
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->metadata().at("topic"), "updated");
+  EXPECT_EQ(this->store().GetThread(thread.id())->metadata().at("topic"),
+            "updated");
+
+  ASSERT_TRUE(this->store().DeleteThread(thread.id()).ok());
+  ExpectError(this->store().GetThread(thread.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(this->store().DeleteThread(thread.id()),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(this->store()
+                  .UpdateThread(thread.id(),
+                                [](v1::Thread&) { return absl::OkStatus(); })
+                  .status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+}
+
+TYPED_TEST(StoreTest, ThreadInitialMessagesKeepTheirOrder) {
+  v1::Thread thread = MakeThread();
+  std::vector<v1::Message> messages;
+  for (int i = 0; i < 5; ++i) {
+    messages.push_back(MakeMessage(thread.id(), absl::StrCat("m", i)));
+  }
+  ASSERT_TRUE(this->store().CreateThread(thread, messages, nullptr).ok());
+  absl::StatusOr<Page<v1::Message>> page =
+      this->store().ListMessages(thread.id(), "", Query(20, true));
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(page->items), ElementsAreArray(Ids(messages)));
+  for (size_t i = 0; i < messages.size(); ++i) {
+    EXPECT_TRUE(MessageDifferencer::Equals(page->items[i], messages[i]));
+  }
+  // A message created later comes after the initial ones.
+  v1::Message later = MakeMessage(thread.id(), "later");
+  ASSERT_TRUE(this->store().CreateMessage(later, nullptr).ok());
+  page = this->store().ListMessages(thread.id(), "", Query(1, false));
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(Ids(page->items), ElementsAre(later.id()));
+}
+
+TYPED_TEST(StoreTest, ThreadInitialMessageMustNameTheThread) {
+  v1::Thread thread = MakeThread();
+  v1::Message stray = MakeMessage(NewId(kThreadPrefix));
+  EXPECT_EQ(this->store().CreateThread(thread, {stray}, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  ExpectError(this->store().GetThread(thread.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+}
+
+TYPED_TEST(StoreTest, DeleteThreadRemovesItsMessagesOnly) {
+  v1::Thread thread = MakeThread();
+  v1::Thread other = MakeThread();
+  v1::Message m1 = MakeMessage(thread.id());
+  v1::Message m2 = MakeMessage(thread.id());
+  v1::Message kept = MakeMessage(other.id());
+  ASSERT_TRUE(this->store().CreateThread(thread, {m1}, nullptr).ok());
+  ASSERT_TRUE(this->store().CreateMessage(m2, nullptr).ok());
+  ASSERT_TRUE(this->store().CreateThread(other, {kept}, nullptr).ok());
+
+  ASSERT_TRUE(this->store().DeleteThread(thread.id()).ok());
+  for (const v1::Message& m : {m1, m2}) {
+    absl::Status status =
+        this->store().GetMessage(thread.id(), m.id()).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(this->store().GetMessage(other.id(), m.id()).status().code(),
+              absl::StatusCode::kNotFound);
+  }
+  ExpectError(
+      this->store().ListMessages(thread.id(), "", Query(20, true)).status(),
+      absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(this->store().CreateMessage(MakeMessage(thread.id()), nullptr),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  EXPECT_TRUE(this->store().GetMessage(other.id(), kept.id()).ok());
+  EXPECT_THAT(
+      Ids(this->store().ListMessages(other.id(), "", Query(20, true))->items),
+      ElementsAre(kept.id()));
+}
+
+// --- Messages ---
+
+TYPED_TEST(StoreTest, MessageCreateGetUpdateDelete) {
+  v1::Thread thread = MakeThread();
+  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  v1::Message message = MakeMessage(thread.id(), "hi");
+  ASSERT_TRUE(this->store().CreateMessage(message, nullptr).ok());
+
+  absl::StatusOr<v1::Message> got =
+      this->store().GetMessage(thread.id(), message.id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(*got, message));
+
+  absl::StatusOr<v1::Message> updated = this->store().UpdateMessage(
+      thread.id(), message.id(), [](v1::Message& m) {
+        (*m.mutable_metadata())["edited"] = "true";
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->metadata().at("edited"), "true");
+  EXPECT_EQ(this->store()
+                .GetMessage(thread.id(), message.id())
+                ->metadata()
+                .at("edited"),
+            "true");
+
+  ASSERT_TRUE(this->store().DeleteMessage(thread.id(), message.id()).ok());
+  ExpectError(this->store().GetMessage(thread.id(), message.id()).status(),
+              absl::StatusCode::kNotFound, "MESSAGE_NOT_FOUND");
+  ExpectError(this->store().DeleteMessage(thread.id(), message.id()),
+              absl::StatusCode::kNotFound, "MESSAGE_NOT_FOUND");
+  ExpectError(this->store()
+                  .UpdateMessage(thread.id(), message.id(),
+                                 [](v1::Message&) { return absl::OkStatus(); })
+                  .status(),
+              absl::StatusCode::kNotFound, "MESSAGE_NOT_FOUND");
+  EXPECT_TRUE(this->store().GetThread(thread.id()).ok());
+}
+
+TYPED_TEST(StoreTest, MessageOfAnotherThreadIsNotFound) {
+  v1::Thread thread = MakeThread();
+  v1::Thread other = MakeThread();
+  v1::Message message = MakeMessage(thread.id());
+  ASSERT_TRUE(this->store().CreateThread(thread, {message}, nullptr).ok());
+  ASSERT_TRUE(this->store().CreateThread(other, {}, nullptr).ok());
+
+  ExpectError(this->store().GetMessage(other.id(), message.id()).status(),
+              absl::StatusCode::kNotFound, "MESSAGE_NOT_FOUND");
+  ExpectError(this->store()
+                  .UpdateMessage(other.id(), message.id(),
+                                 [](v1::Message&) { return absl::OkStatus(); })
+                  .status(),
+              absl::StatusCode::kNotFound, "MESSAGE_NOT_FOUND");
+  ExpectError(this->store().DeleteMessage(other.id(), message.id()),
+              absl::StatusCode::kNotFound, "MESSAGE_NOT_FOUND");
+  EXPECT_TRUE(this->store().GetMessage(thread.id(), message.id()).ok());
+}
+
+TYPED_TEST(StoreTest, MessageInMissingThread) {
+  const std::string missing = NewId(kThreadPrefix);
+  ExpectError(this->store().CreateMessage(MakeMessage(missing), nullptr),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(
+      this->store().ListMessages(missing, "", Query(20, false)).status(),
+      absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  // Looking a message up in a missing thread names the missing thread.
+  ExpectError(this->store().GetMessage(missing, NewId(kMessagePrefix)).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+}
+
+TYPED_TEST(StoreTest, MessageLimit) {
+  this->UseMessageLimit(3);
+  v1::Thread thread = MakeThread();
+  ASSERT_TRUE(
+      this->store()
+          .CreateThread(thread,
+                        {MakeMessage(thread.id()), MakeMessage(thread.id())},
+                        nullptr)
+          .ok());
+  v1::Message third = MakeMessage(thread.id());
+  ASSERT_TRUE(this->store().CreateMessage(third, nullptr).ok());
+
+  v1::Message fourth = MakeMessage(thread.id());
+  absl::Status status = this->store().CreateMessage(fourth, nullptr);
+  ExpectError(status, absl::StatusCode::kFailedPrecondition,
+              "THREAD_MESSAGE_LIMIT");
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->metadata().at("thread_id"), thread.id());
+  EXPECT_EQ(this->store().GetMessage(thread.id(), fourth.id()).status().code(),
+            absl::StatusCode::kNotFound);
+
+  // Deleting a message makes room again.
+  ASSERT_TRUE(this->store().DeleteMessage(thread.id(), third.id()).ok());
+  EXPECT_TRUE(this->store().CreateMessage(fourth, nullptr).ok());
+
+  // A new thread may not start over the limit either.
+  v1::Thread big = MakeThread();
+  std::vector<v1::Message> four;
+  for (int i = 0; i < 4; ++i) four.push_back(MakeMessage(big.id()));
+  ExpectError(this->store().CreateThread(big, four, nullptr),
+              absl::StatusCode::kFailedPrecondition, "THREAD_MESSAGE_LIMIT");
+  EXPECT_EQ(this->store().GetThread(big.id()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+// --- Lists ---
+
+TYPED_TEST(StoreTest, ListEmpty) {
+  auto [ids, more] = this->ListIds(Query(20, false));
+  EXPECT_THAT(ids, IsEmpty());
+  EXPECT_FALSE(more);
+}
+
+TYPED_TEST(StoreTest, ListOrderAndLimits) {
+  std::vector<std::string> a = this->CreateAssistants(5);
+  std::vector<std::string> reversed(a.rbegin(), a.rend());
+
+  auto [all_asc, more1] = this->ListIds(Query(20, true));
+  EXPECT_THAT(all_asc, ElementsAreArray(a));
+  EXPECT_FALSE(more1);
+  auto [all_desc, more2] = this->ListIds(Query(20, false));
+  EXPECT_THAT(all_desc, ElementsAreArray(reversed));
+  EXPECT_FALSE(more2);
+
+  auto [one, more3] = this->ListIds(Query(1, true));
+  EXPECT_THAT(one, ElementsAre(a[0]));
+  EXPECT_TRUE(more3);
+  auto [one_desc, more4] = this->ListIds(Query(1, false));
+  EXPECT_THAT(one_desc, ElementsAre(a[4]));
+  EXPECT_TRUE(more4);
+
+  auto [exact, more5] = this->ListIds(Query(5, true));
+  EXPECT_THAT(exact, ElementsAreArray(a));
+  EXPECT_FALSE(more5);
+  auto [short_by_one, more6] = this->ListIds(Query(4, false));
+  EXPECT_THAT(short_by_one, ElementsAre(a[4], a[3], a[2], a[1]));
+  EXPECT_TRUE(more6);
+  auto [over, more7] = this->ListIds(Query(100, false));
+  EXPECT_THAT(over, ElementsAreArray(reversed));
+  EXPECT_FALSE(more7);
+}
+
+TYPED_TEST(StoreTest, ListAfter) {
+  std::vector<std::string> a = this->CreateAssistants(5);
+  auto [p1, m1] = this->ListIds(Query(2, true, a[1]));
+  EXPECT_THAT(p1, ElementsAre(a[2], a[3]));
+  EXPECT_TRUE(m1);
+  auto [p2, m2] = this->ListIds(Query(2, true, a[2]));
+  EXPECT_THAT(p2, ElementsAre(a[3], a[4]));
+  EXPECT_FALSE(m2);
+  auto [p3, m3] = this->ListIds(Query(2, true, a[4]));
+  EXPECT_THAT(p3, IsEmpty());
+  EXPECT_FALSE(m3);
+
+  auto [d1, dm1] = this->ListIds(Query(2, false, a[3]));
+  EXPECT_THAT(d1, ElementsAre(a[2], a[1]));
+  EXPECT_TRUE(dm1);
+  auto [d2, dm2] = this->ListIds(Query(2, false, a[1]));
+  EXPECT_THAT(d2, ElementsAre(a[0]));
+  EXPECT_FALSE(dm2);
+}
+
+TYPED_TEST(StoreTest, ListBefore) {
+  std::vector<std::string> a = this->CreateAssistants(5);
+  // Ascending: the items closest to the cursor, still ascending; has_more
+  // looks past the first item.
+  auto [p1, m1] = this->ListIds(Query(2, true, "", a[3]));
+  EXPECT_THAT(p1, ElementsAre(a[1], a[2]));
+  EXPECT_TRUE(m1);
+  auto [p2, m2] = this->ListIds(Query(2, true, "", a[2]));
+  EXPECT_THAT(p2, ElementsAre(a[0], a[1]));
+  EXPECT_FALSE(m2);
+  auto [p3, m3] = this->ListIds(Query(2, true, "", a[0]));
+  EXPECT_THAT(p3, IsEmpty());
+  EXPECT_FALSE(m3);
+
+  // Descending: "before" means newer.
+  auto [d1, dm1] = this->ListIds(Query(2, false, "", a[1]));
+  EXPECT_THAT(d1, ElementsAre(a[3], a[2]));
+  EXPECT_TRUE(dm1);
+  auto [d2, dm2] = this->ListIds(Query(2, false, "", a[2]));
+  EXPECT_THAT(d2, ElementsAre(a[4], a[3]));
+  EXPECT_FALSE(dm2);
+  auto [d3, dm3] = this->ListIds(Query(10, false, "", a[2]));
+  EXPECT_THAT(d3, ElementsAre(a[4], a[3]));
+  EXPECT_FALSE(dm3);
+}
+
+TYPED_TEST(StoreTest, ListAfterAndBefore) {
+  std::vector<std::string> a = this->CreateAssistants(6);
+  auto [p1, m1] = this->ListIds(Query(10, true, a[0], a[4]));
+  EXPECT_THAT(p1, ElementsAre(a[1], a[2], a[3]));
+  EXPECT_FALSE(m1);
+  // With both cursors the page hugs `before`; has_more looks towards `after`.
+  auto [p2, m2] = this->ListIds(Query(2, true, a[0], a[4]));
+  EXPECT_THAT(p2, ElementsAre(a[2], a[3]));
+  EXPECT_TRUE(m2);
+  auto [d1, dm1] = this->ListIds(Query(10, false, a[5], a[1]));
+  EXPECT_THAT(d1, ElementsAre(a[4], a[3], a[2]));
+  EXPECT_FALSE(dm1);
+  auto [d2, dm2] = this->ListIds(Query(2, false, a[5], a[1]));
+  EXPECT_THAT(d2, ElementsAre(a[3], a[2]));
+  EXPECT_TRUE(dm2);
+  // Adjacent or crossed cursors leave nothing between them.
+  auto [e1, em1] = this->ListIds(Query(10, true, a[2], a[3]));
+  EXPECT_THAT(e1, IsEmpty());
+  EXPECT_FALSE(em1);
+  auto [e2, em2] = this->ListIds(Query(10, true, a[4], a[1]));
+  EXPECT_THAT(e2, IsEmpty());
+  EXPECT_FALSE(em2);
+}
+
+TYPED_TEST(StoreTest, ListWalksEveryPage) {
+  std::vector<std::string> a = this->CreateAssistants(7);
+  for (bool ascending : {true, false}) {
+    std::vector<std::string> seen;
+    std::string after;
+    for (int pages = 0; pages < 10; ++pages) {
+      auto [ids, more] = this->ListIds(Query(3, ascending, after));
+      seen.insert(seen.end(), ids.begin(), ids.end());
+      if (!more) break;
+      after = ids.back();
+    }
+    std::vector<std::string> expected = a;
+    if (!ascending) std::reverse(expected.begin(), expected.end());
+    EXPECT_THAT(seen, ElementsAreArray(expected)) << ascending;
+  }
+  // Backwards with `before` from the end of a descending list.
+  std::vector<std::string> seen;
+  std::string before = a[0];
+  for (int pages = 0; pages < 10; ++pages) {
+    auto [ids, more] = this->ListIds(Query(3, false, "", before));
+    seen.insert(seen.begin(), ids.begin(), ids.end());
+    if (!more) break;
+    before = ids.front();
+  }
+  EXPECT_THAT(seen, ElementsAre(a[6], a[5], a[4], a[3], a[2], a[1]));
+}
+
+TYPED_TEST(StoreTest, CursorNamingDeletedObjectKeepsItsPlace) {
+  std::vector<std::string> a = this->CreateAssistants(5);
+  ASSERT_TRUE(this->store().DeleteAssistant(a[2]).ok());
+  auto [p1, m1] = this->ListIds(Query(10, true, a[2]));
+  EXPECT_THAT(p1, ElementsAre(a[3], a[4]));
+  EXPECT_FALSE(m1);
+  auto [p2, m2] = this->ListIds(Query(10, true, "", a[2]));
+  EXPECT_THAT(p2, ElementsAre(a[0], a[1]));
+  EXPECT_FALSE(m2);
+  auto [p3, m3] = this->ListIds(Query(1, false, a[2]));
+  EXPECT_THAT(p3, ElementsAre(a[1]));
+  EXPECT_TRUE(m3);
+  // Deleting the last page's anchor does not restart the list.
+  ASSERT_TRUE(this->store().DeleteAssistant(a[4]).ok());
+  auto [p4, m4] = this->ListIds(Query(10, true, a[4]));
+  EXPECT_THAT(p4, IsEmpty());
+  EXPECT_FALSE(m4);
+}
+
+TYPED_TEST(StoreTest, UnknownCursorIsInvalid) {
+  std::vector<std::string> a = this->CreateAssistants(2);
+  absl::Status status =
+      this->store()
+          .ListAssistants(Query(10, true, NewId(kAssistantPrefix)))
+          .status();
+  ExpectError(status, absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  std::optional<google::rpc::BadRequest> bad = GetBadRequest(status);
+  ASSERT_TRUE(bad.has_value());
+  ASSERT_EQ(bad->field_violations_size(), 1);
+  EXPECT_EQ(bad->field_violations(0).field(), "after");
+
+  status = this->store()
+               .ListAssistants(Query(10, true, "", NewId(kAssistantPrefix)))
+               .status();
+  ExpectError(status, absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  bad = GetBadRequest(status);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_EQ(bad->field_violations(0).field(), "before");
+
+  // An object of another list is not a cursor of this one.
+  v1::Thread thread = MakeThread();
+  v1::Thread other = MakeThread();
+  v1::Message foreign = MakeMessage(other.id());
+  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  ASSERT_TRUE(this->store().CreateThread(other, {foreign}, nullptr).ok());
+  ExpectError(
+      this->store().ListAssistants(Query(10, true, thread.id())).status(),
+      absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  ExpectError(this->store()
+                  .ListMessages(thread.id(), "", Query(10, true, foreign.id()))
+                  .status(),
+              absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  ExpectError(this->store()
+                  .ListMessages(thread.id(), "", Query(10, true, a[0]))
+                  .status(),
+              absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  // A deleted message of another thread is not a cursor here either.
+  ASSERT_TRUE(this->store().DeleteMessage(other.id(), foreign.id()).ok());
+  ExpectError(
+      this->store()
+          .ListMessages(thread.id(), "", Query(10, true, "", foreign.id()))
+          .status(),
+      absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+}
+
+TYPED_TEST(StoreTest, ListMessagesPagingAndDeletedCursor) {
+  v1::Thread thread = MakeThread();
+  std::vector<v1::Message> messages;
+  for (int i = 0; i < 5; ++i) messages.push_back(MakeMessage(thread.id()));
+  ASSERT_TRUE(this->store().CreateThread(thread, messages, nullptr).ok());
+  std::vector<std::string> m = Ids(messages);
+
+  absl::StatusOr<Page<v1::Message>> page =
+      this->store().ListMessages(thread.id(), "", Query(2, false));
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[4], m[3]));
+  EXPECT_TRUE(page->has_more);
+
+  ASSERT_TRUE(this->store().DeleteMessage(thread.id(), m[3]).ok());
+  page = this->store().ListMessages(thread.id(), "", Query(2, false, m[3]));
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[2], m[1]));
+  EXPECT_TRUE(page->has_more);
+  page = this->store().ListMessages(thread.id(), "", Query(2, true, "", m[3]));
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[1], m[2]));
+  EXPECT_TRUE(page->has_more);
+}
+
+TYPED_TEST(StoreTest, ListMessagesByRun) {
+  v1::Thread thread = MakeThread();
+  std::vector<v1::Message> messages = {MakeMessage(thread.id(), "0", "run_a"),
+                                       MakeMessage(thread.id(), "1"),
+                                       MakeMessage(thread.id(), "2", "run_a"),
+                                       MakeMessage(thread.id(), "3", "run_b"),
+                                       MakeMessage(thread.id(), "4", "run_a")};
+  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  for (const v1::Message& message : messages) {
+    ASSERT_TRUE(this->store().CreateMessage(message, nullptr).ok());
+  }
+  std::vector<std::string> m = Ids(messages);
+
+  absl::StatusOr<Page<v1::Message>> page =
+      this->store().ListMessages(thread.id(), "run_a", Query(20, true));
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[0], m[2], m[4]));
+  EXPECT_FALSE(page->has_more);
+
+  page = this->store().ListMessages(thread.id(), "run_a", Query(2, false));
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[4], m[2]));
+  EXPECT_TRUE(page->has_more);
+
+  // A cursor may name a message of another run: it still marks a position.
+  page = this->store().ListMessages(thread.id(), "run_a", Query(1, true, m[1]));
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[2]));
+  EXPECT_TRUE(page->has_more);
+  page = this->store().ListMessages(thread.id(), "run_a", Query(5, true, m[3]));
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[4]));
+  EXPECT_FALSE(page->has_more);
+
+  page = this->store().ListMessages(thread.id(), "run_b", Query(20, true));
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[3]));
+  page = this->store().ListMessages(thread.id(), "run_none", Query(20, true));
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(page->items, IsEmpty());
+
+  // An update that sets run_id is seen by the filter.
+  ASSERT_TRUE(this->store()
+                  .UpdateMessage(thread.id(), m[1],
+                                 [](v1::Message& message) {
+                                   message.set_run_id("run_b");
+                                   return absl::OkStatus();
+                                 })
+                  .ok());
+  page = this->store().ListMessages(thread.id(), "run_b", Query(20, true));
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(Ids(page->items), ElementsAre(m[1], m[3]));
+}
+
+// --- Idempotency ---
+
+TYPED_TEST(StoreTest, IdempotencyRecordIsWrittenWithTheObject) {
+  EXPECT_FALSE(
+      this->store().GetIdempotencyRecord("CreateAssistant/none")->has_value());
+  IdempotencyRecord record = MakeRecord("CreateAssistant/r1", 1234);
+  v1::Assistant assistant = MakeAssistant();
+  ASSERT_TRUE(this->store().CreateAssistant(assistant, &record).ok());
+  absl::StatusOr<std::optional<IdempotencyRecord>> got =
+      this->store().GetIdempotencyRecord(record.key);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ((*got)->key, record.key);
+  EXPECT_EQ((*got)->request_fingerprint, record.request_fingerprint);
+  EXPECT_EQ((*got)->response, record.response);
+  EXPECT_EQ((*got)->created_at_ms, 1234);
+}
+
+TYPED_TEST(StoreTest, DuplicateIdempotencyKeyCreatesNothing) {
+  IdempotencyRecord record = MakeRecord("key", 1);
+  v1::Assistant first = MakeAssistant();
+  ASSERT_TRUE(this->store().CreateAssistant(first, &record).ok());
+
+  IdempotencyRecord again = MakeRecord("key", 2);
+  again.response = "other";
+  v1::Assistant second = MakeAssistant();
+  ExpectError(this->store().CreateAssistant(second, &again),
+              absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT");
+  EXPECT_EQ(this->store().GetAssistant(second.id()).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(this->ListIds(Query(20, true)).first, ElementsAre(first.id()));
+
+  v1::Thread thread = MakeThread();
+  v1::Message message = MakeMessage(thread.id());
+  ExpectError(this->store().CreateThread(thread, {message}, &again),
+              absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT");
+  EXPECT_EQ(this->store().GetThread(thread.id()).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(this->store().GetMessage(thread.id(), message.id()).status().code(),
+            absl::StatusCode::kNotFound);
+
+  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  ExpectError(this->store().CreateMessage(message, &again),
+              absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT");
+  EXPECT_THAT(
+      this->store().ListMessages(thread.id(), "", Query(20, true))->items,
+      IsEmpty());
+
+  // The first record is untouched.
+  absl::StatusOr<std::optional<IdempotencyRecord>> got =
+      this->store().GetIdempotencyRecord("key");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->response, record.response);
+  EXPECT_EQ((*got)->created_at_ms, 1);
+}
+
+TYPED_TEST(StoreTest, IdempotencyOnThreadAndMessageCreates) {
+  IdempotencyRecord thread_record = MakeRecord("CreateThread/x", 5);
+  IdempotencyRecord message_record = MakeRecord("CreateMessage/x", 6);
+  v1::Thread thread = MakeThread();
+  ASSERT_TRUE(
+      this->store()
+          .CreateThread(thread, {MakeMessage(thread.id())}, &thread_record)
+          .ok());
+  ASSERT_TRUE(this->store()
+                  .CreateMessage(MakeMessage(thread.id()), &message_record)
+                  .ok());
+  EXPECT_TRUE(
+      this->store().GetIdempotencyRecord(thread_record.key)->has_value());
+  EXPECT_TRUE(
+      this->store().GetIdempotencyRecord(message_record.key)->has_value());
+}
+
+TYPED_TEST(StoreTest, FailedCreateWritesNoIdempotencyRecord) {
+  IdempotencyRecord record = MakeRecord("CreateMessage/missing-thread", 1);
+  EXPECT_FALSE(this->store()
+                   .CreateMessage(MakeMessage(NewId(kThreadPrefix)), &record)
+                   .ok());
+  EXPECT_FALSE(this->store().GetIdempotencyRecord(record.key)->has_value());
+}
+
+TYPED_TEST(StoreTest, PruneIdempotencyRecords) {
+  for (int64_t at : {100, 200, 300}) {
+    IdempotencyRecord record = MakeRecord(absl::StrCat("k", at), at);
+    ASSERT_TRUE(this->store().CreateAssistant(MakeAssistant(), &record).ok());
+  }
+  absl::StatusOr<int64_t> pruned = this->store().PruneIdempotencyRecords(200);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 1);
+  EXPECT_FALSE(this->store().GetIdempotencyRecord("k100")->has_value());
+  EXPECT_TRUE(this->store().GetIdempotencyRecord("k200")->has_value());
+  EXPECT_EQ(*this->store().PruneIdempotencyRecords(200), 0);
+  EXPECT_EQ(*this->store().PruneIdempotencyRecords(1000), 2);
+  EXPECT_FALSE(this->store().GetIdempotencyRecord("k300")->has_value());
+  // Pruning forgets records, not objects.
+  EXPECT_EQ(this->ListIds(Query(20, true)).first.size(), 3u);
+}
+
+// --- Concurrency ---
+
+TYPED_TEST(StoreTest, ConcurrentCreatesAreAllKept) {
+  v1::Thread thread = MakeThread();
+  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  constexpr int kWorkers = 4;
+  constexpr int kPerWorker = 25;
+  std::vector<std::vector<std::string>> assistant_ids(kWorkers);
+  std::vector<std::vector<std::string>> message_ids(kWorkers);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      for (int i = 0; i < kPerWorker; ++i) {
+        v1::Assistant assistant = MakeAssistant();
+        v1::Message message = MakeMessage(thread.id());
+        IdempotencyRecord record = MakeRecord(absl::StrCat("w", w, "-", i), i);
+        if (!this->store().CreateAssistant(assistant, &record).ok()) ++failures;
+        if (!this->store().CreateMessage(message, nullptr).ok()) ++failures;
+        // Interleave reads with the writes.
+        if (!this->store()
+                 .ListMessages(thread.id(), "", Query(5, false))
+                 .ok()) {
+          ++failures;
+        }
+        assistant_ids[w].push_back(assistant.id());
+        message_ids[w].push_back(message.id());
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  EXPECT_EQ(failures.load(), 0);
+
+  std::vector<std::string> all_assistants, all_messages;
+  for (int w = 0; w < kWorkers; ++w) {
+    all_assistants.insert(all_assistants.end(), assistant_ids[w].begin(),
+                          assistant_ids[w].end());
+    all_messages.insert(all_messages.end(), message_ids[w].begin(),
+                        message_ids[w].end());
+  }
+  auto [listed, more] = this->ListIds(Query(100, true));
+  EXPECT_FALSE(more);
+  EXPECT_THAT(listed, UnorderedElementsAreArray(all_assistants));
+  absl::StatusOr<Page<v1::Message>> page =
+      this->store().ListMessages(thread.id(), "", Query(100, true));
+  ASSERT_TRUE(page.ok());
+  EXPECT_FALSE(page->has_more);
+  EXPECT_THAT(Ids(page->items), UnorderedElementsAreArray(all_messages));
+  // Each worker's own messages appear in the order it created them.
+  for (int w = 0; w < kWorkers; ++w) {
+    std::vector<std::string> mine;
+    for (const std::string& id : Ids(page->items)) {
+      if (std::find(message_ids[w].begin(), message_ids[w].end(), id) !=
+          message_ids[w].end()) {
+        mine.push_back(id);
+      }
+    }
+    EXPECT_THAT(mine, ElementsAreArray(message_ids[w]));
+  }
+}
+
+// --- SQLite only ---
+
+// Runs `sql` on the database file through a separate raw connection, the way
+// an operator (or a damaged disk) could.
+void RawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  EXPECT_EQ(rc, SQLITE_OK) << (error != nullptr ? error : "") << " in " << sql;
+  sqlite3_free(error);
+  sqlite3_close(db);
+}
+
+std::string RawQueryText(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK);
+  std::string result;
+  if (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+    const unsigned char* text = sqlite3_column_text(stmt, 0);
+    if (text != nullptr) result = reinterpret_cast<const char*>(text);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return result;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    path_ = dir_ + "/store.db";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<SqliteStore> OpenStore() {
+    absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+        SqliteStore::Open(path_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(SqliteStoreTest, DataSurvivesReopening) {
+  v1::Assistant assistant = MakeAssistant();
+  v1::Thread thread = MakeThread();
+  std::vector<v1::Message> messages = {MakeMessage(thread.id(), "a"),
+                                       MakeMessage(thread.id(), "b", "run_x"),
+                                       MakeMessage(thread.id(), "c")};
+  IdempotencyRecord record = MakeRecord("CreateThread/r", 42);
+  {
+    std::unique_ptr<SqliteStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateAssistant(assistant, nullptr).ok());
+    ASSERT_TRUE(store->CreateThread(thread, messages, &record).ok());
+    ASSERT_TRUE(store->DeleteMessage(thread.id(), messages[1].id()).ok());
+  }
+  std::unique_ptr<SqliteStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(MessageDifferencer::Equals(*store->GetAssistant(assistant.id()),
+                                         assistant));
+  EXPECT_TRUE(
+      MessageDifferencer::Equals(*store->GetThread(thread.id()), thread));
+  absl::StatusOr<Page<v1::Message>> page =
+      store->ListMessages(thread.id(), "", Query(20, true));
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(page->items),
+              ElementsAre(messages[0].id(), messages[2].id()));
+  // Tombstones survive too: the deleted message still works as a cursor.
+  page =
+      store->ListMessages(thread.id(), "", Query(20, true, messages[1].id()));
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Ids(page->items), ElementsAre(messages[2].id()));
+  absl::StatusOr<std::optional<IdempotencyRecord>> got =
+      store->GetIdempotencyRecord(record.key);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->response, record.response);
+  // New objects still sort after the old ones (seq is never reused).
+  v1::Message later = MakeMessage(thread.id(), "d");
+  ASSERT_TRUE(store->CreateMessage(later, nullptr).ok());
+  page = store->ListMessages(thread.id(), "", Query(1, false));
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(Ids(page->items), ElementsAre(later.id()));
+}
+
+TEST_F(SqliteStoreTest, FileUsesWalAndCurrentSchemaVersion) {
+  ASSERT_NE(OpenStore(), nullptr);
+  EXPECT_EQ(RawQueryText(path_, "PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(RawQueryText(path_, "PRAGMA user_version"),
+            absl::StrCat(SqliteStore::SchemaVersion()));
+  // Opening again is a no-op migration.
+  ASSERT_NE(OpenStore(), nullptr);
+  EXPECT_EQ(RawQueryText(path_, "PRAGMA user_version"),
+            absl::StrCat(SqliteStore::SchemaVersion()));
+}
+
+TEST_F(SqliteStoreTest, NewerSchemaIsRefused) {
+  ASSERT_NE(OpenStore(), nullptr);
+  RawExec(path_, absl::StrCat("PRAGMA user_version = ",
+                              SqliteStore::SchemaVersion() + 1));
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  ExpectError(store.status(), absl::StatusCode::kFailedPrecondition,
+              "STORE_SCHEMA_TOO_NEW");
+  EXPECT_THAT(std::string(store.status().message()),
+              ::testing::HasSubstr("newer"));
+}
+
+TEST_F(SqliteStoreTest, OpenInMemory) {
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(":memory:");
+  ASSERT_TRUE(store.ok()) << store.status();
+  v1::Assistant assistant = MakeAssistant();
+  ASSERT_TRUE((*store)->CreateAssistant(assistant, nullptr).ok());
+  EXPECT_TRUE((*store)->GetAssistant(assistant.id()).ok());
+}
+
+TEST_F(SqliteStoreTest, UnopenablePathIsUnavailable) {
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(dir_ + "/no/such/dir/store.db");
+  ASSERT_FALSE(store.ok());
+  ExpectError(store.status(), absl::StatusCode::kUnavailable,
+              "STORE_UNAVAILABLE");
+}
+
+TEST_F(SqliteStoreTest, NotADatabaseIsDataLoss) {
+  {
+    FILE* file = fopen(path_.c_str(), "wb");
+    ASSERT_NE(file, nullptr);
+    const std::string garbage(8192, 'x');
+    fwrite(garbage.data(), 1, garbage.size(), file);
+    fclose(file);
+  }
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  ExpectError(store.status(), absl::StatusCode::kDataLoss, "STORE_CORRUPT");
+}
+
+TEST_F(SqliteStoreTest, CorruptBodyIsAnErrorNotACrash) {
+  v1::Assistant assistant = MakeAssistant();
+  v1::Thread thread = MakeThread();
+  v1::Message message = MakeMessage(thread.id());
+  {
+    std::unique_ptr<SqliteStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateAssistant(assistant, nullptr).ok());
+    ASSERT_TRUE(store->CreateThread(thread, {message}, nullptr).ok());
+  }
+  // An over-long varint: no protobuf parser accepts it.
+  const std::string garbage = "X'FFFFFFFFFFFFFFFFFFFFFFFF'";
+  for (const std::string& id : {assistant.id(), thread.id(), message.id()}) {
+    RawExec(path_, absl::StrCat("UPDATE objects SET body = ", garbage,
+                                " WHERE id = '", id, "'"));
+  }
+  std::unique_ptr<SqliteStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ExpectError(store->GetAssistant(assistant.id()).status(),
+              absl::StatusCode::kDataLoss, "STORE_CORRUPT");
+  ExpectError(store->ListAssistants(Query(20, true)).status(),
+              absl::StatusCode::kDataLoss, "STORE_CORRUPT");
+  ExpectError(
+      store
+          ->UpdateAssistant(assistant.id(),
+                            [](v1::Assistant&) { return absl::OkStatus(); })
+          .status(),
+      absl::StatusCode::kDataLoss, "STORE_CORRUPT");
+  ExpectError(store->GetThread(thread.id()).status(),
+              absl::StatusCode::kDataLoss, "STORE_CORRUPT");
+  ExpectError(store->GetMessage(thread.id(), message.id()).status(),
+              absl::StatusCode::kDataLoss, "STORE_CORRUPT");
+  ExpectError(store->ListMessages(thread.id(), "", Query(20, true)).status(),
+              absl::StatusCode::kDataLoss, "STORE_CORRUPT");
+  // A damaged object can still be deleted, and the store keeps working.
+  EXPECT_TRUE(store->DeleteAssistant(assistant.id()).ok());
+  EXPECT_TRUE(store->DeleteThread(thread.id()).ok());
+  v1::Assistant fresh = MakeAssistant();
+  ASSERT_TRUE(store->CreateAssistant(fresh, nullptr).ok());
+  EXPECT_THAT(Ids(store->ListAssistants(Query(20, true))->items),
+              ElementsAre(fresh.id()));
+}
+
+TEST_F(SqliteStoreTest, FailedWritesRollBack) {
+  v1::Thread thread = MakeThread();
+  v1::Message message = MakeMessage(thread.id(), "original");
+  IdempotencyRecord record = MakeRecord("k", 1);
+  {
+    std::unique_ptr<SqliteStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateThread(thread, {message}, &record).ok());
+    // The mutation runs inside the transaction; its error must roll it back.
+    EXPECT_FALSE(
+        store
+            ->UpdateMessage(thread.id(), message.id(),
+                            [](v1::Message& m) {
+                              m.mutable_content(0)->mutable_text()->set_value(
+                                  "changed");
+                              return absl::InternalError("boom");
+                            })
+            .ok());
+    // A multi-row create that fails late (duplicate message id after the
+    // thread row went in) leaves no thread behind.
+    v1::Thread second = MakeThread();
+    v1::Message a = MakeMessage(second.id());
+    v1::Message dup = a;
+    EXPECT_EQ(store->CreateThread(second, {a, dup}, nullptr).code(),
+              absl::StatusCode::kAlreadyExists);
+    EXPECT_EQ(store->GetThread(second.id()).status().code(),
+              absl::StatusCode::kNotFound);
+    // Idempotency conflict: nothing of the second thread is written.
+    v1::Thread third = MakeThread();
+    EXPECT_EQ(
+        store->CreateThread(third, {MakeMessage(third.id())}, &record).code(),
+        absl::StatusCode::kAborted);
+    // No transaction was left open: writes still work.
+    ASSERT_TRUE(store->CreateMessage(MakeMessage(thread.id()), nullptr).ok());
+  }
+  EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM objects"), "3");
+  EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM idempotency"), "1");
+  std::unique_ptr<SqliteStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<v1::Message> got =
+      store->GetMessage(thread.id(), message.id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->content(0).text().value(), "original");
+}
+
+TEST_F(SqliteStoreTest, DeleteThreadLeavesOnlyTheThreadTombstone) {
+  {
+    std::unique_ptr<SqliteStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    v1::Thread thread = MakeThread();
+    v1::Message m1 = MakeMessage(thread.id());
+    v1::Message m2 = MakeMessage(thread.id());
+    ASSERT_TRUE(store->CreateThread(thread, {m1, m2}, nullptr).ok());
+    ASSERT_TRUE(store->DeleteMessage(thread.id(), m1.id()).ok());
+    ASSERT_TRUE(store->DeleteThread(thread.id()).ok());
+  }
+  EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM objects"), "0");
+  EXPECT_EQ(RawQueryText(path_, "SELECT kind FROM tombstones"), "thread");
+  EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM tombstones"), "1");
+}
+
+TEST_F(SqliteStoreTest, BusyDatabaseIsUnavailable) {
+  SqliteStoreOptions options;
+  options.busy_timeout_ms = 100;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> opened =
+      SqliteStore::Open(path_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<SqliteStore> store = std::move(opened).value();
+  // Another connection holds the write lock past the store's busy timeout:
+  // the write gives up with UNAVAILABLE instead of hanging.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  ExpectError(store->CreateAssistant(MakeAssistant(), nullptr),
+              absl::StatusCode::kUnavailable, "STORE_UNAVAILABLE");
+  ASSERT_EQ(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  // Reads were never blocked (WAL), and writes resume once the lock is gone.
+  EXPECT_TRUE(store->ListAssistants(Query(20, true)).ok());
+  EXPECT_TRUE(store->CreateAssistant(MakeAssistant(), nullptr).ok());
+}
+
+}  // namespace
+}  // namespace assistants
