@@ -1,0 +1,37 @@
+// Handlers of AssistantService, ThreadService and MessageService: each
+// forwards its request to the core method of the same name.
+#include "service/api/services.h"
+#include "service/api/unary.h"
+
+namespace assistants {
+
+// Defines Service::Method as "run Resources::Method on the executor".
+#define FORWARD_TO_CORE(Service, Method)                                    \
+  grpc::ServerUnaryReactor* Service::Method(                                \
+      grpc::CallbackServerContext* context,                                 \
+      const v1::Method##Request* request, v1::Method##Response* response) { \
+    return HandleUnary(context, executor_, response, [this, request] {      \
+      return resources_->Method(*request);                                  \
+    });                                                                     \
+  }
+
+FORWARD_TO_CORE(AssistantServiceImpl, CreateAssistant)
+FORWARD_TO_CORE(AssistantServiceImpl, GetAssistant)
+FORWARD_TO_CORE(AssistantServiceImpl, ListAssistants)
+FORWARD_TO_CORE(AssistantServiceImpl, UpdateAssistant)
+FORWARD_TO_CORE(AssistantServiceImpl, DeleteAssistant)
+
+FORWARD_TO_CORE(ThreadServiceImpl, CreateThread)
+FORWARD_TO_CORE(ThreadServiceImpl, GetThread)
+FORWARD_TO_CORE(ThreadServiceImpl, UpdateThread)
+FORWARD_TO_CORE(ThreadServiceImpl, DeleteThread)
+
+FORWARD_TO_CORE(MessageServiceImpl, CreateMessage)
+FORWARD_TO_CORE(MessageServiceImpl, GetMessage)
+FORWARD_TO_CORE(MessageServiceImpl, ListMessages)
+FORWARD_TO_CORE(MessageServiceImpl, UpdateMessage)
+FORWARD_TO_CORE(MessageServiceImpl, DeleteMessage)
+
+#undef FORWARD_TO_CORE
+
+}  // namespace assistants

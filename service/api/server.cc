@@ -1,0 +1,71 @@
+#include "service/api/server.h"
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "service/common/errors.h"
+
+namespace assistants {
+
+GatewayServer::GatewayServer(Store* store, const Clock* clock,
+                             size_t executor_threads)
+    : resources_(store, clock),
+      executor_(executor_threads),
+      assistant_service_(&resources_, &executor_),
+      thread_service_(&resources_, &executor_),
+      message_service_(&resources_, &executor_) {}
+
+absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
+    const ServerOptions& options, Store* store, const Clock* clock) {
+  std::unique_ptr<GatewayServer> gateway(
+      new GatewayServer(store, clock, options.executor_threads));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                           &gateway->port_);
+  // Keep idle connections (long RunEvents streams) alive through proxies,
+  // and recycle connections so load spreads after a scale-out.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 30 * 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                             5 * 60 * 1000);
+  builder.RegisterService(&gateway->assistant_service_);
+  builder.RegisterService(&gateway->thread_service_);
+  builder.RegisterService(&gateway->message_service_);
+  builder.RegisterService(&gateway->run_service_);
+  builder.RegisterService(&gateway->tool_registry_service_);
+  gateway->server_ = builder.BuildAndStart();
+  if (gateway->server_ == nullptr || gateway->port_ == 0) {
+    return MakeError(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+                     absl::StrCat("cannot listen on ", options.listen),
+                     {{"listen", options.listen}});
+  }
+  return gateway;
+}
+
+GatewayServer::~GatewayServer() {
+  if (server_ != nullptr) {
+    server_->Shutdown();
+    server_->Wait();
+  }
+}
+
+void GatewayServer::Shutdown(std::chrono::milliseconds grace) {
+  if (grpc::HealthCheckServiceInterface* health =
+          server_->GetHealthCheckService()) {
+    health->Shutdown();
+  }
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+}
+
+void GatewayServer::Wait() { server_->Wait(); }
+
+}  // namespace assistants

@@ -1,0 +1,58 @@
+// GatewayServer: assembles the store, the core and the gRPC services into a
+// running server (health and reflection included). Used by main and by the
+// in-process service tests, so both run exactly the same wiring.
+#ifndef SERVICE_API_SERVER_H_
+#define SERVICE_API_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server.h"
+#include "service/api/services.h"
+#include "service/common/clock.h"
+#include "service/common/executor.h"
+#include "service/core/resources.h"
+#include "service/store/store.h"
+
+namespace assistants {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free port (see GatewayServer::port()).
+  std::string listen = "127.0.0.1:50051";
+  // Threads for blocking work (store calls).
+  size_t executor_threads = 4;
+};
+
+class GatewayServer {
+ public:
+  // Starts serving. `store` and `clock` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<GatewayServer>> Start(
+      const ServerOptions& options, Store* store, const Clock* clock);
+  ~GatewayServer();
+
+  // The port actually bound.
+  int port() const { return port_; }
+  // Flips health to NOT_SERVING, stops accepting calls and waits up to
+  // `grace` for calls in flight before cancelling them.
+  void Shutdown(std::chrono::milliseconds grace);
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  GatewayServer(Store* store, const Clock* clock, size_t executor_threads);
+
+  Resources resources_;
+  Executor executor_;
+  AssistantServiceImpl assistant_service_;
+  ThreadServiceImpl thread_service_;
+  MessageServiceImpl message_service_;
+  RunServiceUnimplemented run_service_;
+  ToolRegistryServiceUnimplemented tool_registry_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace assistants
+
+#endif  // SERVICE_API_SERVER_H_

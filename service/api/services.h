@@ -1,0 +1,166 @@
+// gRPC adapters (callback API) for the public services. Each handler is a
+// thin adapter: it hands the request to the core on the executor and maps
+// the result; no business rules live here.
+#ifndef SERVICE_API_SERVICES_H_
+#define SERVICE_API_SERVICES_H_
+
+#include "assistants/v1/assistant.grpc.pb.h"
+#include "assistants/v1/message.grpc.pb.h"
+#include "assistants/v1/run_service.grpc.pb.h"
+#include "assistants/v1/thread.grpc.pb.h"
+#include "assistants/v1/tool_worker.grpc.pb.h"
+#include "service/common/executor.h"
+#include "service/core/resources.h"
+
+namespace assistants {
+
+class AssistantServiceImpl final
+    : public v1::AssistantService::CallbackService {
+ public:
+  AssistantServiceImpl(Resources* resources, Executor* executor)
+      : resources_(resources), executor_(executor) {}
+
+  grpc::ServerUnaryReactor* CreateAssistant(
+      grpc::CallbackServerContext* context,
+      const v1::CreateAssistantRequest* request,
+      v1::CreateAssistantResponse* response) override;
+  grpc::ServerUnaryReactor* GetAssistant(
+      grpc::CallbackServerContext* context,
+      const v1::GetAssistantRequest* request,
+      v1::GetAssistantResponse* response) override;
+  grpc::ServerUnaryReactor* ListAssistants(
+      grpc::CallbackServerContext* context,
+      const v1::ListAssistantsRequest* request,
+      v1::ListAssistantsResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateAssistant(
+      grpc::CallbackServerContext* context,
+      const v1::UpdateAssistantRequest* request,
+      v1::UpdateAssistantResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteAssistant(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteAssistantRequest* request,
+      v1::DeleteAssistantResponse* response) override;
+
+ private:
+  Resources* resources_;
+  Executor* executor_;
+};
+
+class ThreadServiceImpl final : public v1::ThreadService::CallbackService {
+ public:
+  ThreadServiceImpl(Resources* resources, Executor* executor)
+      : resources_(resources), executor_(executor) {}
+
+  grpc::ServerUnaryReactor* CreateThread(
+      grpc::CallbackServerContext* context,
+      const v1::CreateThreadRequest* request,
+      v1::CreateThreadResponse* response) override;
+  grpc::ServerUnaryReactor* GetThread(grpc::CallbackServerContext* context,
+                                      const v1::GetThreadRequest* request,
+                                      v1::GetThreadResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateThread(
+      grpc::CallbackServerContext* context,
+      const v1::UpdateThreadRequest* request,
+      v1::UpdateThreadResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteThread(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteThreadRequest* request,
+      v1::DeleteThreadResponse* response) override;
+
+ private:
+  Resources* resources_;
+  Executor* executor_;
+};
+
+class MessageServiceImpl final : public v1::MessageService::CallbackService {
+ public:
+  MessageServiceImpl(Resources* resources, Executor* executor)
+      : resources_(resources), executor_(executor) {}
+
+  grpc::ServerUnaryReactor* CreateMessage(
+      grpc::CallbackServerContext* context,
+      const v1::CreateMessageRequest* request,
+      v1::CreateMessageResponse* response) override;
+  grpc::ServerUnaryReactor* GetMessage(
+      grpc::CallbackServerContext* context,
+      const v1::GetMessageRequest* request,
+      v1::GetMessageResponse* response) override;
+  grpc::ServerUnaryReactor* ListMessages(
+      grpc::CallbackServerContext* context,
+      const v1::ListMessagesRequest* request,
+      v1::ListMessagesResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateMessage(
+      grpc::CallbackServerContext* context,
+      const v1::UpdateMessageRequest* request,
+      v1::UpdateMessageResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteMessage(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteMessageRequest* request,
+      v1::DeleteMessageResponse* response) override;
+
+ private:
+  Resources* resources_;
+  Executor* executor_;
+};
+
+// Runs are implemented by the run engine (a later milestone): until then each
+// RPC answers UNIMPLEMENTED (reason NOT_IMPLEMENTED) naming what is missing.
+class RunServiceUnimplemented final : public v1::RunService::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* CreateRun(grpc::CallbackServerContext* context,
+                                      const v1::CreateRunRequest*,
+                                      v1::CreateRunResponse*) override;
+  grpc::ServerUnaryReactor* CreateThreadAndRun(
+      grpc::CallbackServerContext* context,
+      const v1::CreateThreadAndRunRequest*,
+      v1::CreateThreadAndRunResponse*) override;
+  grpc::ServerUnaryReactor* GetRun(grpc::CallbackServerContext* context,
+                                   const v1::GetRunRequest*,
+                                   v1::GetRunResponse*) override;
+  grpc::ServerUnaryReactor* ListRuns(grpc::CallbackServerContext* context,
+                                     const v1::ListRunsRequest*,
+                                     v1::ListRunsResponse*) override;
+  grpc::ServerUnaryReactor* UpdateRun(grpc::CallbackServerContext* context,
+                                      const v1::UpdateRunRequest*,
+                                      v1::UpdateRunResponse*) override;
+  grpc::ServerUnaryReactor* CancelRun(grpc::CallbackServerContext* context,
+                                      const v1::CancelRunRequest*,
+                                      v1::CancelRunResponse*) override;
+  grpc::ServerUnaryReactor* SubmitToolOutputs(
+      grpc::CallbackServerContext* context, const v1::SubmitToolOutputsRequest*,
+      v1::SubmitToolOutputsResponse*) override;
+  grpc::ServerUnaryReactor* GetRunStep(grpc::CallbackServerContext* context,
+                                       const v1::GetRunStepRequest*,
+                                       v1::GetRunStepResponse*) override;
+  grpc::ServerUnaryReactor* ListRunSteps(grpc::CallbackServerContext* context,
+                                         const v1::ListRunStepsRequest*,
+                                         v1::ListRunStepsResponse*) override;
+  grpc::ServerWriteReactor<v1::RunEventsResponse>* RunEvents(
+      grpc::CallbackServerContext* context,
+      const v1::RunEventsRequest*) override;
+};
+
+// The tool-worker registry is a later milestone; same treatment as runs.
+class ToolRegistryServiceUnimplemented final
+    : public v1::ToolRegistryService::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* RegisterWorker(
+      grpc::CallbackServerContext* context, const v1::RegisterWorkerRequest*,
+      v1::RegisterWorkerResponse*) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const v1::HeartbeatRequest*,
+                                      v1::HeartbeatResponse*) override;
+  grpc::ServerUnaryReactor* UnregisterWorker(
+      grpc::CallbackServerContext* context, const v1::UnregisterWorkerRequest*,
+      v1::UnregisterWorkerResponse*) override;
+  grpc::ServerUnaryReactor* ListTools(grpc::CallbackServerContext* context,
+                                      const v1::ListToolsRequest*,
+                                      v1::ListToolsResponse*) override;
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
+                                        const v1::ListWorkersRequest*,
+                                        v1::ListWorkersResponse*) override;
+};
+
+}  // namespace assistants
+
+#endif  // SERVICE_API_SERVICES_H_

@@ -1,0 +1,48 @@
+// The shape of every unary handler: hop off the gRPC callback thread onto the
+// executor (store calls block), honour cancellation and the deadline, call
+// the core, and finish with the mapped status. Handlers stay one line.
+#ifndef SERVICE_API_UNARY_H_
+#define SERVICE_API_UNARY_H_
+
+#include <chrono>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/server_callback.h"
+#include "service/api/status_mapping.h"
+#include "service/common/errors.h"
+#include "service/common/executor.h"
+
+namespace assistants {
+
+// Runs `call` (returning absl::StatusOr<Response>) on `executor` and answers
+// the RPC with its result moved into `response`.
+template <typename Response, typename Call>
+grpc::ServerUnaryReactor* HandleUnary(grpc::CallbackServerContext* context,
+                                      Executor* executor, Response* response,
+                                      Call call) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  executor->Schedule(
+      [context, reactor, response, call = std::move(call)]() mutable {
+        if (context->IsCancelled()) {
+          reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                                       "the client cancelled the call"));
+          return;
+        }
+        if (context->deadline() <= std::chrono::system_clock::now()) {
+          reactor->Finish(ToGrpcStatus(MakeError(
+              absl::StatusCode::kDeadlineExceeded, "DEADLINE_EXCEEDED",
+              "the call's deadline passed before it could be served")));
+          return;
+        }
+        absl::StatusOr<Response> result = call();
+        if (result.ok()) *response = *std::move(result);
+        reactor->Finish(ToGrpcStatus(result.status()));
+      });
+  return reactor;
+}
+
+}  // namespace assistants
+
+#endif  // SERVICE_API_UNARY_H_
