@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test: installs dependencies, builds with warnings as errors,
+# runs the whole suite (unit, service, end-to-end, Python client) in a normal
+# build and again under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# the contract and style checks (buf lint, clang-format).
+#   scripts/test.sh            everything (what .ci/run calls)
+#   SKIP_SANITIZE=1 scripts/test.sh   skip the sanitizer pass (local speed)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+./scripts/install-deps.sh
+
+step "lint: clang-format"
+./scripts/check-format.sh
+
+step "lint: buf (proto/, STANDARD rules)"
+./scripts/buf-lint.sh
+
+step "build (RelWithDebInfo, -Werror)"
+./scripts/build.sh "$root/build"
+
+step "tests"
+ctest --test-dir "$root/build" --output-on-failure -j "$(nproc)" --timeout 300
+
+if [ "${SKIP_SANITIZE:-0}" != "1" ]; then
+  step "build (ASan + UBSan)"
+  ./scripts/build.sh "$root/build-asan" -DASSISTANTS_SANITIZE=ON
+  step "tests under ASan + UBSan"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$root/build-asan" --output-on-failure -j "$(nproc)" --timeout 600
+fi
+
+step "all checks passed"
