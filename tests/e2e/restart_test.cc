@@ -14,11 +14,11 @@
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "assistants/v1/message.grpc.pb.h"
 #include "assistants/v1/thread.grpc.pb.h"
-#include "gateway_process.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/server_process.h"
 
-namespace assistants::e2e {
+namespace assistants::test_support {
 namespace {
 
 namespace v1 = ::assistants::v1;
@@ -70,7 +70,7 @@ struct Snapshot {
 class GatewayTest : public ::testing::Test {
  protected:
   // Starts a gateway with `args` and connects to it; fails the test on error.
-  void StartGateway(GatewayProcess& gateway,
+  void StartGateway(ServerProcess& gateway,
                     const std::vector<std::string>& args) {
     std::string error;
     ASSERT_TRUE(gateway.Start(GatewayBinary(), args, &error)) << error;
@@ -177,7 +177,7 @@ TEST_F(GatewayTest, StateSurvivesGracefulRestart) {
   v1::Message added_message;
   Snapshot before;
 
-  GatewayProcess first;
+  ServerProcess first;
   StartGateway(first, {db_flag});
   if (HasFatalFailure()) return;
   {
@@ -278,7 +278,7 @@ TEST_F(GatewayTest, StateSurvivesGracefulRestart) {
                            << "; stderr:\n"
                            << first.captured_stderr();
 
-  GatewayProcess second;
+  ServerProcess second;
   StartGateway(second, {db_flag});
   if (HasFatalFailure()) return;
   Snapshot after;
@@ -308,7 +308,7 @@ TEST_F(GatewayTest, StateSurvivesGracefulRestart) {
 }
 
 // Runs the CLI against `gateway` with `args` after the global flags.
-CommandResult RunCli(const GatewayProcess& gateway,
+CommandResult RunCli(const ServerProcess& gateway,
                      const std::vector<std::string>& args) {
   std::vector<std::string> argv = {CliBinary(), "--target", gateway.address()};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -316,7 +316,7 @@ CommandResult RunCli(const GatewayProcess& gateway,
 }
 
 TEST_F(GatewayTest, CliCreatesGetsAndReportsErrors) {
-  GatewayProcess gateway;
+  ServerProcess gateway;
   StartGateway(gateway, {"--db=:memory:"});
   if (HasFatalFailure()) return;
 
@@ -378,7 +378,7 @@ TEST_F(GatewayTest, CliCreatesGetsAndReportsErrors) {
 }
 
 TEST_F(GatewayTest, CliThreadsAndMessages) {
-  GatewayProcess gateway;
+  ServerProcess gateway;
   StartGateway(gateway, {"--db=:memory:"});
   if (HasFatalFailure()) return;
 
@@ -442,4 +442,4 @@ TEST(CliUsageTest, UsageErrorsExitTwo) {
 }
 
 }  // namespace
-}  // namespace assistants::e2e
+}  // namespace assistants::test_support

@@ -1,5 +1,5 @@
 // Child-process helpers for the end-to-end tests; see gateway_process.h.
-#include "gateway_process.h"
+#include "tests/support/server_process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -16,10 +16,11 @@
 
 extern char** environ;
 
-namespace assistants::e2e {
+namespace assistants::test_support {
 namespace {
 
-constexpr char kReadyMarker[] = "assistants-gateway listening on ";
+// Every server binary of the project announces "<name> listening on HOST:PORT".
+constexpr char kReadyMarker[] = " listening on ";
 
 #ifndef ASSISTANTS_BINARY_DIR
 #define ASSISTANTS_BINARY_DIR "."
@@ -98,6 +99,11 @@ std::string CliBinary() {
                std::string(ASSISTANTS_BINARY_DIR) + "/cli/assistantsctl");
 }
 
+std::string FakeOpenAiBinary() {
+  return EnvOr("FAKE_OPENAI_BIN",
+               std::string(ASSISTANTS_BINARY_DIR) + "/upstream/fake-openai");
+}
+
 TempDir::TempDir() {
   std::string pattern = EnvOr("TEST_TMPDIR", "/tmp") + "/assistants-e2e-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
@@ -111,12 +117,12 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-GatewayProcess::~GatewayProcess() { Kill(); }
+ServerProcess::~ServerProcess() { Kill(); }
 
-bool GatewayProcess::Start(const std::string& binary,
-                           const std::vector<std::string>& args,
-                           std::string* error,
-                           std::chrono::milliseconds timeout) {
+bool ServerProcess::Start(const std::string& binary,
+                          const std::vector<std::string>& args,
+                          std::string* error,
+                          std::chrono::milliseconds timeout) {
   if (running()) {
     *error = "already started";
     return false;
@@ -140,7 +146,7 @@ bool GatewayProcess::Start(const std::string& binary,
     stderr_.clear();
     stderr_closed_ = false;
   }
-  reader_ = std::thread(&GatewayProcess::ReadStderr, this, pipe_fds[0]);
+  reader_ = std::thread(&ServerProcess::ReadStderr, this, pipe_fds[0]);
 
   // Wait for a complete "listening on" line.
   std::string line;
@@ -175,7 +181,7 @@ bool GatewayProcess::Start(const std::string& binary,
   return false;
 }
 
-std::shared_ptr<grpc::Channel> GatewayProcess::Connect(
+std::shared_ptr<grpc::Channel> ServerProcess::Connect(
     std::chrono::milliseconds timeout) const {
   auto channel =
       grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
@@ -185,7 +191,7 @@ std::shared_ptr<grpc::Channel> GatewayProcess::Connect(
   return channel;
 }
 
-int GatewayProcess::Stop(std::chrono::milliseconds timeout) {
+int ServerProcess::Stop(std::chrono::milliseconds timeout) {
   if (!running()) return -1;
   kill(pid_, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -202,16 +208,16 @@ int GatewayProcess::Stop(std::chrono::milliseconds timeout) {
   return status;
 }
 
-std::string GatewayProcess::address() const {
+std::string ServerProcess::address() const {
   return "127.0.0.1:" + std::to_string(port_);
 }
 
-std::string GatewayProcess::captured_stderr() const {
+std::string ServerProcess::captured_stderr() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stderr_;
 }
 
-void GatewayProcess::ReadStderr(int fd) {
+void ServerProcess::ReadStderr(int fd) {
   std::string chunk;
   while (ReadSome(fd, &chunk)) {
     if (chunk.empty()) continue;
@@ -226,7 +232,7 @@ void GatewayProcess::ReadStderr(int fd) {
   changed_.notify_all();
 }
 
-void GatewayProcess::Kill() {
+void ServerProcess::Kill() {
   if (pid_ > 0) {
     kill(pid_, SIGKILL);
     int status;
@@ -308,4 +314,4 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   return result;
 }
 
-}  // namespace assistants::e2e
+}  // namespace assistants::test_support

@@ -1,11 +1,12 @@
 // Helpers for end-to-end tests that drive the real binaries from outside:
-// start an assistants-gateway child process on a free port and stop it the way
-// an operator would (SIGTERM), run a command-line tool and capture its output,
-// and make a scratch directory. They deliberately use only the public
-// surface (flags, the "listening on" line, exit codes, gRPC) so the tests
-// catch regressions in exactly what deployments rely on.
-#ifndef TESTS_E2E_GATEWAY_PROCESS_H_
-#define TESTS_E2E_GATEWAY_PROCESS_H_
+// start a server child process (assistants-gateway, fake-openai, a tool
+// worker) on a free port and stop it the way an operator would (SIGTERM), run a
+// command-line tool and capture its output, and make a scratch directory. They
+// deliberately use only the public surface (flags, the "listening on" line,
+// exit codes, gRPC) so the tests catch regressions in exactly what deployments
+// rely on.
+#ifndef TESTS_SUPPORT_SERVER_PROCESS_H_
+#define TESTS_SUPPORT_SERVER_PROCESS_H_
 
 #include <grpcpp/grpcpp.h>
 #include <sys/types.h>
@@ -18,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-namespace assistants::e2e {
+namespace assistants::test_support {
 
 // Path of the gateway binary: $ASSISTANTS_GATEWAY_BIN, else the build tree's
 // service/assistants-gateway.
@@ -26,6 +27,10 @@ std::string GatewayBinary();
 
 // Path of the CLI: $ASSISTANTSCTL_BIN, else the build tree's cli/assistantsctl.
 std::string CliBinary();
+
+// Path of the fake OpenAI server: $FAKE_OPENAI_BIN, else the build tree's
+// upstream/fake-openai.
+std::string FakeOpenAiBinary();
 
 // A directory under $TEST_TMPDIR (or /tmp) removed with its contents on
 // destruction.
@@ -42,18 +47,18 @@ class TempDir {
   std::string path_;
 };
 
-// One running assistants-gateway process. Its stderr is read by a background
+// One running server process. Its stderr is read by a background
 // thread for the whole life of the process: first to learn the port from the
 // "assistants-gateway listening on HOST:PORT" line, then so the child never
 // blocks on a full pipe while it logs.
-class GatewayProcess {
+class ServerProcess {
  public:
-  GatewayProcess() = default;
+  ServerProcess() = default;
   // Kills the process (SIGKILL) if it is still running: a test that failed
   // halfway must not leave a server behind.
-  ~GatewayProcess();
-  GatewayProcess(const GatewayProcess&) = delete;
-  GatewayProcess& operator=(const GatewayProcess&) = delete;
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
 
   // Starts `binary --listen=127.0.0.1:0 <args...>` and waits up to `timeout`
   // for the "listening on" line. On failure returns false with `*error`
@@ -113,6 +118,6 @@ CommandResult RunCommand(
     const std::vector<std::string>& argv,
     std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
-}  // namespace assistants::e2e
+}  // namespace assistants::test_support
 
-#endif  // TESTS_E2E_GATEWAY_PROCESS_H_
+#endif  // TESTS_SUPPORT_SERVER_PROCESS_H_
