@@ -11,6 +11,10 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Compiler cache keyed on paths relative to the checkout, so a fresh clone in
+# another folder (CI) reuses earlier builds.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+
 step "dependencies"
 ./scripts/install-deps.sh
 
