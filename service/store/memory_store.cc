@@ -11,44 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/errors.h"
 #include "service/common/status_macros.h"
+#include "service/store/store_errors.h"
 
 namespace assistants {
 namespace {
-
-constexpr absl::string_view kAssistant = "assistant";
-constexpr absl::string_view kThread = "thread";
-constexpr absl::string_view kMessage = "message";
-
-absl::Status InvalidCursor(absl::string_view field, absl::string_view id) {
-  return FieldError(field, "INVALID_CURSOR",
-                    absl::StrCat("no object with id '", id, "' in this list"));
-}
-
-absl::Status AlreadyExists(absl::string_view kind, absl::string_view id) {
-  return MakeError(
-      absl::StatusCode::kAlreadyExists, "OBJECT_ALREADY_EXISTS",
-      absl::StrCat("A ", kind, " with id '", id, "' already exists."),
-      {{absl::StrCat(kind, "_id"), std::string(id)}});
-}
-
-// A mutation may change anything but the fields the store indexes by.
-absl::Status ImmutableField(absl::string_view kind, absl::string_view field) {
-  return MakeError(
-      absl::StatusCode::kInternal, "STORE_IMMUTABLE_FIELD",
-      absl::StrCat("An update may not change the ", kind, "'s ", field, "."),
-      {{"field", std::string(field)}});
-}
-
-// An initial message of a thread must name that thread.
-absl::Status ThreadIdMismatch(absl::string_view thread_id,
-                              absl::string_view message_id) {
-  return MakeError(
-      absl::StatusCode::kInvalidArgument, "THREAD_ID_MISMATCH",
-      absl::StrCat("Message '", message_id, "' does not belong to thread '",
-                   thread_id, "'."),
-      {{"thread_id", std::string(thread_id)},
-       {"message_id", std::string(message_id)}});
-}
 
 // The exclusive sequence-number window a page is drawn from, and how to walk
 // it. A `before` cursor pages backwards from itself (the page holds the items
@@ -125,9 +91,7 @@ absl::Status MemoryStore::CheckIdempotency(const IdempotencyRecord* record) {
   if (record == nullptr || idempotency_.count(record->key) == 0) {
     return absl::OkStatus();
   }
-  return MakeError(absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT",
-                   "A request with this request_id is already recorded.",
-                   {{"idempotency_key", record->key}});
+  return IdempotencyConflict(record->key);
 }
 
 void MemoryStore::PutIdempotency(const IdempotencyRecord* record) {
@@ -138,13 +102,13 @@ std::optional<int64_t> MemoryStore::LiveSeq(absl::string_view id,
                                             absl::string_view kind,
                                             absl::string_view parent_id) {
   const std::string key(id);
-  if (kind == kAssistant) {
+  if (kind == kAssistantKind) {
     auto it = assistant_seq_.find(key);
     if (it != assistant_seq_.end()) return it->second;
-  } else if (kind == kThread) {
+  } else if (kind == kThreadKind) {
     auto it = threads_.find(key);
     if (it != threads_.end()) return it->second.seq;
-  } else if (kind == kMessage) {
+  } else if (kind == kMessageKind) {
     auto it = messages_.find(key);
     if (it != messages_.end() && it->second.thread_id == parent_id) {
       return it->second.seq;
@@ -172,7 +136,8 @@ absl::Status MemoryStore::CreateAssistant(
     const v1::Assistant& assistant, const IdempotencyRecord* idempotency) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckIdempotency(idempotency));
-  if (IdInUse(assistant.id())) return AlreadyExists(kAssistant, assistant.id());
+  if (IdInUse(assistant.id()))
+    return AlreadyExists(kAssistantKind, assistant.id());
   const int64_t seq = next_seq_++;
   assistants_[seq] = assistant;
   assistant_seq_[assistant.id()] = seq;
@@ -183,7 +148,7 @@ absl::Status MemoryStore::CreateAssistant(
 absl::StatusOr<v1::Assistant> MemoryStore::GetAssistant(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = assistant_seq_.find(std::string(id));
-  if (it == assistant_seq_.end()) return NotFound(kAssistant, id);
+  if (it == assistant_seq_.end()) return NotFound(kAssistantKind, id);
   return assistants_.at(it->second);
 }
 
@@ -192,10 +157,12 @@ absl::StatusOr<Page<v1::Assistant>> MemoryStore::ListAssistants(
   absl::MutexLock lock(&mu_);
   std::optional<int64_t> after, before;
   if (!query.after.empty()) {
-    ASSIGN_OR_RETURN(after, CursorSeq("after", query.after, kAssistant, ""));
+    ASSIGN_OR_RETURN(after,
+                     CursorSeq("after", query.after, kAssistantKind, ""));
   }
   if (!query.before.empty()) {
-    ASSIGN_OR_RETURN(before, CursorSeq("before", query.before, kAssistant, ""));
+    ASSIGN_OR_RETURN(before,
+                     CursorSeq("before", query.before, kAssistantKind, ""));
   }
   return MakePage(assistants_, query, MakeWindow(query, after, before),
                   [](const v1::Assistant&) { return true; });
@@ -205,12 +172,12 @@ absl::StatusOr<v1::Assistant> MemoryStore::UpdateAssistant(
     absl::string_view id, const Mutation<v1::Assistant>& mutate) {
   absl::MutexLock lock(&mu_);
   auto it = assistant_seq_.find(std::string(id));
-  if (it == assistant_seq_.end()) return NotFound(kAssistant, id);
+  if (it == assistant_seq_.end()) return NotFound(kAssistantKind, id);
   v1::Assistant& stored = assistants_.at(it->second);
   // Mutate a copy so an error leaves the stored version untouched.
   v1::Assistant updated = stored;
   RETURN_IF_ERROR(mutate(updated));
-  if (updated.id() != stored.id()) return ImmutableField(kAssistant, "id");
+  if (updated.id() != stored.id()) return ImmutableField(kAssistantKind, "id");
   stored = updated;
   return updated;
 }
@@ -218,9 +185,9 @@ absl::StatusOr<v1::Assistant> MemoryStore::UpdateAssistant(
 absl::Status MemoryStore::DeleteAssistant(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = assistant_seq_.find(std::string(id));
-  if (it == assistant_seq_.end()) return NotFound(kAssistant, id);
+  if (it == assistant_seq_.end()) return NotFound(kAssistantKind, id);
   const int64_t seq = it->second;
-  tombstones_[it->first] = Tombstone{std::string(kAssistant), "", seq};
+  tombstones_[it->first] = Tombstone{std::string(kAssistantKind), "", seq};
   assistants_.erase(seq);
   assistant_seq_.erase(it);
   return absl::OkStatus();
@@ -233,13 +200,9 @@ absl::Status MemoryStore::CreateThread(const v1::Thread& thread,
                                        const IdempotencyRecord* idempotency) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckIdempotency(idempotency));
-  if (IdInUse(thread.id())) return AlreadyExists(kThread, thread.id());
+  if (IdInUse(thread.id())) return AlreadyExists(kThreadKind, thread.id());
   if (static_cast<int64_t>(messages.size()) > max_messages_per_thread_) {
-    return MakeError(absl::StatusCode::kFailedPrecondition,
-                     "THREAD_MESSAGE_LIMIT",
-                     absl::StrCat("A thread holds at most ",
-                                  max_messages_per_thread_, " messages."),
-                     {{"thread_id", thread.id()}});
+    return MessageLimit(thread.id(), max_messages_per_thread_);
   }
   std::unordered_set<std::string> seen;
   for (const v1::Message& message : messages) {
@@ -247,7 +210,7 @@ absl::Status MemoryStore::CreateThread(const v1::Thread& thread,
       return ThreadIdMismatch(thread.id(), message.id());
     }
     if (IdInUse(message.id()) || !seen.insert(message.id()).second) {
-      return AlreadyExists(kMessage, message.id());
+      return AlreadyExists(kMessageKind, message.id());
     }
   }
   ThreadEntry entry;
@@ -266,7 +229,7 @@ absl::Status MemoryStore::CreateThread(const v1::Thread& thread,
 absl::StatusOr<v1::Thread> MemoryStore::GetThread(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = threads_.find(std::string(id));
-  if (it == threads_.end()) return NotFound(kThread, id);
+  if (it == threads_.end()) return NotFound(kThreadKind, id);
   return it->second.thread;
 }
 
@@ -274,10 +237,10 @@ absl::StatusOr<v1::Thread> MemoryStore::UpdateThread(
     absl::string_view id, const Mutation<v1::Thread>& mutate) {
   absl::MutexLock lock(&mu_);
   auto it = threads_.find(std::string(id));
-  if (it == threads_.end()) return NotFound(kThread, id);
+  if (it == threads_.end()) return NotFound(kThreadKind, id);
   v1::Thread updated = it->second.thread;
   RETURN_IF_ERROR(mutate(updated));
-  if (updated.id() != it->first) return ImmutableField(kThread, "id");
+  if (updated.id() != it->first) return ImmutableField(kThreadKind, "id");
   it->second.thread = updated;
   return updated;
 }
@@ -285,13 +248,14 @@ absl::StatusOr<v1::Thread> MemoryStore::UpdateThread(
 absl::Status MemoryStore::DeleteThread(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = threads_.find(std::string(id));
-  if (it == threads_.end()) return NotFound(kThread, id);
+  if (it == threads_.end()) return NotFound(kThreadKind, id);
   // Only the thread gets a tombstone: its messages can never be listed again
   // (listing needs the thread), so tombstones for them would be dead weight.
   for (const auto& [seq, message] : it->second.messages) {
     messages_.erase(message.id());
   }
-  tombstones_[it->first] = Tombstone{std::string(kThread), "", it->second.seq};
+  tombstones_[it->first] =
+      Tombstone{std::string(kThreadKind), "", it->second.seq};
   threads_.erase(it);
   return absl::OkStatus();
 }
@@ -303,16 +267,12 @@ absl::Status MemoryStore::CreateMessage(const v1::Message& message,
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckIdempotency(idempotency));
   auto it = threads_.find(message.thread_id());
-  if (it == threads_.end()) return NotFound(kThread, message.thread_id());
+  if (it == threads_.end()) return NotFound(kThreadKind, message.thread_id());
   if (static_cast<int64_t>(it->second.messages.size()) >=
       max_messages_per_thread_) {
-    return MakeError(absl::StatusCode::kFailedPrecondition,
-                     "THREAD_MESSAGE_LIMIT",
-                     absl::StrCat("A thread holds at most ",
-                                  max_messages_per_thread_, " messages."),
-                     {{"thread_id", message.thread_id()}});
+    return MessageLimit(message.thread_id(), max_messages_per_thread_);
   }
-  if (IdInUse(message.id())) return AlreadyExists(kMessage, message.id());
+  if (IdInUse(message.id())) return AlreadyExists(kMessageKind, message.id());
   const int64_t seq = next_seq_++;
   it->second.messages[seq] = message;
   messages_[message.id()] = MessageLocation{message.thread_id(), seq};
@@ -324,10 +284,10 @@ absl::StatusOr<std::pair<MemoryStore::ThreadEntry*, int64_t>>
 MemoryStore::FindMessage(absl::string_view thread_id,
                          absl::string_view message_id) {
   auto thread = threads_.find(std::string(thread_id));
-  if (thread == threads_.end()) return NotFound(kThread, thread_id);
+  if (thread == threads_.end()) return NotFound(kThreadKind, thread_id);
   auto it = messages_.find(std::string(message_id));
   if (it == messages_.end() || it->second.thread_id != thread_id) {
-    return NotFound(kMessage, message_id);
+    return NotFound(kMessageKind, message_id);
   }
   return std::make_pair(&thread->second, it->second.seq);
 }
@@ -344,15 +304,15 @@ absl::StatusOr<Page<v1::Message>> MemoryStore::ListMessages(
     const ListQuery& query) {
   absl::MutexLock lock(&mu_);
   auto it = threads_.find(std::string(thread_id));
-  if (it == threads_.end()) return NotFound(kThread, thread_id);
+  if (it == threads_.end()) return NotFound(kThreadKind, thread_id);
   std::optional<int64_t> after, before;
   if (!query.after.empty()) {
     ASSIGN_OR_RETURN(after,
-                     CursorSeq("after", query.after, kMessage, thread_id));
+                     CursorSeq("after", query.after, kMessageKind, thread_id));
   }
   if (!query.before.empty()) {
-    ASSIGN_OR_RETURN(before,
-                     CursorSeq("before", query.before, kMessage, thread_id));
+    ASSIGN_OR_RETURN(
+        before, CursorSeq("before", query.before, kMessageKind, thread_id));
   }
   return MakePage(it->second.messages, query, MakeWindow(query, after, before),
                   [run_id](const v1::Message& message) {
@@ -368,9 +328,9 @@ absl::StatusOr<v1::Message> MemoryStore::UpdateMessage(
   v1::Message& stored = found.first->messages.at(found.second);
   v1::Message updated = stored;
   RETURN_IF_ERROR(mutate(updated));
-  if (updated.id() != stored.id()) return ImmutableField(kMessage, "id");
+  if (updated.id() != stored.id()) return ImmutableField(kMessageKind, "id");
   if (updated.thread_id() != stored.thread_id()) {
-    return ImmutableField(kMessage, "thread_id");
+    return ImmutableField(kMessageKind, "thread_id");
   }
   stored = updated;
   return updated;
@@ -382,8 +342,8 @@ absl::Status MemoryStore::DeleteMessage(absl::string_view thread_id,
   ASSIGN_OR_RETURN(auto found, FindMessage(thread_id, message_id));
   found.first->messages.erase(found.second);
   messages_.erase(std::string(message_id));
-  tombstones_[std::string(message_id)] =
-      Tombstone{std::string(kMessage), std::string(thread_id), found.second};
+  tombstones_[std::string(message_id)] = Tombstone{
+      std::string(kMessageKind), std::string(thread_id), found.second};
   return absl::OkStatus();
 }
 

@@ -15,13 +15,10 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/errors.h"
 #include "service/common/status_macros.h"
+#include "service/store/store_errors.h"
 
 namespace assistants {
 namespace {
-
-constexpr absl::string_view kAssistant = "assistant";
-constexpr absl::string_view kThread = "thread";
-constexpr absl::string_view kMessage = "message";
 
 // Schema migrations, applied in order; PRAGMA user_version holds how many
 // have run. Never edit a released step: append a new one.
@@ -100,44 +97,6 @@ absl::Status CorruptBody(absl::string_view id) {
       absl::StatusCode::kDataLoss, "STORE_CORRUPT",
       absl::StrCat("The stored object '", id, "' cannot be decoded."),
       {{"id", std::string(id)}});
-}
-
-absl::Status InvalidCursor(absl::string_view field, absl::string_view id) {
-  return FieldError(field, "INVALID_CURSOR",
-                    absl::StrCat("no object with id '", id, "' in this list"));
-}
-
-absl::Status AlreadyExists(absl::string_view kind, absl::string_view id) {
-  return MakeError(
-      absl::StatusCode::kAlreadyExists, "OBJECT_ALREADY_EXISTS",
-      absl::StrCat("A ", kind, " with id '", id, "' already exists."),
-      {{absl::StrCat(kind, "_id"), std::string(id)}});
-}
-
-// A mutation may change anything but the fields the store indexes by.
-absl::Status ImmutableField(absl::string_view kind, absl::string_view field) {
-  return MakeError(
-      absl::StatusCode::kInternal, "STORE_IMMUTABLE_FIELD",
-      absl::StrCat("An update may not change the ", kind, "'s ", field, "."),
-      {{"field", std::string(field)}});
-}
-
-// An initial message of a thread must name that thread.
-absl::Status ThreadIdMismatch(absl::string_view thread_id,
-                              absl::string_view message_id) {
-  return MakeError(
-      absl::StatusCode::kInvalidArgument, "THREAD_ID_MISMATCH",
-      absl::StrCat("Message '", message_id, "' does not belong to thread '",
-                   thread_id, "'."),
-      {{"thread_id", std::string(thread_id)},
-       {"message_id", std::string(message_id)}});
-}
-
-absl::Status MessageLimit(absl::string_view thread_id, int64_t limit) {
-  return MakeError(absl::StatusCode::kFailedPrecondition,
-                   "THREAD_MESSAGE_LIMIT",
-                   absl::StrCat("A thread holds at most ", limit, " messages."),
-                   {{"thread_id", std::string(thread_id)}});
 }
 
 // The run_id column of an object: only messages (and, later, steps) have one.
@@ -447,9 +406,9 @@ absl::StatusOr<bool> SqliteStore::Exists(absl::string_view kind,
 
 absl::Status SqliteStore::MessageNotFound(absl::string_view thread_id,
                                           absl::string_view message_id) {
-  ASSIGN_OR_RETURN(bool thread_exists, Exists(kThread, thread_id));
-  if (!thread_exists) return NotFound(kThread, thread_id);
-  return NotFound(kMessage, message_id);
+  ASSIGN_OR_RETURN(bool thread_exists, Exists(kThreadKind, thread_id));
+  if (!thread_exists) return NotFound(kThreadKind, thread_id);
+  return NotFound(kMessageKind, message_id);
 }
 
 absl::StatusOr<int64_t> SqliteStore::CursorSeq(absl::string_view field,
@@ -578,9 +537,7 @@ absl::Status SqliteStore::PutIdempotency(const IdempotencyRecord* record) {
     stmt.BindText(1, record->key);
     ASSIGN_OR_RETURN(bool taken, stmt.Step());
     if (taken) {
-      return MakeError(absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT",
-                       "A request with this request_id is already recorded.",
-                       {{"idempotency_key", record->key}});
+      return IdempotencyConflict(record->key);
     }
   }
   ASSIGN_OR_RETURN(Statement stmt,
@@ -605,7 +562,7 @@ absl::StatusOr<int64_t> SqliteStore::CountChildren(
 
 absl::Status SqliteStore::CheckMessageLimit(absl::string_view thread_id,
                                             int64_t adding) {
-  ASSIGN_OR_RETURN(int64_t count, CountChildren(kMessage, thread_id));
+  ASSIGN_OR_RETURN(int64_t count, CountChildren(kMessageKind, thread_id));
   if (count + adding > options_.max_messages_per_thread) {
     return MessageLimit(thread_id, options_.max_messages_per_thread);
   }
@@ -663,14 +620,14 @@ absl::Status SqliteStore::CreateAssistant(
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   RETURN_IF_ERROR(PutIdempotency(idempotency));
-  RETURN_IF_ERROR(InsertRow(kAssistant, assistant.id(), "", "", body));
+  RETURN_IF_ERROR(InsertRow(kAssistantKind, assistant.id(), "", "", body));
   return txn.Commit();
 }
 
 absl::StatusOr<v1::Assistant> SqliteStore::GetAssistant(absl::string_view id) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(kAssistant, id, ""));
-  if (!row.has_value()) return NotFound(kAssistant, id);
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(kAssistantKind, id, ""));
+  if (!row.has_value()) return NotFound(kAssistantKind, id);
   return Decode<v1::Assistant>(id, row->body);
 }
 
@@ -680,7 +637,7 @@ absl::StatusOr<Page<v1::Assistant>> SqliteStore::ListAssistants(
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
-    ASSIGN_OR_RETURN(rows, ListRows(kAssistant, "", "", query));
+    ASSIGN_OR_RETURN(rows, ListRows(kAssistantKind, "", "", query));
     RETURN_IF_ERROR(txn.Commit());
   }
   Page<v1::Assistant> page;
@@ -697,15 +654,16 @@ absl::StatusOr<Page<v1::Assistant>> SqliteStore::ListAssistants(
 
 absl::StatusOr<v1::Assistant> SqliteStore::UpdateAssistant(
     absl::string_view id, const Mutation<v1::Assistant>& mutate) {
-  return UpdateObject<v1::Assistant>(kAssistant, id, "", mutate,
-                                     [id] { return NotFound(kAssistant, id); });
+  return UpdateObject<v1::Assistant>(kAssistantKind, id, "", mutate, [id] {
+    return NotFound(kAssistantKind, id);
+  });
 }
 
 absl::Status SqliteStore::DeleteAssistant(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
-  ASSIGN_OR_RETURN(bool exists, Exists(kAssistant, id));
-  if (!exists) return NotFound(kAssistant, id);
+  ASSIGN_OR_RETURN(bool exists, Exists(kAssistantKind, id));
+  if (!exists) return NotFound(kAssistantKind, id);
   RETURN_IF_ERROR(DeleteRow(id));
   return txn.Commit();
 }
@@ -733,10 +691,10 @@ absl::Status SqliteStore::CreateThread(const v1::Thread& thread,
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   RETURN_IF_ERROR(PutIdempotency(idempotency));
-  RETURN_IF_ERROR(InsertRow(kThread, thread.id(), "", "", thread_body));
+  RETURN_IF_ERROR(InsertRow(kThreadKind, thread.id(), "", "", thread_body));
   // Inserted in order, so the messages' seqs follow the order given.
   for (size_t i = 0; i < messages.size(); ++i) {
-    RETURN_IF_ERROR(InsertRow(kMessage, messages[i].id(), thread.id(),
+    RETURN_IF_ERROR(InsertRow(kMessageKind, messages[i].id(), thread.id(),
                               messages[i].run_id(), bodies[i]));
   }
   return txn.Commit();
@@ -744,22 +702,22 @@ absl::Status SqliteStore::CreateThread(const v1::Thread& thread,
 
 absl::StatusOr<v1::Thread> SqliteStore::GetThread(absl::string_view id) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(kThread, id, ""));
-  if (!row.has_value()) return NotFound(kThread, id);
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(kThreadKind, id, ""));
+  if (!row.has_value()) return NotFound(kThreadKind, id);
   return Decode<v1::Thread>(id, row->body);
 }
 
 absl::StatusOr<v1::Thread> SqliteStore::UpdateThread(
     absl::string_view id, const Mutation<v1::Thread>& mutate) {
-  return UpdateObject<v1::Thread>(kThread, id, "", mutate,
-                                  [id] { return NotFound(kThread, id); });
+  return UpdateObject<v1::Thread>(kThreadKind, id, "", mutate,
+                                  [id] { return NotFound(kThreadKind, id); });
 }
 
 absl::Status SqliteStore::DeleteThread(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
-  ASSIGN_OR_RETURN(bool exists, Exists(kThread, id));
-  if (!exists) return NotFound(kThread, id);
+  ASSIGN_OR_RETURN(bool exists, Exists(kThreadKind, id));
+  if (!exists) return NotFound(kThreadKind, id);
   // Children first, without tombstones: they can never be listed again
   // (listing needs the thread), so tombstones for them would be dead weight.
   // This covers every kind parented by the thread (messages, later runs and
@@ -789,10 +747,11 @@ absl::Status SqliteStore::CreateMessage(const v1::Message& message,
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   RETURN_IF_ERROR(PutIdempotency(idempotency));
-  ASSIGN_OR_RETURN(bool thread_exists, Exists(kThread, message.thread_id()));
-  if (!thread_exists) return NotFound(kThread, message.thread_id());
+  ASSIGN_OR_RETURN(bool thread_exists,
+                   Exists(kThreadKind, message.thread_id()));
+  if (!thread_exists) return NotFound(kThreadKind, message.thread_id());
   RETURN_IF_ERROR(CheckMessageLimit(message.thread_id(), 1));
-  RETURN_IF_ERROR(InsertRow(kMessage, message.id(), message.thread_id(),
+  RETURN_IF_ERROR(InsertRow(kMessageKind, message.id(), message.thread_id(),
                             message.run_id(), body));
   return txn.Commit();
 }
@@ -801,7 +760,7 @@ absl::StatusOr<v1::Message> SqliteStore::GetMessage(
     absl::string_view thread_id, absl::string_view message_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(std::optional<Row> row,
-                   FindRow(kMessage, message_id, thread_id));
+                   FindRow(kMessageKind, message_id, thread_id));
   if (!row.has_value()) return MessageNotFound(thread_id, message_id);
   return Decode<v1::Message>(message_id, row->body);
 }
@@ -813,9 +772,9 @@ absl::StatusOr<Page<v1::Message>> SqliteStore::ListMessages(
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
-    ASSIGN_OR_RETURN(bool thread_exists, Exists(kThread, thread_id));
-    if (!thread_exists) return NotFound(kThread, thread_id);
-    ASSIGN_OR_RETURN(rows, ListRows(kMessage, thread_id, run_id, query));
+    ASSIGN_OR_RETURN(bool thread_exists, Exists(kThreadKind, thread_id));
+    if (!thread_exists) return NotFound(kThreadKind, thread_id);
+    ASSIGN_OR_RETURN(rows, ListRows(kMessageKind, thread_id, run_id, query));
     RETURN_IF_ERROR(txn.Commit());
   }
   Page<v1::Message> page;
@@ -834,7 +793,7 @@ absl::StatusOr<v1::Message> SqliteStore::UpdateMessage(
     absl::string_view thread_id, absl::string_view message_id,
     const Mutation<v1::Message>& mutate) {
   return UpdateObject<v1::Message>(
-      kMessage, message_id, thread_id, mutate,
+      kMessageKind, message_id, thread_id, mutate,
       [this, thread_id, message_id]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
         // Runs inside UpdateObject, under mu_.
         return MessageNotFound(thread_id, message_id);
@@ -846,7 +805,7 @@ absl::Status SqliteStore::DeleteMessage(absl::string_view thread_id,
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   ASSIGN_OR_RETURN(std::optional<Row> row,
-                   FindRow(kMessage, message_id, thread_id));
+                   FindRow(kMessageKind, message_id, thread_id));
   if (!row.has_value()) return MessageNotFound(thread_id, message_id);
   RETURN_IF_ERROR(DeleteRow(message_id));
   return txn.Commit();
