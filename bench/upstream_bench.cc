@@ -74,9 +74,9 @@ struct Fake {
     EasyCall(base + "/_fake/script", json{{"responses", steps}}.dump());
   }
   int Connections() {
-    return json::parse(EasyCall(base + "/_fake/stats", ""))
-        ["connections_accepted"]
-            .get<int>();
+    return json::parse(
+               EasyCall(base + "/_fake/stats", ""))["connections_accepted"]
+        .get<int>();
   }
 };
 
@@ -221,13 +221,14 @@ int Main(int argc, char** argv) {
     return measure(name, [&] {
       auto observer = std::make_shared<CountingObserver>();
       auto call = provider.StreamTurn(SmallTurn(), observer);
-      if (!observer->Wait()) std::fprintf(stderr, "%s: turn failed\n", name.c_str());
+      if (!observer->Wait())
+        std::fprintf(stderr, "%s: turn failed\n", name.c_str());
     });
   };
-  Row responses_row = provider_row("ResponsesProvider (parse + translate)",
-                                   responses);
-  Row chat_row = provider_row("ChatCompletionsProvider (parse + translate)",
-                              chat);
+  Row responses_row =
+      provider_row("ResponsesProvider (parse + translate)", responses);
+  Row chat_row =
+      provider_row("ChatCompletionsProvider (parse + translate)", chat);
   std::printf("## Stream relay: %d deltas per turn, %d turns each\n\n", deltas,
               repeats);
   PrintRelay({floor, client, responses_row, chat_row}, floor);
@@ -237,8 +238,8 @@ int Main(int argc, char** argv) {
   std::printf(
       "| provider | in flight | turns | turns/s | CPU us/turn | new "
       "connections | reuse |\n|---|---|---|---|---|---|---|\n");
-  for (Provider* provider : {static_cast<Provider*>(&responses),
-                             static_cast<Provider*>(&chat)}) {
+  for (Provider* provider :
+       {static_cast<Provider*>(&responses), static_cast<Provider*>(&chat)}) {
     for (int in_flight : {1, 16}) {
       const int turns = 2000;
       fake.Script(json::array({{{"text", "ok"}, {"repeat", turns}}}));

@@ -109,16 +109,6 @@ json ResponseFormatJson(const v1::ResponseFormat& format) {
   }
 }
 
-std::string Text(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
-}
-
-int64_t Int(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it != object.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-}
-
 class ChatTranslator final : public StreamTranslator {
  public:
   explicit ChatTranslator(std::string provider)

@@ -60,6 +60,16 @@ nlohmann::json FunctionParameters(const v1::FunctionDefinition& function) {
   return StructToJson(function.parameters());
 }
 
+std::string Text(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+int64_t Int(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+}
+
 std::string ImageDetailName(v1::ImageDetail detail) {
   switch (detail) {
     case v1::IMAGE_DETAIL_LOW:

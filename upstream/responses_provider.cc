@@ -130,17 +130,6 @@ json TextFormat(const v1::ResponseFormat& format) {
   }
 }
 
-// Reads a string member, tolerating absence and null.
-std::string Text(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
-}
-
-int64_t Int(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it != object.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-}
-
 class ResponsesTranslator final : public StreamTranslator {
  public:
   explicit ResponsesTranslator(std::string provider)

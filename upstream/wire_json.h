@@ -2,6 +2,7 @@
 #ifndef UPSTREAM_WIRE_JSON_H_
 #define UPSTREAM_WIRE_JSON_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,13 @@ nlohmann::json FunctionParameters(const v1::FunctionDefinition& function);
 
 // "auto" | "low" | "high".
 std::string ImageDetailName(v1::ImageDetail detail);
+
+// A string member of `object`; empty when absent, null or not a string
+// (OpenAI sends null for absent values in places the schema calls required).
+std::string Text(const nlohmann::json& object, const char* key);
+
+// An integer member of `object`; 0 when absent, null or not an integer.
+int64_t Int(const nlohmann::json& object, const char* key);
 
 // The text parts of `content` joined by newlines.
 std::string ConcatenatedText(const std::vector<v1::MessageContent>& content);
