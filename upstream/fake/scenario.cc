@@ -2680,7 +2680,8 @@ Reply FakeModel::RenderResponses(const ModelRequest& req, const Json& raw,
     if (final) {
       OrderedJson usage;
       usage["input_tokens"] = in_tokens;
-      usage["input_tokens_details"] = {{"cached_tokens", 0}};
+      usage["input_tokens_details"] = {{"cached_tokens", 0},
+                                       {"cache_write_tokens", 0}};
       usage["output_tokens"] = out_tokens;
       usage["output_tokens_details"] = {{"reasoning_tokens", 0}};
       usage["total_tokens"] = in_tokens + out_tokens;
