@@ -11,12 +11,16 @@ cd "$root"
 ./scripts/install-deps.sh
 echo "==> building (first build takes a few minutes)"
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build" -j "$(nproc)" --target assistants-gateway assistantsctl
+cmake --build "$root/build" -j "$(nproc)" --target assistants-gateway assistantsctl \
+  fake-openai upstream-probe
 
 work="$(mktemp -d)"
 gateway_pid=""
+fake_pid=""
 cleanup() {
-  if [ -n "$gateway_pid" ]; then kill -TERM "$gateway_pid" 2>/dev/null || true; wait "$gateway_pid" 2>/dev/null || true; fi
+  for pid in $gateway_pid $fake_pid; do
+    kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,6 +70,48 @@ kill -TERM "$gateway_pid"; wait "$gateway_pid" || true
 gateway_pid=$!
 sleep 0.5
 ctl messages list "$thread_id" --order asc
+
+# The upstream half: the seed's two model turns streamed through the
+# gateway's providers, from fake-openai (or real OpenAI with a key).
+if [ -n "${OPENAI_API_KEY:-}" ]; then
+  base_url="${OPENAI_BASE_URL:-https://api.openai.com/v1}"; key="$OPENAI_API_KEY"
+  echo; echo "==> upstream: real OpenAI at $base_url"
+else
+  "$root/build/upstream/fake-openai" --listen=127.0.0.1:0 2>"$work/fake.log" &
+  fake_pid=$!
+  for _ in $(seq 1 100); do grep -q "listening on" "$work/fake.log" 2>/dev/null && break; sleep 0.1; done
+  base_url="http://$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$work/fake.log" | head -1)/v1"
+  key="sk-fake"
+  echo; echo "==> upstream: fake-openai at $base_url (set OPENAI_API_KEY to use OpenAI)"
+fi
+show_turn() {
+  # Renders the provider's events as a terminal client would.
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    t = e.get("type")
+    if t == "text_delta": print(e["text"], end="", flush=True)
+    elif t == "tool_call_started": print("[calling %s] " % e["name"], end="", flush=True)
+    elif t == "tool_call_arguments_delta": print(e["text"], end="", flush=True)
+    elif t == "tool_call_done": print()
+    elif t == "code_interpreter_code_delta": print(e["text"], end="", flush=True)
+    elif t == "usage": print("\n  (usage: %s)" % e["usage"])
+    elif t == "finished": print("  (finish: %s)" % e["finish_reason"])
+    elif "error" in e: print("  error: %s" % e["error"])
+'
+}
+for api in responses chat; do
+  echo; echo "--- $api API: the user asks; the model calls get_stock_price"
+  "$root/build/upstream/upstream-probe" --api=$api --scenario=seed \
+    --base_url="$base_url" --api_key="$key" | show_turn
+  echo "--- $api API: get_stock_price returned {\"price\": 237.5}; the model answers"
+  echo -n "assistant > "
+  "$root/build/upstream/upstream-probe" --api=$api --scenario=tool_outputs \
+    --base_url="$base_url" --api_key="$key" | show_turn
+done
+
 echo
-echo "Runs (CreateRun, RunEvents), the fake upstream and the tool workers are the next"
-echo "milestones; until then RunService answers UNIMPLEMENTED (reason NOT_IMPLEMENTED)."
+echo "Runs (CreateRun, RunEvents) join these halves next: the run engine will drive"
+echo "the provider turns above from threads, and tool workers will answer the calls;"
+echo "until then RunService answers UNIMPLEMENTED (reason NOT_IMPLEMENTED)."
