@@ -11,42 +11,16 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/errors.h"
 #include "service/common/status_macros.h"
+#include "service/store/paging.h"
 #include "service/store/store_errors.h"
 
 namespace assistants {
 namespace {
 
-// The exclusive sequence-number window a page is drawn from, and how to walk
-// it. A `before` cursor pages backwards from itself (the page holds the items
-// closest to it), so the walk runs against the requested order and the page
-// is reversed at the end.
-struct Window {
-  int64_t lo = std::numeric_limits<int64_t>::min();
-  int64_t hi = std::numeric_limits<int64_t>::max();
-  bool upward = true;
-  bool reverse = false;
-};
-
-Window MakeWindow(const ListQuery& query, std::optional<int64_t> after,
-                  std::optional<int64_t> before) {
-  Window w;
-  if (query.ascending) {
-    if (after) w.lo = *after;
-    if (before) w.hi = *before;
-  } else {
-    if (after) w.hi = *after;
-    if (before) w.lo = *before;
-  }
-  const bool has_before = before.has_value();
-  w.upward = query.ascending != has_before;
-  w.reverse = has_before;
-  return w;
-}
-
 // One page of `items` (keyed by sequence number) that pass `keep`.
 template <typename T, typename Keep>
 Page<T> MakePage(const std::map<int64_t, T>& items, const ListQuery& query,
-                 const Window& w, Keep keep) {
+                 const PageWindow& w, Keep keep) {
   Page<T> page;
   const size_t limit = static_cast<size_t>(std::max(query.limit, 0));
   auto take = [&](const T& item) {
@@ -164,7 +138,7 @@ absl::StatusOr<Page<v1::Assistant>> MemoryStore::ListAssistants(
     ASSIGN_OR_RETURN(before,
                      CursorSeq("before", query.before, kAssistantKind, ""));
   }
-  return MakePage(assistants_, query, MakeWindow(query, after, before),
+  return MakePage(assistants_, query, MakePageWindow(query, after, before),
                   [](const v1::Assistant&) { return true; });
 }
 
@@ -314,7 +288,8 @@ absl::StatusOr<Page<v1::Message>> MemoryStore::ListMessages(
     ASSIGN_OR_RETURN(
         before, CursorSeq("before", query.before, kMessageKind, thread_id));
   }
-  return MakePage(it->second.messages, query, MakeWindow(query, after, before),
+  return MakePage(it->second.messages, query,
+                  MakePageWindow(query, after, before),
                   [run_id](const v1::Message& message) {
                     return run_id.empty() || message.run_id() == run_id;
                   });

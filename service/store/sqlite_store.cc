@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/errors.h"
 #include "service/common/status_macros.h"
+#include "service/store/paging.h"
 #include "service/store/store_errors.h"
 
 namespace assistants {
@@ -112,33 +113,6 @@ std::string ParentOf(const T&) {
   return "";
 }
 std::string ParentOf(const v1::Message& message) { return message.thread_id(); }
-
-// The exclusive sequence-number window a page is drawn from, and how to walk
-// it. A `before` cursor pages backwards from itself (the page holds the items
-// closest to it), so the walk runs against the requested order and the page
-// is reversed at the end.
-struct Window {
-  int64_t lo = std::numeric_limits<int64_t>::min();
-  int64_t hi = std::numeric_limits<int64_t>::max();
-  bool upward = true;
-  bool reverse = false;
-};
-
-Window MakeWindow(const ListQuery& query, std::optional<int64_t> after,
-                  std::optional<int64_t> before) {
-  Window w;
-  if (query.ascending) {
-    if (after) w.lo = *after;
-    if (before) w.hi = *before;
-  } else {
-    if (after) w.hi = *after;
-    if (before) w.lo = *before;
-  }
-  const bool has_before = before.has_value();
-  w.upward = query.ascending != has_before;
-  w.reverse = has_before;
-  return w;
-}
 
 }  // namespace
 
@@ -444,7 +418,7 @@ absl::StatusOr<Page<SqliteStore::Row>> SqliteStore::ListRows(
     ASSIGN_OR_RETURN(before,
                      CursorSeq("before", query.before, kind, parent_id));
   }
-  const Window w = MakeWindow(query, after, before);
+  const PageWindow w = MakePageWindow(query, after, before);
   Page<Row> page;
   if (w.lo >= w.hi) return page;
   // Four fixed texts rather than one with optional clauses, so each can use
