@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 buf="$root/tools/buf/node_modules/.bin/buf"
 if [ ! -x "$buf" ]; then
-  (cd "$root/tools/buf" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+  (cd "$root/tools/buf" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 cd "$root/proto"
 "$buf" lint
