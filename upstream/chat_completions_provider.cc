@@ -1,9 +1,11 @@
 #include "upstream/chat_completions_provider.h"
 
-#include <map>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "upstream/error_mapping.h"
 #include "upstream/wire_json.h"
 
@@ -137,8 +139,7 @@ class ChatTranslator final : public StreamTranslator {
     if (choices == chunk.end() || !choices->is_array()) return std::nullopt;
     for (const json& choice : *choices) {
       if (!choice.is_object() || Int(choice, "index") != 0) continue;
-      if (auto error =
-              OnDelta(choice.value("delta", json::object()), observer)) {
+      if (auto error = OnDelta(Object(choice, "delta"), observer)) {
         return error;
       }
       // finish_reason is null in every chunk but the last.
@@ -179,27 +180,48 @@ class ChatTranslator final : public StreamTranslator {
     }
     for (const json& fragment : *tool_calls) {
       if (!fragment.is_object()) continue;
-      int index = static_cast<int>(Int(fragment, "index"));
-      const json& function = fragment.value("function", json::object());
-      auto [it, is_new] = calls_.try_emplace(index);
-      Call& call = it->second;
-      if (is_new) {
-        call.id = Text(fragment, "id");
-        call.name = Text(function, "name");
+      const json& function = Object(fragment, "function");
+      std::string id = Text(fragment, "id");
+      // Fragments continue the call at their `index`. Some compatible
+      // servers omit the index and send each parallel call whole with its
+      // own id, so a new id always starts a new call; ordinals are ours.
+      auto index_field = fragment.find("index");
+      std::optional<int64_t> upstream_index;
+      if (index_field != fragment.end() && index_field->is_number_integer()) {
+        upstream_index = index_field->get<int64_t>();
+      }
+      int ordinal = -1;
+      if (upstream_index.has_value()) {
+        auto it = by_upstream_index_.find(*upstream_index);
+        if (it != by_upstream_index_.end() &&
+            (id.empty() || id == calls_[it->second].id)) {
+          ordinal = it->second;
+        }
+      } else if (id.empty() && !calls_.empty()) {
+        ordinal = static_cast<int>(calls_.size()) - 1;
+      }
+      if (ordinal < 0) {
+        Call call{id, Text(function, "name"), ""};
         if (call.id.empty() || call.name.empty()) {
           return ProtocolError(provider_,
                                "a tool call started without an id or name");
         }
+        ordinal = static_cast<int>(calls_.size());
+        calls_.push_back(call);
+        if (upstream_index.has_value()) {
+          by_upstream_index_[*upstream_index] = ordinal;
+        }
         ProviderEvent started;
         started.type = ProviderEvent::Type::kToolCallStarted;
-        started.index = index;
+        started.index = ordinal;
         started.call_id = call.id;
         started.name = call.name;
         observer.OnEvent(started);
       }
+      Call& call = calls_[ordinal];
       if (std::string args = Text(function, "arguments"); !args.empty()) {
         call.arguments += args;
-        Emit(observer, ProviderEvent::Type::kToolCallArgumentsDelta, index,
+        Emit(observer, ProviderEvent::Type::kToolCallArgumentsDelta, ordinal,
              call.id, std::move(args));
       }
     }
@@ -208,10 +230,11 @@ class ChatTranslator final : public StreamTranslator {
 
   std::optional<TurnError> Finish(TurnObserver& observer) {
     if (done_) return std::nullopt;
-    for (const auto& [index, call] : calls_) {
+    for (size_t ordinal = 0; ordinal < calls_.size(); ++ordinal) {
+      const Call& call = calls_[ordinal];
       ProviderEvent done_call;
       done_call.type = ProviderEvent::Type::kToolCallDone;
-      done_call.index = index;
+      done_call.index = static_cast<int>(ordinal);
       done_call.call_id = call.id;
       done_call.name = call.name;
       done_call.text = call.arguments;
@@ -251,7 +274,8 @@ class ChatTranslator final : public StreamTranslator {
   }
 
   const std::string provider_;
-  std::map<int, Call> calls_;  // by index, ordered for kToolCallDone
+  std::vector<Call> calls_;  // in order of appearance (our ordinals)
+  absl::flat_hash_map<int64_t, int> by_upstream_index_;
   std::string finish_reason_;
   v1::Usage usage_;
   bool has_usage_ = false;

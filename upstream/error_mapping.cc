@@ -1,6 +1,8 @@
 #include "upstream/error_mapping.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <optional>
 #include <vector>
 
@@ -69,20 +71,28 @@ constexpr StreamRule kStreamRules[] = {
     {"", absl::StatusCode::kUnavailable, "UPSTREAM_SERVER_ERROR", kServerError},
 };
 
+// Retry hints beyond this are not believed (and would overflow a Duration).
+constexpr double kMaxRetryDelayMs = 3600.0 * 1000;
+
+// Parses a non-negative finite number of `unit_ms` milliseconds, clamped.
+std::optional<std::chrono::milliseconds> ParseDelay(absl::string_view text,
+                                                    double unit_ms) {
+  double value = 0;
+  if (!absl::SimpleAtod(text, &value) || !std::isfinite(value) || value < 0) {
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds(
+      static_cast<int64_t>(std::min(value * unit_ms, kMaxRetryDelayMs)));
+}
+
 // The delay a 429/5xx asks for: retry-after-ms, else Retry-After seconds,
-// else one second.
+// else one second (an HTTP-date Retry-After also falls back to one second).
 std::chrono::milliseconds RetryDelay(const HttpResponseHead& head) {
   if (auto it = head.headers.find("retry-after-ms"); it != head.headers.end()) {
-    double ms = 0;
-    if (absl::SimpleAtod(it->second, &ms) && ms >= 0) {
-      return std::chrono::milliseconds(static_cast<int64_t>(ms));
-    }
+    if (auto delay = ParseDelay(it->second, 1)) return *delay;
   }
   if (auto it = head.headers.find("retry-after"); it != head.headers.end()) {
-    double seconds = 0;
-    if (absl::SimpleAtod(it->second, &seconds) && seconds >= 0) {
-      return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-    }
+    if (auto delay = ParseDelay(it->second, 1000)) return *delay;
   }
   return std::chrono::seconds(1);
 }

@@ -65,6 +65,13 @@ std::string Text(const nlohmann::json& object, const char* key) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
+const nlohmann::json& Object(const nlohmann::json& object, const char* key) {
+  static const auto* const kEmpty =
+      new nlohmann::json(nlohmann::json::object());
+  auto it = object.find(key);
+  return it != object.end() && it->is_object() ? *it : *kEmpty;
+}
+
 int64_t Int(const nlohmann::json& object, const char* key) {
   auto it = object.find(key);
   return it != object.end() && it->is_number_integer() ? it->get<int64_t>() : 0;

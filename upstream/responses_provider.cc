@@ -162,8 +162,8 @@ class ResponsesTranslator final : public StreamTranslator {
     } else if (type == "response.completed" || type == "response.incomplete") {
       return OnTerminal(type, data, observer);
     } else if (type == "response.failed") {
-      const json& response = data.value("response", json::object());
-      const json& error = response.value("error", json::object());
+      const json& response = Object(data, "response");
+      const json& error = Object(response, "error");
       return MapStreamError(provider_, Text(error, "code"),
                             Text(error, "message"));
     } else if (type == "error") {
@@ -199,7 +199,7 @@ class ResponsesTranslator final : public StreamTranslator {
 
   std::optional<TurnError> OnItemAdded(const json& data,
                                        TurnObserver& observer) {
-    const json& item = data.value("item", json::object());
+    const json& item = Object(data, "item");
     std::string type = Text(item, "type");
     if (type != "function_call" && type != "code_interpreter_call") {
       return std::nullopt;
@@ -241,7 +241,7 @@ class ResponsesTranslator final : public StreamTranslator {
                                       TurnObserver& observer) {
     auto it = calls_.find(Int(data, "output_index"));
     if (it == calls_.end()) return std::nullopt;  // a message item
-    const json& item = data.value("item", json::object());
+    const json& item = Object(data, "item");
     ProviderEvent out;
     out.index = it->second.index;
     out.call_id = it->second.call_id;
@@ -274,8 +274,8 @@ class ResponsesTranslator final : public StreamTranslator {
 
   std::optional<TurnError> OnTerminal(const std::string& type, const json& data,
                                       TurnObserver& observer) {
-    const json& response = data.value("response", json::object());
-    const json& usage = response.value("usage", json::object());
+    const json& response = Object(data, "response");
+    const json& usage = Object(response, "usage");
     if (usage.is_object() && !usage.empty()) {
       ProviderEvent out;
       out.type = ProviderEvent::Type::kUsage;
@@ -287,8 +287,7 @@ class ResponsesTranslator final : public StreamTranslator {
     ProviderEvent finished;
     finished.type = ProviderEvent::Type::kFinished;
     if (type == "response.incomplete") {
-      const json& details =
-          response.value("incomplete_details", json::object());
+      const json& details = Object(response, "incomplete_details");
       finished.finish_reason =
           details.is_object() && Text(details, "reason") == "content_filter"
               ? FinishReason::kContentFilter

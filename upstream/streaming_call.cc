@@ -1,6 +1,7 @@
 #include "upstream/streaming_call.h"
 
 #include <atomic>
+#include <exception>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -23,7 +24,10 @@ class StreamingCall final : public HttpStreamHandler {
         translator_(std::move(translator)),
         observer_(std::move(observer)) {}
 
-  void set_request_id(HttpClient::RequestId id) { request_id_ = id; }
+  void set_request_id(HttpClient::RequestId id) {
+    request_id_ = id;
+    if (abort_wanted_) http_->Cancel(id);  // a second Cancel is ignored
+  }
 
   void OnHeaders(const HttpResponseHead& head) override { head_ = head; }
 
@@ -38,7 +42,8 @@ class StreamingCall final : public HttpStreamHandler {
     }
     bool within_limits = parser_.Feed(chunk, [this](SseEvent&& event) {
       if (finished_) return;
-      std::optional<TurnError> error = translator_->OnEvent(event, *observer_);
+      std::optional<TurnError> error =
+          Translate([&] { return translator_->OnEvent(event, *observer_); });
       if (error.has_value()) {
         Finish(std::move(error), /*abort_transfer=*/true);
       } else if (translator_->done()) {
@@ -59,7 +64,8 @@ class StreamingCall final : public HttpStreamHandler {
     } else if (head_.status < 200 || head_.status > 299) {
       Finish(MapHttpError(provider_, head_, error_body_), false);
     } else {
-      std::optional<TurnError> error = translator_->OnEnd(*observer_);
+      std::optional<TurnError> error =
+          Translate([&] { return translator_->OnEnd(*observer_); });
       if (!error.has_value() && !translator_->done()) {
         error =
             ProtocolError(provider_, "the stream ended before the turn did");
@@ -69,11 +75,28 @@ class StreamingCall final : public HttpStreamHandler {
   }
 
  private:
+  // Runs a translator step; nothing may throw on the HTTP client's thread,
+  // so an unexpected exception (malformed upstream JSON reaching a path that
+  // throws) ends the turn as a protocol error instead of the process.
+  template <typename Step>
+  std::optional<TurnError> Translate(Step step) {
+    try {
+      return step();
+    } catch (const std::exception& e) {
+      return ProtocolError(provider_, e.what());
+    }
+  }
+
   void Finish(std::optional<TurnError> error, bool abort_transfer) {
     finished_ = true;
     observer_->OnDone(error);
-    // Stop reading a stream we gave up on so its connection is freed.
-    if (abort_transfer && request_id_ != 0) http_->Cancel(request_id_);
+    // Stop reading a stream we gave up on so its connection is freed. The
+    // id may not be known yet (the transfer can get this far before Start
+    // returns): set_request_id() then cancels.
+    if (abort_transfer) {
+      abort_wanted_ = true;
+      if (HttpClient::RequestId id = request_id_; id != 0) http_->Cancel(id);
+    }
   }
 
   const std::string provider_;
@@ -81,6 +104,7 @@ class StreamingCall final : public HttpStreamHandler {
   std::unique_ptr<StreamTranslator> translator_;
   std::shared_ptr<TurnObserver> observer_;
   std::atomic<HttpClient::RequestId> request_id_{0};
+  std::atomic<bool> abort_wanted_{false};
   HttpResponseHead head_;
   std::string error_body_;
   SseParser parser_;
@@ -121,6 +145,8 @@ std::unique_ptr<TurnCall> StartStreamingTurn(
   }
   for (const auto& header : config.extra_headers) {
     request.headers.push_back(header);
+    // Extra headers often carry credentials (Azure's api-key, x-api-key).
+    request.secret_headers.push_back(header.first);
   }
   request.body = body.dump();
   request.timeouts = config.timeouts;

@@ -26,6 +26,10 @@ std::string ImageDetailName(v1::ImageDetail detail);
 // (OpenAI sends null for absent values in places the schema calls required).
 std::string Text(const nlohmann::json& object, const char* key);
 
+// An object member of `object`; an empty object when absent or of another
+// type (json::value() would hand back a non-object that then throws).
+const nlohmann::json& Object(const nlohmann::json& object, const char* key);
+
 // An integer member of `object`; 0 when absent, null or not an integer.
 int64_t Int(const nlohmann::json& object, const char* key);
 

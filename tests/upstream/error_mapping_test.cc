@@ -135,6 +135,18 @@ TEST(HttpErrorTest, RetryAfterMsWinsOverSeconds) {
   EXPECT_EQ(retry->retry_delay().seconds(), 0);
 }
 
+TEST(HttpErrorTest, AbsurdRetryHintsAreClampedNotUndefined) {
+  for (const char* hint : {"inf", "1e300", "nan", "-5"}) {
+    HttpResponseHead head;
+    head.status = 429;
+    head.headers["retry-after"] = hint;
+    auto retry = GetRetryInfo(MapHttpError("openai", head, "").status);
+    ASSERT_TRUE(retry.has_value()) << hint;
+    EXPECT_GE(retry->retry_delay().seconds(), 0) << hint;
+    EXPECT_LE(retry->retry_delay().seconds(), 3600) << hint;
+  }
+}
+
 struct StreamCase {
   std::string code;
   absl::StatusCode status_code;

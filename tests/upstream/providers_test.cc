@@ -363,6 +363,60 @@ TEST(ChatTranslatorTest, ToolCallsAssembledByIndex) {
             FinishReason::kToolCalls);
 }
 
+TEST(ChatTranslatorTest, CallsWithoutIndexAreKeptApartById) {
+  auto translator = ChatCompletionsProvider::NewTranslator("compat");
+  Fed fed;
+  auto whole = [](const std::string& id, const std::string& args) {
+    return Chunk({{"tool_calls", json::array({{{"id", id},
+                                               {"type", "function"},
+                                               {"function",
+                                                {{"name", "get_stock_price"},
+                                                 {"arguments", args}}}}})}});
+  };
+  Feed(*translator,
+       {whole("call_a", R"({"ticker":"AAPL"})"),
+        whole("call_b", R"({"ticker":"MSFT"})"),
+        Chunk(json::object(), "tool_calls"), SseEvent{"", "[DONE]", ""}},
+       fed);
+  ASSERT_FALSE(fed.error.has_value());
+  auto calls = fed.observer.OfType(Type::kToolCallDone);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].call_id, "call_a");
+  EXPECT_EQ(calls[0].index, 0);
+  EXPECT_EQ(calls[1].call_id, "call_b");
+  EXPECT_EQ(calls[1].index, 1);
+  EXPECT_EQ(calls[1].text, R"({"ticker":"MSFT"})");
+}
+
+TEST(ChatTranslatorTest, SparseUpstreamIndexesBecomeDenseOrdinals) {
+  auto translator = ChatCompletionsProvider::NewTranslator("compat");
+  Fed fed;
+  Feed(*translator,
+       {Chunk({{"tool_calls",
+                json::array(
+                    {{{"index", 7},
+                      {"id", "call_x"},
+                      {"function", {{"name", "f"}, {"arguments", "{}"}}}}})}}),
+        Chunk(json::object(), "tool_calls"), SseEvent{"", "[DONE]", ""}},
+       fed);
+  auto calls = fed.observer.OfType(Type::kToolCallDone);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].index, 0);
+}
+
+TEST(ResponsesTranslatorTest, WrongTypesNeverThrow) {
+  for (const char* data :
+       {R"({"type":"response.completed","response":null})",
+        R"({"type":"response.failed","response":"x"})",
+        R"({"type":"response.output_item.added","item":[1,2]})",
+        R"({"type":"response.incomplete","response":{"incomplete_details":7}})",
+        R"({"type":"response.output_text.delta","delta":{"a":1}})"}) {
+    auto translator = ResponsesProvider::NewTranslator("openai");
+    Fed fed;
+    EXPECT_NO_THROW(Feed(*translator, {SseEvent{"", data, ""}}, fed)) << data;
+  }
+}
+
 TEST(ChatTranslatorTest, TextLengthAndMissingDone) {
   auto translator = ChatCompletionsProvider::NewTranslator("ollama");
   Fed fed;

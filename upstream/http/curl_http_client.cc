@@ -136,8 +136,10 @@ struct CurlHttpClient::Transfer {
       // libcurl enforces no timeout while a transfer waits in its queue for
       // a pooled connection (pool exhausted); this backstop does.
       deadline = attempt_start + request.timeouts.total;
-    } else if (connected && !status_seen &&
+    } else if (connected && !headers_done &&
                request.timeouts.first_byte.count() > 0) {
+      // Until the whole head arrived: a status line followed by silence
+      // (or a 1xx and nothing more) is still a first-byte stall.
       deadline = sent_at + request.timeouts.first_byte;
     } else if (headers_done && request.timeouts.idle.count() > 0) {
       deadline = last_data + request.timeouts.idle;
@@ -154,8 +156,22 @@ struct CurlHttpClient::Transfer {
     return message;
   }
 
+  // "METHOD scheme://host/path" for messages: user:password and the query
+  // string are dropped, since either may carry credentials.
   std::string Describe() const {
-    return absl::StrCat(request.method, " ", request.url);
+    absl::string_view url = request.url;
+    url = url.substr(0, url.find_first_of("?#"));
+    size_t scheme_end = url.find("://");
+    if (scheme_end != absl::string_view::npos) {
+      size_t authority = scheme_end + 3;
+      size_t path = url.find('/', authority);
+      size_t at = url.substr(0, path).rfind('@');
+      if (at != absl::string_view::npos && at >= authority) {
+        return absl::StrCat(request.method, " ", url.substr(0, authority),
+                            url.substr(at + 1));
+      }
+    }
+    return absl::StrCat(request.method, " ", url);
   }
 };
 
@@ -528,9 +544,9 @@ void CurlHttpClient::CheckTimers(Clock::time_point now) {
     if (t.waiting_retry) {
       BeginAttempt(t);
     } else if (t.in_multi) {
-      t.timer_fired = !t.connected    ? "total"
-                      : t.status_seen ? "idle"
-                                      : "first_byte";
+      t.timer_fired = !t.connected     ? "total"
+                      : t.headers_done ? "idle"
+                                       : "first_byte";
       FinishAttempt(t, CURLE_OPERATION_TIMEDOUT);
     }
   }
