@@ -2,6 +2,7 @@
 // store. Configuration: flags, each defaulting to an environment variable.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -13,8 +14,14 @@
 #include "absl/flags/usage.h"
 #include "service/api/server.h"
 #include "service/common/clock.h"
+#include "service/common/executor.h"
+#include "service/common/timers.h"
+#include "service/runs/engine.h"
+#include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
 #include "service/store/sqlite_store.h"
+#include "upstream/http/curl_http_client.h"
+#include "upstream/provider_registry.h"
 
 namespace {
 
@@ -33,6 +40,17 @@ ABSL_FLAG(std::string, db, EnvOr("ASSISTANTS_DB", "assistants.db"),
           "ASSISTANTS_DB)");
 ABSL_FLAG(int, shutdown_grace_ms, 5000,
           "on SIGTERM/SIGINT, how long calls in flight may finish");
+ABSL_FLAG(int, requires_action_timeout_s,
+          std::atoi(EnvOr("ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S", "600").c_str()),
+          "how long a run may wait for tool outputs before it expires (env "
+          "ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S)");
+ABSL_FLAG(std::string, active_run_policy,
+          EnvOr("ASSISTANTS_ACTIVE_RUN_POLICY", "reject"),
+          "default for a run created on a thread with an active run: reject, "
+          "queue or interrupt (env ASSISTANTS_ACTIVE_RUN_POLICY)");
+ABSL_FLAG(int, heartbeat_ms, 15000,
+          "silence after which a RunEvents stream gets a heartbeat event");
+ABSL_FLAG(int, engine_threads, 4, "threads that drive runs");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -61,10 +79,70 @@ int main(int argc, char** argv) {
     store = *std::move(sqlite);
   }
 
+  // Upstream backends (environment until the configuration file exists).
+  std::string default_upstream;
+  auto backends =
+      assistants::upstream::BackendsFromEnvironment(&default_upstream);
+  if (!backends.ok()) {
+    std::cerr << "assistants-gateway: " << backends.status().message() << "\n";
+    return 1;
+  }
+  auto http = std::make_unique<assistants::upstream::CurlHttpClient>();
+  auto providers = assistants::upstream::ProviderRegistry::Create(
+      *backends, default_upstream, http.get());
+  if (!providers.ok()) {
+    std::cerr << "assistants-gateway: " << providers.status().message()
+              << "\n";
+    return 1;
+  }
+
+  assistants::runs::EngineOptions engine_options;
+  engine_options.requires_action_timeout_ms =
+      int64_t{absl::GetFlag(FLAGS_requires_action_timeout_s)} * 1000;
+  engine_options.default_upstream = (*providers)->default_backend();
+  const std::string policy = absl::GetFlag(FLAGS_active_run_policy);
+  if (policy == "reject") {
+    engine_options.default_active_run_policy =
+        assistants::v1::ACTIVE_RUN_POLICY_REJECT;
+  } else if (policy == "queue") {
+    engine_options.default_active_run_policy =
+        assistants::v1::ACTIVE_RUN_POLICY_QUEUE;
+  } else if (policy == "interrupt") {
+    engine_options.default_active_run_policy =
+        assistants::v1::ACTIVE_RUN_POLICY_INTERRUPT;
+  } else {
+    std::cerr << "assistants-gateway: --active_run_policy must be reject, "
+                 "queue or interrupt, not \""
+              << policy << "\"\n";
+    return 1;
+  }
+  if (engine_options.requires_action_timeout_ms <= 0) {
+    std::cerr << "assistants-gateway: --requires_action_timeout_s must be "
+                 "positive\n";
+    return 1;
+  }
+
   assistants::SystemClock clock;
+  assistants::ThreadTimers timers(&clock);
+  assistants::Executor engine_executor(
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_engine_threads))));
+  assistants::runs::CallerOnlyDispatcher dispatcher;
+  auto* registry = providers->get();
+  auto engine = std::make_unique<assistants::runs::RunEngine>(
+      store.get(),
+      [registry](absl::string_view name) { return registry->Resolve(name); },
+      &dispatcher, &clock, &timers, &engine_executor, engine_options);
+  if (absl::Status recovered = engine->Recover(); !recovered.ok()) {
+    std::cerr << "assistants-gateway: cannot resume runs: "
+              << recovered.message() << "\n";
+    return 1;
+  }
+
   assistants::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
-  auto server = assistants::GatewayServer::Start(options, store.get(), &clock);
+  options.streams.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+  auto server = assistants::GatewayServer::Start(options, store.get(), &clock,
+                                                 engine.get(), &timers);
   if (!server.ok()) {
     std::cerr << "assistants-gateway: " << server.status().message() << "\n";
     return 1;
@@ -85,6 +163,11 @@ int main(int argc, char** argv) {
   });
   (*server)->Wait();
   signal_waiter.join();
+  // Turns in flight hold requests of the HTTP client: the engine goes first.
+  engine->Stop();
+  server->reset();
+  engine.reset();
+  http.reset();
   std::cerr << "assistants-gateway: stopped" << std::endl;
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "service/common/errors.h"
@@ -87,11 +88,60 @@ std::vector<std::string> ProviderRegistry::Names() const {
   return names;
 }
 
+namespace {
+
+// A positive integer from `name`, if set; an error naming it otherwise.
+absl::Status ReadPositive(const char* name, int64_t* value) {
+  const std::string text = Env(name);
+  if (text.empty()) return absl::OkStatus();
+  int64_t parsed = 0;
+  if (!absl::SimpleAtoi(text, &parsed) || parsed <= 0) {
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_CONFIG",
+                     absl::StrCat(name, " must be a positive integer, not \"",
+                                  text, "\""),
+                     {{"variable", name}});
+  }
+  *value = parsed;
+  return absl::OkStatus();
+}
+
+// Timeouts and retries shared by every backend:
+// ASSISTANTS_UPSTREAM_{CONNECT,FIRST_BYTE,IDLE,TOTAL}_TIMEOUT_MS and
+// ASSISTANTS_UPSTREAM_MAX_ATTEMPTS.
+absl::Status ApplyTransportEnvironment(ProviderConfig& config) {
+  struct Timeout {
+    const char* name;
+    std::chrono::milliseconds* field;
+  };
+  for (const Timeout& t :
+       {Timeout{"ASSISTANTS_UPSTREAM_CONNECT_TIMEOUT_MS",
+                &config.timeouts.connect},
+        Timeout{"ASSISTANTS_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
+                &config.timeouts.first_byte},
+        Timeout{"ASSISTANTS_UPSTREAM_IDLE_TIMEOUT_MS", &config.timeouts.idle},
+        Timeout{"ASSISTANTS_UPSTREAM_TOTAL_TIMEOUT_MS",
+                &config.timeouts.total}}) {
+    int64_t ms = t.field->count();
+    if (absl::Status s = ReadPositive(t.name, &ms); !s.ok()) return s;
+    *t.field = std::chrono::milliseconds(ms);
+  }
+  int64_t attempts = config.retry.max_attempts;
+  if (absl::Status s = ReadPositive("ASSISTANTS_UPSTREAM_MAX_ATTEMPTS", &attempts);
+      !s.ok()) {
+    return s;
+  }
+  config.retry.max_attempts = static_cast<int>(attempts);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<BackendConfig>> BackendsFromEnvironment(
     std::string* default_backend) {
   std::vector<BackendConfig> backends;
   ProviderConfig openai;
   openai.name = "openai";
+  if (absl::Status s = ApplyTransportEnvironment(openai); !s.ok()) return s;
   if (std::string url = Env("OPENAI_BASE_URL"); !url.empty()) {
     openai.base_url = std::string(absl::StripSuffix(url, "/"));
   }
@@ -111,6 +161,7 @@ absl::StatusOr<std::vector<BackendConfig>> BackendsFromEnvironment(
   if (std::string url = Env("CHAT_COMPLETIONS_BASE_URL"); !url.empty()) {
     ProviderConfig chat;
     chat.name = "chat";
+    if (absl::Status s = ApplyTransportEnvironment(chat); !s.ok()) return s;
     chat.base_url = std::string(absl::StripSuffix(url, "/"));
     chat.api_key = Env("CHAT_COMPLETIONS_API_KEY");
     backends.push_back({WireApi::kChatCompletions, chat});

@@ -1,5 +1,6 @@
-// Handlers of AssistantService, ThreadService and MessageService: each
-// forwards its request to the core method of the same name.
+// Handlers of AssistantService, ThreadService, MessageService and
+// RunService: each forwards its request to the core (or run engine) method
+// of the same name.
 #include "service/api/services.h"
 #include "service/api/unary.h"
 
@@ -32,6 +33,33 @@ FORWARD_TO_CORE(MessageServiceImpl, ListMessages)
 FORWARD_TO_CORE(MessageServiceImpl, UpdateMessage)
 FORWARD_TO_CORE(MessageServiceImpl, DeleteMessage)
 
+// Defines RunServiceImpl::Method as "run RunEngine::Method on the executor".
+#define FORWARD_TO_ENGINE(Method)                                           \
+  grpc::ServerUnaryReactor* RunServiceImpl::Method(                         \
+      grpc::CallbackServerContext* context,                                 \
+      const v1::Method##Request* request, v1::Method##Response* response) { \
+    return HandleUnary(context, executor_, response, [this, request] {      \
+      return engine_->Method(*request);                                     \
+    });                                                                     \
+  }
+
+FORWARD_TO_ENGINE(CreateRun)
+FORWARD_TO_ENGINE(CreateThreadAndRun)
+FORWARD_TO_ENGINE(GetRun)
+FORWARD_TO_ENGINE(ListRuns)
+FORWARD_TO_ENGINE(UpdateRun)
+FORWARD_TO_ENGINE(CancelRun)
+FORWARD_TO_ENGINE(SubmitToolOutputs)
+FORWARD_TO_ENGINE(GetRunStep)
+FORWARD_TO_ENGINE(ListRunSteps)
+
+grpc::ServerWriteReactor<v1::RunEventsResponse>* RunServiceImpl::RunEvents(
+    grpc::CallbackServerContext* context, const v1::RunEventsRequest* request) {
+  return StartRunEventsStream(context, *request, engine_, executor_, timers_,
+                              clock_, &streams_, stream_options_);
+}
+
+#undef FORWARD_TO_ENGINE
 #undef FORWARD_TO_CORE
 
 }  // namespace assistants

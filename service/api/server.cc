@@ -9,18 +9,22 @@
 
 namespace assistants {
 
-GatewayServer::GatewayServer(Store* store, const Clock* clock,
-                             size_t executor_threads)
+GatewayServer::GatewayServer(const ServerOptions& options, Store* store,
+                             const Clock* clock, runs::RunEngine* engine,
+                             Timers* timers)
     : resources_(store, clock),
-      executor_(executor_threads),
+      executor_(options.executor_threads),
       assistant_service_(&resources_, &executor_),
       thread_service_(&resources_, &executor_),
-      message_service_(&resources_, &executor_) {}
+      message_service_(&resources_, &executor_),
+      engine_(engine),
+      run_service_(engine, &executor_, timers, clock, options.streams) {}
 
 absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
-    const ServerOptions& options, Store* store, const Clock* clock) {
+    const ServerOptions& options, Store* store, const Clock* clock,
+    runs::RunEngine* engine, Timers* timers) {
   std::unique_ptr<GatewayServer> gateway(
-      new GatewayServer(store, clock, options.executor_threads));
+      new GatewayServer(options, store, clock, engine, timers));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -63,6 +67,8 @@ void GatewayServer::Shutdown(std::chrono::milliseconds grace) {
           server_->GetHealthCheckService()) {
     health->Shutdown();
   }
+  run_service_.DrainStreams();
+  engine_->Stop();
   server_->Shutdown(std::chrono::system_clock::now() + grace);
 }
 

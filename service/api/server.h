@@ -22,32 +22,39 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:50051";
   // Threads for blocking work (store calls).
   size_t executor_threads = 4;
+  // RunEvents stream settings (heartbeat interval, read-ahead).
+  StreamOptions streams;
 };
 
 class GatewayServer {
  public:
-  // Starts serving. `store` and `clock` must outlive the server.
+  // Starts serving. Every pointer must outlive the server.
   static absl::StatusOr<std::unique_ptr<GatewayServer>> Start(
-      const ServerOptions& options, Store* store, const Clock* clock);
+      const ServerOptions& options, Store* store, const Clock* clock,
+      runs::RunEngine* engine, Timers* timers);
   ~GatewayServer();
 
   // The port actually bound.
   int port() const { return port_; }
-  // Flips health to NOT_SERVING, stops accepting calls and waits up to
-  // `grace` for calls in flight before cancelling them.
+  // Flips health to NOT_SERVING, ends every RunEvents stream with a
+  // `draining` event, stops the engine (runs stay resumable in the store),
+  // stops accepting calls and waits up to `grace` for calls in flight
+  // before cancelling them.
   void Shutdown(std::chrono::milliseconds grace);
   // Blocks until the server has shut down.
   void Wait();
 
  private:
-  GatewayServer(Store* store, const Clock* clock, size_t executor_threads);
+  GatewayServer(const ServerOptions& options, Store* store, const Clock* clock,
+                runs::RunEngine* engine, Timers* timers);
 
   Resources resources_;
   Executor executor_;
   AssistantServiceImpl assistant_service_;
   ThreadServiceImpl thread_service_;
   MessageServiceImpl message_service_;
-  RunServiceUnimplemented run_service_;
+  runs::RunEngine* engine_;
+  RunServiceImpl run_service_;
   ToolRegistryServiceUnimplemented tool_registry_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

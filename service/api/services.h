@@ -9,8 +9,11 @@
 #include "assistants/v1/run_service.grpc.pb.h"
 #include "assistants/v1/thread.grpc.pb.h"
 #include "assistants/v1/tool_worker.grpc.pb.h"
+#include "service/api/run_events_stream.h"
 #include "service/common/executor.h"
+#include "service/common/timers.h"
 #include "service/core/resources.h"
+#include "service/runs/engine.h"
 
 namespace assistants {
 
@@ -103,41 +106,63 @@ class MessageServiceImpl final : public v1::MessageService::CallbackService {
   Executor* executor_;
 };
 
-// Runs are implemented by the run engine (a later milestone): until then each
-// RPC answers UNIMPLEMENTED (reason NOT_IMPLEMENTED) naming what is missing.
-class RunServiceUnimplemented final : public v1::RunService::CallbackService {
+// RunService over the run engine; RunEvents is a RunEventsStream.
+class RunServiceImpl final : public v1::RunService::CallbackService {
  public:
+  RunServiceImpl(runs::RunEngine* engine, Executor* executor, Timers* timers,
+                 const Clock* clock, StreamOptions stream_options)
+      : engine_(engine),
+        executor_(executor),
+        timers_(timers),
+        clock_(clock),
+        stream_options_(stream_options) {}
+
   grpc::ServerUnaryReactor* CreateRun(grpc::CallbackServerContext* context,
-                                      const v1::CreateRunRequest*,
-                                      v1::CreateRunResponse*) override;
+                                      const v1::CreateRunRequest* request,
+                                      v1::CreateRunResponse* response) override;
   grpc::ServerUnaryReactor* CreateThreadAndRun(
       grpc::CallbackServerContext* context,
-      const v1::CreateThreadAndRunRequest*,
-      v1::CreateThreadAndRunResponse*) override;
+      const v1::CreateThreadAndRunRequest* request,
+      v1::CreateThreadAndRunResponse* response) override;
   grpc::ServerUnaryReactor* GetRun(grpc::CallbackServerContext* context,
-                                   const v1::GetRunRequest*,
-                                   v1::GetRunResponse*) override;
+                                   const v1::GetRunRequest* request,
+                                   v1::GetRunResponse* response) override;
   grpc::ServerUnaryReactor* ListRuns(grpc::CallbackServerContext* context,
-                                     const v1::ListRunsRequest*,
-                                     v1::ListRunsResponse*) override;
+                                     const v1::ListRunsRequest* request,
+                                     v1::ListRunsResponse* response) override;
   grpc::ServerUnaryReactor* UpdateRun(grpc::CallbackServerContext* context,
-                                      const v1::UpdateRunRequest*,
-                                      v1::UpdateRunResponse*) override;
+                                      const v1::UpdateRunRequest* request,
+                                      v1::UpdateRunResponse* response) override;
   grpc::ServerUnaryReactor* CancelRun(grpc::CallbackServerContext* context,
-                                      const v1::CancelRunRequest*,
-                                      v1::CancelRunResponse*) override;
+                                      const v1::CancelRunRequest* request,
+                                      v1::CancelRunResponse* response) override;
   grpc::ServerUnaryReactor* SubmitToolOutputs(
-      grpc::CallbackServerContext* context, const v1::SubmitToolOutputsRequest*,
-      v1::SubmitToolOutputsResponse*) override;
-  grpc::ServerUnaryReactor* GetRunStep(grpc::CallbackServerContext* context,
-                                       const v1::GetRunStepRequest*,
-                                       v1::GetRunStepResponse*) override;
-  grpc::ServerUnaryReactor* ListRunSteps(grpc::CallbackServerContext* context,
-                                         const v1::ListRunStepsRequest*,
-                                         v1::ListRunStepsResponse*) override;
+      grpc::CallbackServerContext* context,
+      const v1::SubmitToolOutputsRequest* request,
+      v1::SubmitToolOutputsResponse* response) override;
+  grpc::ServerUnaryReactor* GetRunStep(
+      grpc::CallbackServerContext* context,
+      const v1::GetRunStepRequest* request,
+      v1::GetRunStepResponse* response) override;
+  grpc::ServerUnaryReactor* ListRunSteps(
+      grpc::CallbackServerContext* context,
+      const v1::ListRunStepsRequest* request,
+      v1::ListRunStepsResponse* response) override;
   grpc::ServerWriteReactor<v1::RunEventsResponse>* RunEvents(
       grpc::CallbackServerContext* context,
-      const v1::RunEventsRequest*) override;
+      const v1::RunEventsRequest* request) override;
+
+  // Sends `draining` on every open RunEvents stream and ends it.
+  void DrainStreams() { streams_.DrainAll(); }
+  size_t open_streams() const { return streams_.size(); }
+
+ private:
+  runs::RunEngine* engine_;
+  Executor* executor_;
+  Timers* timers_;
+  const Clock* clock_;
+  StreamOptions stream_options_;
+  StreamRegistry streams_;
 };
 
 // The tool-worker registry is a later milestone; same treatment as runs.

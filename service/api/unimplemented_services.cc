@@ -1,5 +1,4 @@
-// RunService and ToolRegistryService until the run engine and the tool-worker
-// registry land: every RPC answers UNIMPLEMENTED with reason NOT_IMPLEMENTED
+// ToolRegistryService until the tool-worker registry lands: every RPC answers UNIMPLEMENTED with reason NOT_IMPLEMENTED
 // and a message naming the missing capability, so clients generated from the
 // full contract get a clear answer instead of a hang or a generic error.
 #include "absl/strings/str_cat.h"
@@ -27,16 +26,7 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-constexpr absl::string_view kRunEngine = "run engine";
 constexpr absl::string_view kRegistry = "tool-worker registry";
-
-// A stream that ends at once with `status`.
-class FinishedWriter final
-    : public grpc::ServerWriteReactor<v1::RunEventsResponse> {
- public:
-  explicit FinishedWriter(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
 
 }  // namespace
 
@@ -47,15 +37,6 @@ class FinishedWriter final
     return FinishUnary(context, #Method, capability);                   \
   }
 
-NOT_IMPLEMENTED(RunServiceUnimplemented, CreateRun, kRunEngine)
-NOT_IMPLEMENTED(RunServiceUnimplemented, CreateThreadAndRun, kRunEngine)
-NOT_IMPLEMENTED(RunServiceUnimplemented, GetRun, kRunEngine)
-NOT_IMPLEMENTED(RunServiceUnimplemented, ListRuns, kRunEngine)
-NOT_IMPLEMENTED(RunServiceUnimplemented, UpdateRun, kRunEngine)
-NOT_IMPLEMENTED(RunServiceUnimplemented, CancelRun, kRunEngine)
-NOT_IMPLEMENTED(RunServiceUnimplemented, SubmitToolOutputs, kRunEngine)
-NOT_IMPLEMENTED(RunServiceUnimplemented, GetRunStep, kRunEngine)
-NOT_IMPLEMENTED(RunServiceUnimplemented, ListRunSteps, kRunEngine)
 NOT_IMPLEMENTED(ToolRegistryServiceUnimplemented, RegisterWorker, kRegistry)
 NOT_IMPLEMENTED(ToolRegistryServiceUnimplemented, Heartbeat, kRegistry)
 NOT_IMPLEMENTED(ToolRegistryServiceUnimplemented, UnregisterWorker, kRegistry)
@@ -63,11 +44,5 @@ NOT_IMPLEMENTED(ToolRegistryServiceUnimplemented, ListTools, kRegistry)
 NOT_IMPLEMENTED(ToolRegistryServiceUnimplemented, ListWorkers, kRegistry)
 
 #undef NOT_IMPLEMENTED
-
-grpc::ServerWriteReactor<v1::RunEventsResponse>*
-RunServiceUnimplemented::RunEvents(grpc::CallbackServerContext* context,
-                                   const v1::RunEventsRequest*) {
-  return new FinishedWriter(NotImplemented("RunEvents", kRunEngine));
-}
 
 }  // namespace assistants

@@ -4,46 +4,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "service/common/errors.h"
 #include "service/common/ids.h"
 #include "service/common/status_macros.h"
+#include "service/core/objects.h"
 #include "service/core/validation.h"
 
 namespace assistants {
 namespace {
-
-// Deterministic bytes of `request` without its request_id: two requests are
-// "the same" for idempotency when these bytes are equal.
-template <typename Request>
-std::string Fingerprint(const Request& request) {
-  Request copy = request;
-  copy.clear_request_id();
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    copy.SerializeToCodedStream(&coded);
-  }
-  return bytes;
-}
-
-// The list envelope shared by every List RPC ({object, data, first_id,
-// last_id, has_more}).
-template <typename Response, typename T>
-Response ToListResponse(Page<T> page) {
-  Response response;
-  response.set_object("list");
-  response.set_has_more(page.has_more);
-  if (!page.items.empty()) {
-    response.set_first_id(page.items.front().id());
-    response.set_last_id(page.items.back().id());
-  }
-  for (T& item : page.items) *response.add_data() = std::move(item);
-  return response;
-}
 
 template <typename Response>
 Response DeletedResponse(absl::string_view id, absl::string_view object) {
@@ -52,25 +20,6 @@ Response DeletedResponse(absl::string_view id, absl::string_view object) {
   response.set_object(std::string(object));
   response.set_deleted(true);
   return response;
-}
-
-v1::Message NewMessage(const v1::MessageInput& input,
-                       absl::string_view thread_id, int64_t now_seconds) {
-  v1::Message message;
-  message.set_id(NewId(kMessagePrefix));
-  message.set_object("thread.message");
-  message.set_created_at(now_seconds);
-  message.set_thread_id(std::string(thread_id));
-  message.set_status(v1::MESSAGE_STATUS_COMPLETED);
-  message.set_role(input.role());
-  if (!input.text().empty()) {
-    message.add_content()->mutable_text()->set_value(input.text());
-  } else {
-    *message.mutable_content() = input.content();
-  }
-  *message.mutable_attachments() = input.attachments();
-  *message.mutable_metadata() = input.metadata();
-  return message;
 }
 
 // The fields UpdateAssistant can write, by update_mask path. `present` says
@@ -151,36 +100,9 @@ absl::Status ApplyAssistantUpdate(const v1::UpdateAssistantRequest& request,
   return absl::OkStatus();
 }
 
-// The store names a bad cursor "after" / "before"; the client sent it as
-// "options.after" / "options.before", so errors point there.
-absl::Status InRequestPaths(absl::Status status) {
-  if (ErrorReason(status) != "INVALID_CURSOR") return status;
-  std::optional<google::rpc::BadRequest> bad_request = GetBadRequest(status);
-  if (!bad_request.has_value() || bad_request->field_violations_size() != 1) {
-    return status;
-  }
-  const auto& violation = bad_request->field_violations(0);
-  return FieldError(absl::StrCat("options.", violation.field()),
-                    "INVALID_CURSOR", violation.description());
-}
-
 }  // namespace
 
 // --- Idempotency ---
-
-absl::Mutex* Resources::KeyLock(const std::string& key) {
-  absl::MutexLock lock(&key_locks_mu_);
-  std::unique_ptr<KeyLockEntry>& entry = key_locks_[key];
-  if (entry == nullptr) entry = std::make_unique<KeyLockEntry>();
-  ++entry->users;
-  return &entry->mu;
-}
-
-void Resources::ReleaseKeyLock(const std::string& key) {
-  absl::MutexLock lock(&key_locks_mu_);
-  auto it = key_locks_.find(key);
-  if (it != key_locks_.end() && --it->second->users == 0) key_locks_.erase(it);
-}
 
 template <typename Request, typename Response>
 absl::StatusOr<Response> Resources::Idempotent(
@@ -188,61 +110,14 @@ absl::StatusOr<Response> Resources::Idempotent(
     const std::function<absl::StatusOr<Response>()>& build,
     const std::function<absl::Status(const Response&,
                                      const IdempotencyRecord*)>& persist) {
-  if (request.request_id().empty()) {
-    ASSIGN_OR_RETURN(Response response, build());
-    RETURN_IF_ERROR(persist(response, nullptr));
-    return response;
-  }
-  RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
-  const std::string key = absl::StrCat(method, "/", request.request_id());
-  const std::string fingerprint = Fingerprint(request);
-
-  // Replays the stored outcome of `key`, if any.
-  auto replay = [&]() -> absl::StatusOr<std::optional<Response>> {
-    ASSIGN_OR_RETURN(std::optional<IdempotencyRecord> record,
-                     store_->GetIdempotencyRecord(key));
-    if (!record.has_value()) return std::nullopt;
-    if (record->created_at_ms < clock_->NowMillis() - kIdempotencyWindowMs) {
-      // Expired: forget it (and its peers) so the key can be used afresh.
-      RETURN_IF_ERROR(store_
-                          ->PruneIdempotencyRecords(clock_->NowMillis() -
-                                                    kIdempotencyWindowMs)
-                          .status());
-      return std::nullopt;
-    }
-    if (record->request_fingerprint != fingerprint) {
-      return MakeError(
-          absl::StatusCode::kFailedPrecondition, "IDEMPOTENCY_KEY_REUSED",
-          "request_id was already used with a different request",
-          {{"field", "request_id"}, {"request_id", request.request_id()}});
-    }
-    Response response;
-    if (!response.ParseFromString(record->response)) {
-      return MakeError(absl::StatusCode::kDataLoss, "STORE_CORRUPT",
-                       "stored idempotent response is unreadable");
-    }
-    return response;
-  };
-
-  absl::Mutex* key_mu = KeyLock(key);
-  absl::StatusOr<Response> result = [&]() -> absl::StatusOr<Response> {
-    absl::MutexLock key_lock(key_mu);
-    ASSIGN_OR_RETURN(std::optional<Response> previous, replay());
-    if (previous.has_value()) return *std::move(previous);
-    ASSIGN_OR_RETURN(Response response, build());
-    IdempotencyRecord record{key, fingerprint, response.SerializeAsString(),
-                             clock_->NowMillis()};
-    absl::Status persisted = persist(response, &record);
-    if (ErrorReason(persisted) == "IDEMPOTENCY_CONFLICT") {
-      // Another process stored the same key first: answer as it did.
-      ASSIGN_OR_RETURN(previous, replay());
-      if (previous.has_value()) return *std::move(previous);
-    }
-    RETURN_IF_ERROR(persisted);
-    return response;
-  }();
-  ReleaseKeyLock(key);
-  return result;
+  return idempotency_.Run<Request, Response>(
+      method, request,
+      [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
+        ASSIGN_OR_RETURN(Response response, build());
+        if (record != nullptr) record->response = response.SerializeAsString();
+        RETURN_IF_ERROR(persist(response, record));
+        return response;
+      });
 }
 
 // --- Assistants ---

@@ -17,18 +17,16 @@
 #include "assistants/v1/message.pb.h"
 #include "assistants/v1/thread.pb.h"
 #include "service/common/clock.h"
+#include "service/core/idempotency.h"
 #include "service/store/store.h"
 
 namespace assistants {
 
-// How long a request_id protects against duplicates (as Stripe and OpenAI's
-// idempotency keys: 24 hours).
-inline constexpr int64_t kIdempotencyWindowMs = 24 * 3600 * 1000;
-
 class Resources {
  public:
   // `store` and `clock` must outlive this object.
-  Resources(Store* store, const Clock* clock) : store_(store), clock_(clock) {}
+  Resources(Store* store, const Clock* clock)
+      : store_(store), clock_(clock), idempotency_(store, clock) {}
 
   absl::StatusOr<v1::CreateAssistantResponse> CreateAssistant(
       const v1::CreateAssistantRequest& request);
@@ -73,21 +71,9 @@ class Resources {
       const std::function<absl::Status(const Response&,
                                        const IdempotencyRecord*)>& persist);
 
-  // Serializes concurrent requests that carry the same idempotency key, so
-  // the second waits for the first and then replays its result.
-  absl::Mutex* KeyLock(const std::string& key);
-  void ReleaseKeyLock(const std::string& key);
-
   Store* store_;
   const Clock* clock_;
-
-  absl::Mutex key_locks_mu_;
-  struct KeyLockEntry {
-    absl::Mutex mu;
-    int users = 0;
-  };
-  absl::flat_hash_map<std::string, std::unique_ptr<KeyLockEntry>> key_locks_
-      ABSL_GUARDED_BY(key_locks_mu_);
+  IdempotencyGuard idempotency_;
 };
 
 }  // namespace assistants

@@ -137,6 +137,11 @@ absl::Status ValidateContentPart(const v1::MessageContent& part,
 
 }  // namespace
 
+absl::Status ValidateRange(double value, double low, double high,
+                           absl::string_view field) {
+  return CheckRange(value, low, high, field);
+}
+
 size_t CharCount(absl::string_view s) {
   size_t count = 0;
   for (char c : s) {

@@ -60,6 +60,10 @@ size_t CharCount(absl::string_view s);
 absl::Status ValidateId(absl::string_view id, absl::string_view prefix,
                         absl::string_view field);
 
+// `value` is finite and within [low, high].
+absl::Status ValidateRange(double value, double low, double high,
+                           absl::string_view field);
+
 // The optional idempotency key of create/submit requests.
 absl::Status ValidateRequestId(absl::string_view request_id);
 

@@ -58,7 +58,7 @@ MemoryStore::MemoryStore(int64_t max_messages_per_thread)
 
 bool MemoryStore::IdInUse(const std::string& id) const {
   return assistant_seq_.count(id) > 0 || threads_.count(id) > 0 ||
-         messages_.count(id) > 0;
+         messages_.count(id) > 0 || runs_.count(id) > 0 || steps_.count(id) > 0;
 }
 
 absl::Status MemoryStore::CheckIdempotency(const IdempotencyRecord* record) {
@@ -85,6 +85,16 @@ std::optional<int64_t> MemoryStore::LiveSeq(absl::string_view id,
   } else if (kind == kMessageKind) {
     auto it = messages_.find(key);
     if (it != messages_.end() && it->second.thread_id == parent_id) {
+      return it->second.seq;
+    }
+  } else if (kind == kRunKind) {
+    auto it = runs_.find(key);
+    if (it != runs_.end() && it->second.thread_id == parent_id) {
+      return it->second.seq;
+    }
+  } else if (kind == kRunStepKind) {
+    auto it = steps_.find(key);
+    if (it != steps_.end() && it->second.run_id == parent_id) {
       return it->second.seq;
     }
   }
@@ -223,10 +233,21 @@ absl::Status MemoryStore::DeleteThread(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = threads_.find(std::string(id));
   if (it == threads_.end()) return NotFound(kThreadKind, id);
-  // Only the thread gets a tombstone: its messages can never be listed again
-  // (listing needs the thread), so tombstones for them would be dead weight.
+  if (std::optional<std::string> active = ActiveRunOf(it->second)) {
+    return ThreadHasActiveRun(id, *active);
+  }
+  // Only the thread gets a tombstone: its messages, runs and steps can never
+  // be listed again (listing needs the thread), so tombstones for them would
+  // be dead weight. Event logs go with their runs.
   for (const auto& [seq, message] : it->second.messages) {
     messages_.erase(message.id());
+  }
+  for (const auto& [seq, run] : it->second.runs) {
+    auto run_it = runs_.find(run.id());
+    for (const auto& [step_seq, step] : run_it->second.steps) {
+      steps_.erase(step.id());
+    }
+    runs_.erase(run_it);
   }
   tombstones_[it->first] =
       Tombstone{std::string(kThreadKind), "", it->second.seq};
@@ -242,6 +263,9 @@ absl::Status MemoryStore::CreateMessage(const v1::Message& message,
   RETURN_IF_ERROR(CheckIdempotency(idempotency));
   auto it = threads_.find(message.thread_id());
   if (it == threads_.end()) return NotFound(kThreadKind, message.thread_id());
+  if (std::optional<std::string> active = ActiveRunOf(it->second)) {
+    return ThreadHasActiveRun(message.thread_id(), *active);
+  }
   if (static_cast<int64_t>(it->second.messages.size()) >=
       max_messages_per_thread_) {
     return MessageLimit(message.thread_id(), max_messages_per_thread_);
@@ -320,6 +344,278 @@ absl::Status MemoryStore::DeleteMessage(absl::string_view thread_id,
   tombstones_[std::string(message_id)] = Tombstone{
       std::string(kMessageKind), std::string(thread_id), found.second};
   return absl::OkStatus();
+}
+
+// --- Runs, run steps and run event logs ---
+
+std::optional<std::string> MemoryStore::ActiveRunOf(
+    const ThreadEntry& thread) const {
+  if (thread.active_runs.empty()) return std::nullopt;
+  return thread.runs.at(*thread.active_runs.begin()).id();
+}
+
+void MemoryStore::IndexRunStatus(ThreadEntry& thread, int64_t seq,
+                                 bool active) {
+  if (active) {
+    thread.active_runs.insert(seq);
+    active_runs_[seq] = thread.thread.id();
+  } else {
+    thread.active_runs.erase(seq);
+    active_runs_.erase(seq);
+  }
+}
+
+absl::StatusOr<std::pair<MemoryStore::ThreadEntry*, MemoryStore::RunEntry*>>
+MemoryStore::FindRun(absl::string_view thread_id, absl::string_view run_id) {
+  auto thread = threads_.find(std::string(thread_id));
+  if (thread == threads_.end()) return NotFound(kThreadKind, thread_id);
+  auto it = runs_.find(std::string(run_id));
+  if (it == runs_.end() || it->second.thread_id != thread_id) {
+    return NotFound(kRunKind, run_id);
+  }
+  return std::make_pair(&thread->second, &it->second);
+}
+
+absl::Status MemoryStore::CreateRun(const RunCreation& creation) {
+  RETURN_IF_ERROR(ValidateRunCreation(creation, max_messages_per_thread_));
+  const v1::Run& run = creation.run;
+  const std::string& thread_id = run.thread_id();
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckIdempotency(creation.idempotency));
+  // The ids this call takes, so two of its own objects cannot share one.
+  std::unordered_set<std::string> seen;
+  ThreadEntry* thread = nullptr;
+  if (creation.new_thread != nullptr) {
+    if (IdInUse(thread_id)) return AlreadyExists(kThreadKind, thread_id);
+    seen.insert(thread_id);
+  } else {
+    auto it = threads_.find(thread_id);
+    if (it == threads_.end()) return NotFound(kThreadKind, thread_id);
+    thread = &it->second;
+    if (creation.reject_if_thread_active) {
+      if (std::optional<std::string> active = ActiveRunOf(*thread)) {
+        return ThreadHasActiveRun(thread_id, *active);
+      }
+    }
+    if (static_cast<int64_t>(thread->messages.size() +
+                             creation.messages.size()) >
+        max_messages_per_thread_) {
+      return MessageLimit(thread_id, max_messages_per_thread_);
+    }
+  }
+  for (const v1::Message& message : creation.messages) {
+    if (IdInUse(message.id()) || !seen.insert(message.id()).second) {
+      return AlreadyExists(kMessageKind, message.id());
+    }
+  }
+  if (IdInUse(run.id()) || seen.count(run.id()) > 0) {
+    return AlreadyExists(kRunKind, run.id());
+  }
+
+  // Checked: from here on nothing fails. Sequence numbers follow the order
+  // the SQLite store inserts rows in: thread, messages, run.
+  if (creation.new_thread != nullptr) {
+    ThreadEntry entry;
+    entry.seq = next_seq_++;
+    entry.thread = *creation.new_thread;
+    // unordered_map nodes are stable, so the pointer survives later inserts.
+    thread = &(threads_[thread_id] = std::move(entry));
+  }
+  for (const v1::Message& message : creation.messages) {
+    const int64_t seq = next_seq_++;
+    thread->messages[seq] = message;
+    messages_[message.id()] = MessageLocation{thread_id, seq};
+  }
+  const int64_t seq = next_seq_++;
+  thread->runs[seq] = run;
+  RunEntry& entry = runs_[run.id()];
+  entry.thread_id = thread_id;
+  entry.seq = seq;
+  entry.events = creation.events;
+  IndexRunStatus(*thread, seq, IsActiveRunStatus(run.status()));
+  PutIdempotency(creation.idempotency);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Run> MemoryStore::GetRun(absl::string_view thread_id,
+                                            absl::string_view run_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindRun(thread_id, run_id));
+  return found.first->runs.at(found.second->seq);
+}
+
+absl::StatusOr<Page<v1::Run>> MemoryStore::ListRuns(absl::string_view thread_id,
+                                                    const ListQuery& query) {
+  absl::MutexLock lock(&mu_);
+  auto it = threads_.find(std::string(thread_id));
+  if (it == threads_.end()) return NotFound(kThreadKind, thread_id);
+  std::optional<int64_t> after, before;
+  if (!query.after.empty()) {
+    ASSIGN_OR_RETURN(after,
+                     CursorSeq("after", query.after, kRunKind, thread_id));
+  }
+  if (!query.before.empty()) {
+    ASSIGN_OR_RETURN(before,
+                     CursorSeq("before", query.before, kRunKind, thread_id));
+  }
+  return MakePage(it->second.runs, query, MakePageWindow(query, after, before),
+                  [](const v1::Run&) { return true; });
+}
+
+absl::StatusOr<std::vector<v1::Run>> MemoryStore::ListActiveRuns() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Run> runs;
+  runs.reserve(active_runs_.size());
+  for (const auto& [seq, thread_id] : active_runs_) {
+    runs.push_back(threads_.at(thread_id).runs.at(seq));
+  }
+  return runs;
+}
+
+absl::Status MemoryStore::CheckUpsert(const std::string& id,
+                                      absl::string_view kind,
+                                      absl::string_view parent_id,
+                                      BatchCheck& check) {
+  // Already that object: a replacement.
+  if (LiveSeq(id, kind, parent_id).has_value()) return absl::OkStatus();
+  if (IdInUse(id)) return AlreadyExists(kind, id);
+  auto [it, inserted] = check.added.try_emplace(
+      id, PendingObject{std::string(kind), std::string(parent_id)});
+  if (!inserted &&
+      (it->second.kind != kind || it->second.parent_id != parent_id)) {
+    return AlreadyExists(kind, id);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MemoryStore::CheckRunChanges(const RunChanges& changes,
+                                          BatchCheck& check) {
+  auto run = runs_.find(changes.run_id);
+  if (run == runs_.end() || run->second.thread_id != changes.thread_id) {
+    return NotFound(kRunKind, changes.run_id);
+  }
+  for (const v1::RunStep& step : changes.steps) {
+    RETURN_IF_ERROR(
+        CheckUpsert(step.id(), kRunStepKind, changes.run_id, check));
+  }
+  for (const v1::Message& message : changes.messages) {
+    RETURN_IF_ERROR(
+        CheckUpsert(message.id(), kMessageKind, changes.thread_id, check));
+  }
+  int64_t& next =
+      check.next_event
+          .try_emplace(changes.run_id,
+                       static_cast<int64_t>(run->second.events.size()) + 1)
+          .first->second;
+  for (const v1::RunEvent& event : changes.events) {
+    if (event.sequence() != next) {
+      return RunEventSequence(changes.run_id, next, event.sequence());
+    }
+    ++next;
+  }
+  if (changes.idempotency != nullptr) {
+    const std::string& key = changes.idempotency->key;
+    if (idempotency_.count(key) > 0 ||
+        !check.idempotency_keys.insert(key).second) {
+      return IdempotencyConflict(key);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void MemoryStore::ApplyRunChanges(const RunChanges& changes) {
+  RunEntry& run = runs_.at(changes.run_id);
+  ThreadEntry& thread = threads_.at(changes.thread_id);
+  if (changes.run.has_value()) {
+    thread.runs.at(run.seq) = *changes.run;
+    IndexRunStatus(thread, run.seq, IsActiveRunStatus(changes.run->status()));
+  }
+  // Replacements keep their sequence number, hence their list position.
+  for (const v1::RunStep& step : changes.steps) {
+    auto it = steps_.find(step.id());
+    if (it != steps_.end()) {
+      run.steps.at(it->second.seq) = step;
+      continue;
+    }
+    const int64_t seq = next_seq_++;
+    run.steps[seq] = step;
+    steps_[step.id()] = StepLocation{changes.run_id, seq};
+  }
+  for (const v1::Message& message : changes.messages) {
+    auto it = messages_.find(message.id());
+    if (it != messages_.end()) {
+      thread.messages.at(it->second.seq) = message;
+      continue;
+    }
+    const int64_t seq = next_seq_++;
+    thread.messages[seq] = message;
+    messages_[message.id()] = MessageLocation{changes.thread_id, seq};
+  }
+  run.events.insert(run.events.end(), changes.events.begin(),
+                    changes.events.end());
+  PutIdempotency(changes.idempotency);
+}
+
+absl::Status MemoryStore::CommitRunChanges(
+    const std::vector<const RunChanges*>& batch) {
+  for (const RunChanges* changes : batch) {
+    RETURN_IF_ERROR(ValidateRunChanges(*changes));
+  }
+  absl::MutexLock lock(&mu_);
+  // Check the whole batch before applying any of it: all or nothing.
+  BatchCheck check;
+  for (const RunChanges* changes : batch) {
+    RETURN_IF_ERROR(CheckRunChanges(*changes, check));
+  }
+  for (const RunChanges* changes : batch) ApplyRunChanges(*changes);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::RunStep> MemoryStore::GetRunStep(absl::string_view thread_id,
+                                                    absl::string_view run_id,
+                                                    absl::string_view step_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindRun(thread_id, run_id));
+  auto it = steps_.find(std::string(step_id));
+  if (it == steps_.end() || it->second.run_id != run_id) {
+    return NotFound(kRunStepKind, step_id);
+  }
+  return found.second->steps.at(it->second.seq);
+}
+
+absl::StatusOr<Page<v1::RunStep>> MemoryStore::ListRunSteps(
+    absl::string_view thread_id, absl::string_view run_id,
+    const ListQuery& query) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindRun(thread_id, run_id));
+  std::optional<int64_t> after, before;
+  if (!query.after.empty()) {
+    ASSIGN_OR_RETURN(after,
+                     CursorSeq("after", query.after, kRunStepKind, run_id));
+  }
+  if (!query.before.empty()) {
+    ASSIGN_OR_RETURN(before,
+                     CursorSeq("before", query.before, kRunStepKind, run_id));
+  }
+  return MakePage(found.second->steps, query,
+                  MakePageWindow(query, after, before),
+                  [](const v1::RunStep&) { return true; });
+}
+
+absl::StatusOr<std::vector<v1::RunEvent>> MemoryStore::ListRunEvents(
+    absl::string_view run_id, int64_t after_sequence, int limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::RunEvent> events;
+  auto it = runs_.find(std::string(run_id));
+  if (it == runs_.end() || limit <= 0) return events;
+  // events[i] has sequence i + 1, so the first one after `after_sequence`
+  // sits at index after_sequence.
+  const std::vector<v1::RunEvent>& log = it->second.events;
+  const int64_t size = static_cast<int64_t>(log.size());
+  const int64_t begin = std::clamp<int64_t>(after_sequence, 0, size);
+  const int64_t end = std::min<int64_t>(size, begin + limit);
+  events.assign(log.begin() + begin, log.begin() + end);
+  return events;
 }
 
 // --- Idempotency ---

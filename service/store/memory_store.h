@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -60,6 +62,23 @@ class MemoryStore : public Store {
   absl::Status DeleteMessage(absl::string_view thread_id,
                              absl::string_view message_id) override;
 
+  absl::Status CreateRun(const RunCreation& creation) override;
+  absl::StatusOr<v1::Run> GetRun(absl::string_view thread_id,
+                                 absl::string_view run_id) override;
+  absl::StatusOr<Page<v1::Run>> ListRuns(absl::string_view thread_id,
+                                         const ListQuery& query) override;
+  absl::StatusOr<std::vector<v1::Run>> ListActiveRuns() override;
+  absl::Status CommitRunChanges(
+      const std::vector<const RunChanges*>& batch) override;
+  absl::StatusOr<v1::RunStep> GetRunStep(absl::string_view thread_id,
+                                         absl::string_view run_id,
+                                         absl::string_view step_id) override;
+  absl::StatusOr<Page<v1::RunStep>> ListRunSteps(
+      absl::string_view thread_id, absl::string_view run_id,
+      const ListQuery& query) override;
+  absl::StatusOr<std::vector<v1::RunEvent>> ListRunEvents(
+      absl::string_view run_id, int64_t after_sequence, int limit) override;
+
   absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
       absl::string_view key) override;
   absl::StatusOr<int64_t> PruneIdempotencyRecords(int64_t cutoff_ms) override;
@@ -70,6 +89,40 @@ class MemoryStore : public Store {
     v1::Thread thread;
     // The thread's messages by insertion sequence number.
     std::map<int64_t, v1::Message> messages;
+    // The thread's runs by insertion sequence number (the rest of each run
+    // lives in runs_).
+    std::map<int64_t, v1::Run> runs;
+    // The sequence numbers of the thread's active runs, oldest first.
+    std::set<int64_t> active_runs;
+  };
+  // Everything of a run except the run itself (which its thread holds).
+  struct RunEntry {
+    std::string thread_id;
+    // The run's key in its thread's `runs`.
+    int64_t seq = 0;
+    // The run's steps by insertion sequence number.
+    std::map<int64_t, v1::RunStep> steps;
+    // The event log: events[i].sequence() == i + 1.
+    std::vector<v1::RunEvent> events;
+  };
+  // Where a run step lives, so GetRunStep need not scan runs.
+  struct StepLocation {
+    std::string run_id;
+    int64_t seq = 0;
+  };
+  // An id first written by the CommitRunChanges batch being checked, with
+  // the kind and parent it was written as (a later change of the same batch
+  // may replace it, but not reuse the id for something else).
+  struct PendingObject {
+    std::string kind;
+    std::string parent_id;
+  };
+  // What checking a CommitRunChanges batch tracks across its changes.
+  struct BatchCheck {
+    std::unordered_map<std::string, PendingObject> added;
+    // The next event sequence of each run touched by the batch.
+    std::unordered_map<std::string, int64_t> next_event;
+    std::unordered_set<std::string> idempotency_keys;
   };
   // Where a message lives, so GetMessage need not scan threads.
   struct MessageLocation {
@@ -105,6 +158,29 @@ class MemoryStore : public Store {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether `id` is taken by any live object.
   bool IdInUse(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The thread's entry and the run's entry, or NOT_FOUND (naming the thread
+  // when it is missing, else the run).
+  absl::StatusOr<std::pair<ThreadEntry*, RunEntry*>> FindRun(
+      absl::string_view thread_id, absl::string_view run_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The id of the thread's oldest active run, if any.
+  std::optional<std::string> ActiveRunOf(const ThreadEntry& thread) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records whether the run at `seq` of `thread` is active.
+  void IndexRunStatus(ThreadEntry& thread, int64_t seq, bool active)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks one change of a CommitRunChanges batch against the store as the
+  // batch's earlier changes would leave it (tracked in `check`).
+  absl::Status CheckRunChanges(const RunChanges& changes, BatchCheck& check)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks that `id` may be upserted as a `kind` under `parent_id`: it is
+  // new, or already that kind of object under that parent.
+  absl::Status CheckUpsert(const std::string& id, absl::string_view kind,
+                           absl::string_view parent_id, BatchCheck& check)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies one checked change; cannot fail.
+  void ApplyRunChanges(const RunChanges& changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int64_t max_messages_per_thread_;
 
@@ -115,6 +191,10 @@ class MemoryStore : public Store {
   std::unordered_map<std::string, ThreadEntry> threads_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, MessageLocation> messages_
       ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, RunEntry> runs_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, StepLocation> steps_ ABSL_GUARDED_BY(mu_);
+  // Every active run: its sequence number -> its thread's id.
+  std::map<int64_t, std::string> active_runs_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, Tombstone> tombstones_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, IdempotencyRecord> idempotency_
       ABSL_GUARDED_BY(mu_);

@@ -1,5 +1,6 @@
 // SqliteStore: objects are rows of one `objects` table (kind, id, parent,
-// run_id, insertion seq, serialized body). One connection, guarded by a mutex,
+// run_id, insertion seq, serialized body, and whether a run is active); run
+// event logs are rows of `run_events`. One connection, guarded by a mutex,
 // with its prepared statements cached per SQL text. Every method that issues
 // more than one statement runs them in one transaction (BEGIN IMMEDIATE for
 // writes, so the write lock is taken up front and checks cannot go stale).
@@ -27,9 +28,17 @@ namespace {
 // objects.seq is AUTOINCREMENT so a sequence number is never reused, even
 // after the newest row is deleted; tombstones keep the seq of deleted rows so
 // a paging cursor naming one keeps its place. parent_id is NULL for top-level
-// objects (assistants, threads) and the thread for messages (and, later, runs
-// and run steps). objects_by_parent_run also serves the foreign key's child
-// lookup when a row is deleted.
+// objects (assistants, threads), the thread for messages and runs, and the
+// run for run steps (so deleting a run cascades to its steps).
+// objects_by_parent_run also serves the foreign key's child lookup when a row
+// is deleted.
+//
+// objects.active (2) is 1 exactly for runs whose status is active; the
+// partial index over those rows alone makes "the active run of thread X" and
+// "every active run" cheap however many finished runs pile up. run_events
+// is keyed by (run_id, seq) so appending and resuming are primary-key range
+// operations; it has no foreign key (that would cost a lookup per appended
+// event): DeleteThread deletes a thread's logs itself.
 constexpr const char* kMigrations[] = {
     // 1: objects, tombstones, idempotency records.
     R"sql(
@@ -57,6 +66,17 @@ CREATE TABLE idempotency (
   created_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_by_age ON idempotency(created_at_ms);
+)sql",
+    // 2: runs (objects.active) and run event logs.
+    R"sql(
+ALTER TABLE objects ADD COLUMN active INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX objects_active_runs ON objects(parent_id, seq) WHERE active = 1;
+CREATE TABLE run_events (
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
 )sql",
 };
 constexpr int kSchemaVersion =
@@ -100,7 +120,8 @@ absl::Status CorruptBody(absl::string_view id) {
       {{"id", std::string(id)}});
 }
 
-// The run_id column of an object: only messages (and, later, steps) have one.
+// The run_id column of an object: only messages have one (a run step's run
+// is its parent).
 template <typename T>
 std::string RunIdOf(const T&) {
   return "";
@@ -163,6 +184,12 @@ class SqliteStore::Statement {
   }
   // Steps a statement that returns no rows (or whose rows do not matter).
   absl::Status Run() { return Step().status(); }
+  // Readies the statement to run again, with new bindings, without going
+  // back through the cache (for loops on hot paths).
+  Statement& Reset() {
+    sqlite3_reset(stmt_);
+    return *this;
+  }
 
   int64_t Int64(int col) { return sqlite3_column_int64(stmt_, col); }
   std::string Blob(int col) {
@@ -378,11 +405,32 @@ absl::StatusOr<bool> SqliteStore::Exists(absl::string_view kind,
   return stmt.Step();
 }
 
-absl::Status SqliteStore::MessageNotFound(absl::string_view thread_id,
-                                          absl::string_view message_id) {
+absl::StatusOr<bool> SqliteStore::ExistsUnder(absl::string_view kind,
+                                              absl::string_view id,
+                                              absl::string_view parent_id) {
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("SELECT 1 FROM objects "
+                           "WHERE id = ?1 AND kind = ?2 AND parent_id = ?3"));
+  stmt.BindText(1, id).BindText(2, kind).BindText(3, parent_id);
+  return stmt.Step();
+}
+
+absl::Status SqliteStore::ChildNotFound(absl::string_view thread_id,
+                                        absl::string_view kind,
+                                        absl::string_view id) {
   ASSIGN_OR_RETURN(bool thread_exists, Exists(kThreadKind, thread_id));
   if (!thread_exists) return NotFound(kThreadKind, thread_id);
-  return NotFound(kMessageKind, message_id);
+  return NotFound(kind, id);
+}
+
+absl::Status SqliteStore::CheckNoActiveRun(absl::string_view thread_id) {
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("SELECT id FROM objects WHERE parent_id = ?1 AND "
+                           "active = 1 ORDER BY seq LIMIT 1"));
+  stmt.BindText(1, thread_id);
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (row) return ThreadHasActiveRun(thread_id, stmt.Blob(0));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> SqliteStore::CursorSeq(absl::string_view field,
@@ -464,18 +512,71 @@ absl::Status SqliteStore::InsertRow(absl::string_view kind,
                                     absl::string_view id,
                                     absl::string_view parent_id,
                                     absl::string_view run_id,
-                                    const std::string& body) {
+                                    const std::string& body, bool active) {
   ASSIGN_OR_RETURN(bool taken, Exists("", id));
   if (taken) return AlreadyExists(kind, id);
   ASSIGN_OR_RETURN(Statement stmt,
                    Prepare("INSERT INTO objects (id, kind, parent_id, run_id, "
-                           "body) VALUES (?1, ?2, ?3, ?4, ?5)"));
+                           "body, active) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
   stmt.BindText(1, id)
       .BindText(2, kind)
       .BindParent(3, parent_id)
       .BindText(4, run_id)
-      .BindBlob(5, body);
+      .BindBlob(5, body)
+      .BindInt64(6, active ? 1 : 0);
   return stmt.Run();
+}
+
+absl::Status SqliteStore::UpsertRow(absl::string_view kind,
+                                    absl::string_view id,
+                                    absl::string_view parent_id,
+                                    absl::string_view run_id,
+                                    const std::string& body) {
+  {
+    // Replacing is the common case (a step or message updated as a run
+    // streams), so try it first: one statement when it hits.
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("UPDATE objects SET body = ?4, run_id = ?5 "
+                             "WHERE id = ?1 AND kind = ?2 AND parent_id = ?3"));
+    stmt.BindText(1, id)
+        .BindText(2, kind)
+        .BindText(3, parent_id)
+        .BindBlob(4, body)
+        .BindText(5, run_id);
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) > 0) return absl::OkStatus();
+  }
+  return InsertRow(kind, id, parent_id, run_id, body);
+}
+
+absl::Status SqliteStore::AppendEvents(absl::string_view run_id,
+                                       const std::vector<v1::RunEvent>& events,
+                                       const std::vector<std::string>& bodies) {
+  if (events.empty()) return absl::OkStatus();
+  int64_t last = 0;
+  {
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("SELECT seq FROM run_events WHERE run_id = ?1 "
+                             "ORDER BY seq DESC LIMIT 1"));
+    stmt.BindText(1, run_id);
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (row) last = stmt.Int64(0);
+  }
+  ASSIGN_OR_RETURN(Statement stmt,
+                   Prepare("INSERT INTO run_events (run_id, seq, body) "
+                           "VALUES (?1, ?2, ?3)"));
+  for (size_t i = 0; i < events.size(); ++i) {
+    const int64_t expected = last + 1 + static_cast<int64_t>(i);
+    if (events[i].sequence() != expected) {
+      return RunEventSequence(run_id, expected, events[i].sequence());
+    }
+    stmt.Reset()
+        .BindText(1, run_id)
+        .BindInt64(2, expected)
+        .BindBlob(3, bodies[i]);
+    RETURN_IF_ERROR(stmt.Run());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SqliteStore::UpdateBody(absl::string_view id,
@@ -556,11 +657,37 @@ template <typename T>
 absl::StatusOr<std::string> Encode(const T& object) {
   std::string body;
   if (!object.SerializeToString(&body)) {
+    // Not every stored message has an id (run events do not).
     return MakeError(
         absl::StatusCode::kInternal, "STORE_ERROR",
-        absl::StrCat("Cannot serialize object '", object.id(), "'."));
+        absl::StrCat("Cannot serialize a ", object.GetTypeName(), "."));
   }
   return body;
+}
+
+template <typename T>
+absl::StatusOr<std::vector<std::string>> EncodeAll(
+    const std::vector<T>& objects) {
+  std::vector<std::string> bodies;
+  bodies.reserve(objects.size());
+  for (const T& object : objects) {
+    ASSIGN_OR_RETURN(std::string body, Encode(object));
+    bodies.push_back(std::move(body));
+  }
+  return bodies;
+}
+
+// Decodes a page of rows (SqliteStore::Row, deduced: the type is private).
+template <typename T, typename RowPage>
+absl::StatusOr<Page<T>> DecodePage(const RowPage& rows) {
+  Page<T> page;
+  page.has_more = rows.has_more;
+  page.items.reserve(rows.items.size());
+  for (const auto& row : rows.items) {
+    ASSIGN_OR_RETURN(T object, Decode<T>(row.id, row.body));
+    page.items.push_back(std::move(object));
+  }
+  return page;
 }
 
 }  // namespace
@@ -692,10 +819,21 @@ absl::Status SqliteStore::DeleteThread(absl::string_view id) {
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   ASSIGN_OR_RETURN(bool exists, Exists(kThreadKind, id));
   if (!exists) return NotFound(kThreadKind, id);
-  // Children first, without tombstones: they can never be listed again
+  RETURN_IF_ERROR(CheckNoActiveRun(id));
+  {
+    // Event logs have no foreign key to cascade along: delete them first,
+    // while the runs still say which logs are the thread's.
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("DELETE FROM run_events WHERE run_id IN (SELECT "
+                             "id FROM objects WHERE kind = ?2 AND "
+                             "parent_id = ?1)"));
+    stmt.BindText(1, id).BindText(2, kRunKind);
+    RETURN_IF_ERROR(stmt.Run());
+  }
+  // Children next, without tombstones: they can never be listed again
   // (listing needs the thread), so tombstones for them would be dead weight.
-  // This covers every kind parented by the thread (messages, later runs and
-  // steps); the foreign key's ON DELETE CASCADE catches anything deeper.
+  // This covers every kind parented by the thread (messages, runs); the
+  // foreign key's ON DELETE CASCADE takes the runs' steps.
   {
     ASSIGN_OR_RETURN(Statement stmt,
                      Prepare("DELETE FROM objects WHERE parent_id = ?1"));
@@ -724,6 +862,7 @@ absl::Status SqliteStore::CreateMessage(const v1::Message& message,
   ASSIGN_OR_RETURN(bool thread_exists,
                    Exists(kThreadKind, message.thread_id()));
   if (!thread_exists) return NotFound(kThreadKind, message.thread_id());
+  RETURN_IF_ERROR(CheckNoActiveRun(message.thread_id()));
   RETURN_IF_ERROR(CheckMessageLimit(message.thread_id(), 1));
   RETURN_IF_ERROR(InsertRow(kMessageKind, message.id(), message.thread_id(),
                             message.run_id(), body));
@@ -735,7 +874,9 @@ absl::StatusOr<v1::Message> SqliteStore::GetMessage(
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(std::optional<Row> row,
                    FindRow(kMessageKind, message_id, thread_id));
-  if (!row.has_value()) return MessageNotFound(thread_id, message_id);
+  if (!row.has_value()) {
+    return ChildNotFound(thread_id, kMessageKind, message_id);
+  }
   return Decode<v1::Message>(message_id, row->body);
 }
 
@@ -770,7 +911,7 @@ absl::StatusOr<v1::Message> SqliteStore::UpdateMessage(
       kMessageKind, message_id, thread_id, mutate,
       [this, thread_id, message_id]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
         // Runs inside UpdateObject, under mu_.
-        return MessageNotFound(thread_id, message_id);
+        return ChildNotFound(thread_id, kMessageKind, message_id);
       });
 }
 
@@ -780,9 +921,214 @@ absl::Status SqliteStore::DeleteMessage(absl::string_view thread_id,
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   ASSIGN_OR_RETURN(std::optional<Row> row,
                    FindRow(kMessageKind, message_id, thread_id));
-  if (!row.has_value()) return MessageNotFound(thread_id, message_id);
+  if (!row.has_value()) {
+    return ChildNotFound(thread_id, kMessageKind, message_id);
+  }
   RETURN_IF_ERROR(DeleteRow(message_id));
   return txn.Commit();
+}
+
+// --- Runs, run steps and run event logs ---
+
+absl::Status SqliteStore::CreateRun(const RunCreation& creation) {
+  RETURN_IF_ERROR(
+      ValidateRunCreation(creation, options_.max_messages_per_thread));
+  const v1::Run& run = creation.run;
+  const std::string& thread_id = run.thread_id();
+  // Encode everything before taking the lock.
+  std::string thread_body;
+  if (creation.new_thread != nullptr) {
+    ASSIGN_OR_RETURN(thread_body, Encode(*creation.new_thread));
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> message_bodies,
+                   EncodeAll(creation.messages));
+  ASSIGN_OR_RETURN(std::string run_body, Encode(run));
+  ASSIGN_OR_RETURN(std::vector<std::string> event_bodies,
+                   EncodeAll(creation.events));
+
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  RETURN_IF_ERROR(PutIdempotency(creation.idempotency));
+  if (creation.new_thread != nullptr) {
+    RETURN_IF_ERROR(InsertRow(kThreadKind, thread_id, "", "", thread_body));
+  } else {
+    ASSIGN_OR_RETURN(bool thread_exists, Exists(kThreadKind, thread_id));
+    if (!thread_exists) return NotFound(kThreadKind, thread_id);
+    if (creation.reject_if_thread_active) {
+      RETURN_IF_ERROR(CheckNoActiveRun(thread_id));
+    }
+    RETURN_IF_ERROR(CheckMessageLimit(
+        thread_id, static_cast<int64_t>(creation.messages.size())));
+  }
+  // Messages before the run, so they list before anything the run adds.
+  for (size_t i = 0; i < creation.messages.size(); ++i) {
+    const v1::Message& message = creation.messages[i];
+    RETURN_IF_ERROR(InsertRow(kMessageKind, message.id(), thread_id,
+                              message.run_id(), message_bodies[i]));
+  }
+  RETURN_IF_ERROR(InsertRow(kRunKind, run.id(), thread_id, "", run_body,
+                            IsActiveRunStatus(run.status())));
+  RETURN_IF_ERROR(AppendEvents(run.id(), creation.events, event_bodies));
+  return txn.Commit();
+}
+
+absl::StatusOr<v1::Run> SqliteStore::GetRun(absl::string_view thread_id,
+                                            absl::string_view run_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::optional<Row> row,
+                   FindRow(kRunKind, run_id, thread_id));
+  if (!row.has_value()) return ChildNotFound(thread_id, kRunKind, run_id);
+  return Decode<v1::Run>(run_id, row->body);
+}
+
+absl::StatusOr<Page<v1::Run>> SqliteStore::ListRuns(absl::string_view thread_id,
+                                                    const ListQuery& query) {
+  Page<Row> rows;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
+    ASSIGN_OR_RETURN(bool thread_exists, Exists(kThreadKind, thread_id));
+    if (!thread_exists) return NotFound(kThreadKind, thread_id);
+    ASSIGN_OR_RETURN(rows, ListRows(kRunKind, thread_id, "", query));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  return DecodePage<v1::Run>(rows);
+}
+
+absl::StatusOr<std::vector<v1::Run>> SqliteStore::ListActiveRuns() {
+  std::vector<Row> rows;
+  {
+    absl::MutexLock lock(&mu_);
+    // Without INDEXED BY the planner prefers walking the whole table in seq
+    // order to sorting the few rows of the partial index.
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("SELECT seq, id, body FROM objects INDEXED BY "
+                             "objects_active_runs WHERE active = 1 "
+                             "ORDER BY seq"));
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      rows.push_back(Row{stmt.Int64(0), stmt.Blob(1), stmt.Blob(2)});
+    }
+  }
+  std::vector<v1::Run> runs;
+  runs.reserve(rows.size());
+  for (const Row& row : rows) {
+    ASSIGN_OR_RETURN(v1::Run run, Decode<v1::Run>(row.id, row.body));
+    runs.push_back(std::move(run));
+  }
+  return runs;
+}
+
+absl::Status SqliteStore::CommitRunChanges(
+    const std::vector<const RunChanges*>& batch) {
+  // Check and encode everything before taking the lock: this is the hot
+  // path (every streamed event), and the lock serializes every store call.
+  struct Encoded {
+    std::string run;
+    std::vector<std::string> steps;
+    std::vector<std::string> messages;
+    std::vector<std::string> events;
+  };
+  std::vector<Encoded> encoded(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const RunChanges& changes = *batch[i];
+    RETURN_IF_ERROR(ValidateRunChanges(changes));
+    if (changes.run.has_value()) {
+      ASSIGN_OR_RETURN(encoded[i].run, Encode(*changes.run));
+    }
+    ASSIGN_OR_RETURN(encoded[i].steps, EncodeAll(changes.steps));
+    ASSIGN_OR_RETURN(encoded[i].messages, EncodeAll(changes.messages));
+    ASSIGN_OR_RETURN(encoded[i].events, EncodeAll(changes.events));
+  }
+
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const RunChanges& changes = *batch[i];
+    const Encoded& bodies = encoded[i];
+    ASSIGN_OR_RETURN(bool run_exists,
+                     ExistsUnder(kRunKind, changes.run_id, changes.thread_id));
+    if (!run_exists) return NotFound(kRunKind, changes.run_id);
+    if (changes.run.has_value()) {
+      ASSIGN_OR_RETURN(
+          Statement stmt,
+          Prepare("UPDATE objects SET body = ?2, active = ?3 WHERE id = ?1"));
+      stmt.BindText(1, changes.run_id)
+          .BindBlob(2, bodies.run)
+          .BindInt64(3, IsActiveRunStatus(changes.run->status()) ? 1 : 0);
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    for (size_t j = 0; j < changes.steps.size(); ++j) {
+      RETURN_IF_ERROR(UpsertRow(kRunStepKind, changes.steps[j].id(),
+                                changes.run_id, "", bodies.steps[j]));
+    }
+    for (size_t j = 0; j < changes.messages.size(); ++j) {
+      const v1::Message& message = changes.messages[j];
+      RETURN_IF_ERROR(UpsertRow(kMessageKind, message.id(), changes.thread_id,
+                                message.run_id(), bodies.messages[j]));
+    }
+    RETURN_IF_ERROR(
+        AppendEvents(changes.run_id, changes.events, bodies.events));
+    RETURN_IF_ERROR(PutIdempotency(changes.idempotency));
+  }
+  return txn.Commit();
+}
+
+absl::StatusOr<v1::RunStep> SqliteStore::GetRunStep(absl::string_view thread_id,
+                                                    absl::string_view run_id,
+                                                    absl::string_view step_id) {
+  std::optional<Row> row;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
+    // The step's parent is its run; the run must be the thread's.
+    ASSIGN_OR_RETURN(bool run_exists, ExistsUnder(kRunKind, run_id, thread_id));
+    if (!run_exists) return ChildNotFound(thread_id, kRunKind, run_id);
+    ASSIGN_OR_RETURN(row, FindRow(kRunStepKind, step_id, run_id));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  if (!row.has_value()) return NotFound(kRunStepKind, step_id);
+  return Decode<v1::RunStep>(step_id, row->body);
+}
+
+absl::StatusOr<Page<v1::RunStep>> SqliteStore::ListRunSteps(
+    absl::string_view thread_id, absl::string_view run_id,
+    const ListQuery& query) {
+  Page<Row> rows;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
+    ASSIGN_OR_RETURN(bool run_exists, ExistsUnder(kRunKind, run_id, thread_id));
+    if (!run_exists) return ChildNotFound(thread_id, kRunKind, run_id);
+    ASSIGN_OR_RETURN(rows, ListRows(kRunStepKind, run_id, "", query));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  return DecodePage<v1::RunStep>(rows);
+}
+
+absl::StatusOr<std::vector<v1::RunEvent>> SqliteStore::ListRunEvents(
+    absl::string_view run_id, int64_t after_sequence, int limit) {
+  std::vector<std::string> bodies;
+  if (limit > 0) {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("SELECT body FROM run_events WHERE run_id = ?1 "
+                             "AND seq > ?2 ORDER BY seq LIMIT ?3"));
+    stmt.BindText(1, run_id).BindInt64(2, after_sequence).BindInt64(3, limit);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      bodies.push_back(stmt.Blob(0));
+    }
+  }
+  std::vector<v1::RunEvent> events;
+  events.reserve(bodies.size());
+  for (const std::string& body : bodies) {
+    ASSIGN_OR_RETURN(v1::RunEvent event, Decode<v1::RunEvent>(run_id, body));
+    events.push_back(std::move(event));
+  }
+  return events;
 }
 
 // --- Idempotency ---

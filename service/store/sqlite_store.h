@@ -83,6 +83,23 @@ class SqliteStore : public Store {
   absl::Status DeleteMessage(absl::string_view thread_id,
                              absl::string_view message_id) override;
 
+  absl::Status CreateRun(const RunCreation& creation) override;
+  absl::StatusOr<v1::Run> GetRun(absl::string_view thread_id,
+                                 absl::string_view run_id) override;
+  absl::StatusOr<Page<v1::Run>> ListRuns(absl::string_view thread_id,
+                                         const ListQuery& query) override;
+  absl::StatusOr<std::vector<v1::Run>> ListActiveRuns() override;
+  absl::Status CommitRunChanges(
+      const std::vector<const RunChanges*>& batch) override;
+  absl::StatusOr<v1::RunStep> GetRunStep(absl::string_view thread_id,
+                                         absl::string_view run_id,
+                                         absl::string_view step_id) override;
+  absl::StatusOr<Page<v1::RunStep>> ListRunSteps(
+      absl::string_view thread_id, absl::string_view run_id,
+      const ListQuery& query) override;
+  absl::StatusOr<std::vector<v1::RunEvent>> ListRunEvents(
+      absl::string_view run_id, int64_t after_sequence, int limit) override;
+
   absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
       absl::string_view key) override;
   absl::StatusOr<int64_t> PruneIdempotencyRecords(int64_t cutoff_ms) override;
@@ -116,9 +133,18 @@ class SqliteStore : public Store {
   // Whether a live `kind` object `id` exists (any kind when `kind` is empty).
   absl::StatusOr<bool> Exists(absl::string_view kind, absl::string_view id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // THREAD_NOT_FOUND when the thread is gone, else MESSAGE_NOT_FOUND.
-  absl::Status MessageNotFound(absl::string_view thread_id,
-                               absl::string_view message_id)
+  // Whether a live `kind` object `id` exists under `parent_id` (non-empty).
+  absl::StatusOr<bool> ExistsUnder(absl::string_view kind, absl::string_view id,
+                                   absl::string_view parent_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The NOT_FOUND for a `kind` object `id` missing from thread `thread_id`:
+  // THREAD_NOT_FOUND when the thread is gone, else `kind`'s.
+  absl::Status ChildNotFound(absl::string_view thread_id,
+                             absl::string_view kind, absl::string_view id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // THREAD_HAS_ACTIVE_RUN (naming its oldest active run) when the thread has
+  // an active run.
+  absl::Status CheckNoActiveRun(absl::string_view thread_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The sequence number of cursor `id` among `kind` objects under `parent_id`,
   // live or deleted; INVALID_CURSOR for `field` otherwise.
@@ -134,9 +160,24 @@ class SqliteStore : public Store {
                                      absl::string_view run_id,
                                      const ListQuery& query)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ALREADY_EXISTS when `id` is taken by any object. `active` marks a run
+  // whose status is active.
   absl::Status InsertRow(absl::string_view kind, absl::string_view id,
                          absl::string_view parent_id, absl::string_view run_id,
+                         const std::string& body, bool active = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replaces the body of `kind` object `id` under `parent_id` in place
+  // (keeping its seq, hence its list position), or inserts it when `id` is
+  // new; ALREADY_EXISTS when `id` is some other object.
+  absl::Status UpsertRow(absl::string_view kind, absl::string_view id,
+                         absl::string_view parent_id, absl::string_view run_id,
                          const std::string& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends serialized `bodies` of `events` to run `run_id`'s event log;
+  // RUN_EVENT_SEQUENCE unless they continue it without gaps.
+  absl::Status AppendEvents(absl::string_view run_id,
+                            const std::vector<v1::RunEvent>& events,
+                            const std::vector<std::string>& bodies)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status UpdateBody(absl::string_view id, absl::string_view run_id,
                           const std::string& body)

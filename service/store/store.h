@@ -4,14 +4,16 @@
 // Contract shared by every implementation:
 // - Methods are thread-safe and may block (call them off gRPC threads).
 // - Objects are the generated protobuf messages; the store keeps them whole
-//   and never interprets fields beyond ids, parents and run_id.
+//   and never interprets fields beyond ids, parents, run_id and a run's
+//   status (for the one-active-run-per-thread rule).
 // - Every method is atomic: it either applies all of its writes or none.
 // - Errors: NOT_FOUND with reasons from errors.h (ASSISTANT_NOT_FOUND,
-//   THREAD_NOT_FOUND, MESSAGE_NOT_FOUND); UNAVAILABLE (STORE_UNAVAILABLE) for
-//   I/O trouble; INVALID_ARGUMENT (INVALID_CURSOR, field "after"/"before")
-//   for a cursor id never seen in that list; ABORTED (IDEMPOTENCY_CONFLICT)
-//   when a create carries an IdempotencyRecord whose key already exists (a
-//   concurrent duplicate: the caller re-reads the record).
+//   THREAD_NOT_FOUND, MESSAGE_NOT_FOUND, RUN_NOT_FOUND, RUN_STEP_NOT_FOUND);
+//   UNAVAILABLE (STORE_UNAVAILABLE) for I/O trouble; INVALID_ARGUMENT
+//   (INVALID_CURSOR, field "after"/"before") for a cursor id never seen in that
+//   list; ABORTED (IDEMPOTENCY_CONFLICT) when a create carries an
+//   IdempotencyRecord whose key already exists (a concurrent duplicate: the
+//   caller re-reads the record).
 // - Lists are in insertion order (ascending) or its reverse; a cursor may
 //   name an object deleted since: paging continues from where it stood.
 #ifndef SERVICE_STORE_STORE_H_
@@ -27,7 +29,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "assistants/v1/assistant.pb.h"
+#include "assistants/v1/event.pb.h"
 #include "assistants/v1/message.pb.h"
+#include "assistants/v1/run.pb.h"
 #include "assistants/v1/thread.pb.h"
 
 namespace assistants {
@@ -72,6 +76,47 @@ struct IdempotencyRecord {
 template <typename T>
 using Mutation = std::function<absl::Status(T&)>;
 
+// A run is active while its status is queued, in_progress, requires_action
+// or cancelling; a thread has at most one active run unless runs were
+// created with `reject_if_thread_active = false` (the queue policy).
+bool IsActiveRunStatus(v1::RunStatus status);
+
+// Everything CreateRun writes in one transaction.
+struct RunCreation {
+  // CreateThreadAndRun: the new thread, created first (null for CreateRun,
+  // where run.thread_id() must exist).
+  const v1::Thread* new_thread = nullptr;
+  // The new thread's initial messages, or CreateRun's additional_messages;
+  // each belongs to run.thread_id().
+  std::vector<v1::Message> messages;
+  v1::Run run;
+  // The run's first events (sequences 1, 2, ...).
+  std::vector<v1::RunEvent> events;
+  // FAILED_PRECONDITION (THREAD_HAS_ACTIVE_RUN, metadata run_id = the active
+  // run's id) when another run of the thread is active.
+  bool reject_if_thread_active = true;
+  // May be null.
+  const IdempotencyRecord* idempotency = nullptr;
+};
+
+// One run's writes, applied by CommitRunChanges.
+struct RunChanges {
+  std::string thread_id;
+  std::string run_id;
+  // Replaces the stored run when set.
+  std::optional<v1::Run> run;
+  // Inserted, or replaced when their id exists (same run).
+  std::vector<v1::RunStep> steps;
+  // Inserted into the thread, or replaced when their id exists; no
+  // active-run or message-limit check (these are the run's own messages).
+  std::vector<v1::Message> messages;
+  // Appended to the run's event log; their sequences must continue the log
+  // without gaps (INTERNAL, RUN_EVENT_SEQUENCE otherwise).
+  std::vector<v1::RunEvent> events;
+  // May be null (SubmitToolOutputs' request_id).
+  const IdempotencyRecord* idempotency = nullptr;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -96,12 +141,14 @@ class Store {
   virtual absl::StatusOr<v1::Thread> GetThread(absl::string_view id) = 0;
   virtual absl::StatusOr<v1::Thread> UpdateThread(
       absl::string_view id, const Mutation<v1::Thread>& mutate) = 0;
-  // Deletes the thread and everything in it.
+  // Deletes the thread and everything in it (messages, runs, steps, event
+  // logs). THREAD_HAS_ACTIVE_RUN while a run of the thread is active.
   virtual absl::Status DeleteThread(absl::string_view id) = 0;
 
   // --- Messages ---
   // THREAD_NOT_FOUND when message.thread_id does not exist;
-  // FAILED_PRECONDITION (THREAD_MESSAGE_LIMIT) at kMaxMessagesPerThread.
+  // FAILED_PRECONDITION (THREAD_MESSAGE_LIMIT) at kMaxMessagesPerThread;
+  // FAILED_PRECONDITION (THREAD_HAS_ACTIVE_RUN) while a run is active.
   virtual absl::Status CreateMessage(const v1::Message& message,
                                      const IdempotencyRecord* idempotency) = 0;
   // MESSAGE_NOT_FOUND also when the message belongs to another thread.
@@ -117,6 +164,50 @@ class Store {
       const Mutation<v1::Message>& mutate) = 0;
   virtual absl::Status DeleteMessage(absl::string_view thread_id,
                                      absl::string_view message_id) = 0;
+
+  // --- Runs, run steps and run event logs ---
+  // As for messages, a missing thread is THREAD_NOT_FOUND (checked before
+  // the run or step) wherever a thread id is passed, except in
+  // CommitRunChanges.
+  //
+  // THREAD_NOT_FOUND (for CreateRun), THREAD_HAS_ACTIVE_RUN, ALREADY_EXISTS
+  // (any id already taken, the new thread's included), THREAD_MESSAGE_LIMIT,
+  // IDEMPOTENCY_CONFLICT; THREAD_ID_MISMATCH when new_thread or a message
+  // names another thread; RUN_EVENT_SEQUENCE unless events are 1, 2, ...
+  // The messages are listed before anything the run adds.
+  virtual absl::Status CreateRun(const RunCreation& creation) = 0;
+  // RUN_NOT_FOUND also when the run belongs to another thread.
+  virtual absl::StatusOr<v1::Run> GetRun(absl::string_view thread_id,
+                                         absl::string_view run_id) = 0;
+  // In creation order.
+  virtual absl::StatusOr<Page<v1::Run>> ListRuns(absl::string_view thread_id,
+                                                 const ListQuery& query) = 0;
+  // Every active run of every thread, oldest first (recovery at start).
+  virtual absl::StatusOr<std::vector<v1::Run>> ListActiveRuns() = 0;
+  // Applies every change of the batch in one transaction, or none of them;
+  // the changes apply in order (a later one sees the earlier ones' writes).
+  // RUN_NOT_FOUND when a run does not exist in the change's thread (e.g.
+  // deleted with it); ALREADY_EXISTS when a step or message id is taken by
+  // another object; RUN_EVENT_SEQUENCE; IDEMPOTENCY_CONFLICT; INTERNAL
+  // (STORE_IMMUTABLE_FIELD) when `run` has another id or thread;
+  // INVALID_ARGUMENT (RUN_ID_MISMATCH, THREAD_ID_MISMATCH) when a step or
+  // message names another run or thread.
+  virtual absl::Status CommitRunChanges(
+      const std::vector<const RunChanges*>& batch) = 0;
+  // RUN_NOT_FOUND when the run is not the thread's; RUN_STEP_NOT_FOUND also
+  // when the step belongs to another run.
+  virtual absl::StatusOr<v1::RunStep> GetRunStep(absl::string_view thread_id,
+                                                 absl::string_view run_id,
+                                                 absl::string_view step_id) = 0;
+  // In creation order (the order of first insertion). RUN_NOT_FOUND when
+  // the run is not the thread's.
+  virtual absl::StatusOr<Page<v1::RunStep>> ListRunSteps(
+      absl::string_view thread_id, absl::string_view run_id,
+      const ListQuery& query) = 0;
+  // Up to `limit` events with sequence > after_sequence, in order (none for
+  // limit <= 0). An unknown run has no events (empty result, not an error).
+  virtual absl::StatusOr<std::vector<v1::RunEvent>> ListRunEvents(
+      absl::string_view run_id, int64_t after_sequence, int limit) = 0;
 
   // --- Idempotency ---
   virtual absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(

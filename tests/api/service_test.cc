@@ -2,7 +2,7 @@
 // behind a write-counting wrapper, FakeClock, 127.0.0.1:0) driven by the
 // generated stubs over an insecure channel. Covers every RPC of
 // AssistantService, ThreadService and MessageService, partial updates,
-// pagination, idempotency, NOT_FOUND reasons, the UNIMPLEMENTED services,
+// pagination, idempotency, NOT_FOUND reasons, the UNIMPLEMENTED registry,
 // health, and one parameterized table holding every validation rule.
 #include <atomic>
 #include <chrono>
@@ -38,6 +38,10 @@
 #include "gtest/gtest.h"
 #include "service/api/server.h"
 #include "service/common/clock.h"
+#include "service/common/executor.h"
+#include "service/common/timers.h"
+#include "service/runs/engine.h"
+#include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
 #include "service/store/store.h"
 
@@ -130,6 +134,38 @@ class CountingStore final : public Store {
   }
   absl::StatusOr<int64_t> PruneIdempotencyRecords(int64_t cutoff_ms) override {
     return inner_.PruneIdempotencyRecords(cutoff_ms);
+  }
+  absl::Status CreateRun(const RunCreation& creation) override {
+    return Count(inner_.CreateRun(creation));
+  }
+  absl::StatusOr<v1::Run> GetRun(absl::string_view thread_id,
+                                 absl::string_view run_id) override {
+    return inner_.GetRun(thread_id, run_id);
+  }
+  absl::StatusOr<Page<v1::Run>> ListRuns(absl::string_view thread_id,
+                                         const ListQuery& query) override {
+    return inner_.ListRuns(thread_id, query);
+  }
+  absl::StatusOr<std::vector<v1::Run>> ListActiveRuns() override {
+    return inner_.ListActiveRuns();
+  }
+  absl::Status CommitRunChanges(
+      const std::vector<const RunChanges*>& batch) override {
+    return Count(inner_.CommitRunChanges(batch));
+  }
+  absl::StatusOr<v1::RunStep> GetRunStep(absl::string_view thread_id,
+                                         absl::string_view run_id,
+                                         absl::string_view step_id) override {
+    return inner_.GetRunStep(thread_id, run_id, step_id);
+  }
+  absl::StatusOr<Page<v1::RunStep>> ListRunSteps(
+      absl::string_view thread_id, absl::string_view run_id,
+      const ListQuery& query) override {
+    return inner_.ListRunSteps(thread_id, run_id, query);
+  }
+  absl::StatusOr<std::vector<v1::RunEvent>> ListRunEvents(
+      absl::string_view run_id, int64_t after_sequence, int limit) override {
+    return inner_.ListRunEvents(run_id, after_sequence, limit);
   }
 
  private:
@@ -317,10 +353,20 @@ class Client {
 class Gateway {
  public:
   explicit Gateway(int64_t max_messages_per_thread = kMaxMessagesPerThread)
-      : store_(max_messages_per_thread) {
+      : store_(max_messages_per_thread),
+        timers_(&clock_),
+        engine_executor_(2),
+        engine_(
+            &store_,
+            [](absl::string_view name) -> absl::StatusOr<upstream::Provider*> {
+              return absl::UnavailableError(
+                  absl::StrCat("no upstream in service tests: ", name));
+            },
+            &dispatcher_, &clock_, &timers_, &engine_executor_, {}) {
     ServerOptions options;
     options.listen = "127.0.0.1:0";
-    auto server = GatewayServer::Start(options, &store_, &clock_);
+    auto server =
+        GatewayServer::Start(options, &store_, &clock_, &engine_, &timers_);
     EXPECT_TRUE(server.ok()) << server.status();
     if (server.ok()) {
       server_ = std::move(server).value();
@@ -331,6 +377,10 @@ class Gateway {
 
   CountingStore store_;
   FakeClock clock_;
+  ManualTimers timers_;
+  Executor engine_executor_;
+  runs::CallerOnlyDispatcher dispatcher_;
+  runs::RunEngine engine_;
   std::unique_ptr<GatewayServer> server_;
   std::unique_ptr<Client> client_;
 };
@@ -1401,22 +1451,25 @@ void ExpectNotImplemented(const grpc::Status& status,
   EXPECT_THAT(status.error_message(), ::testing::HasSubstr(method));
 }
 
-TEST_F(ServiceTest, RunServiceIsUnimplemented) {
-  ExpectNotImplemented(client().Call(v1::CreateRunRequest()), "CreateRun");
-  ExpectNotImplemented(client().Call(v1::CreateThreadAndRunRequest()),
-                       "CreateThreadAndRun");
-  ExpectNotImplemented(client().Call(v1::GetRunRequest()), "GetRun");
-  ExpectNotImplemented(client().Call(v1::ListRunsRequest()), "ListRuns");
-  ExpectNotImplemented(client().Call(v1::UpdateRunRequest()), "UpdateRun");
-  ExpectNotImplemented(client().Call(v1::CancelRunRequest()), "CancelRun");
-  ExpectNotImplemented(client().Call(v1::SubmitToolOutputsRequest()),
-                       "SubmitToolOutputs");
-  ExpectNotImplemented(client().Call(v1::GetRunStepRequest()), "GetRunStep");
-  ExpectNotImplemented(client().Call(v1::ListRunStepsRequest()),
-                       "ListRunSteps");
+// The run RPCs are served (their behaviour is tested in tests/runs and
+// tests/e2e); here: they answer typed errors for bad input and unknown ids.
+TEST_F(ServiceTest, RunServiceAnswersTypedErrors) {
+  ExpectError(client().Call(v1::CreateRunRequest()),
+              grpc::StatusCode::INVALID_ARGUMENT, "FIELD_REQUIRED", "field",
+              "thread_id");
+  v1::GetRunRequest get;
+  get.set_thread_id("thread_abc");
+  get.set_run_id("run_abc");
+  ExpectError(client().Call(get), grpc::StatusCode::NOT_FOUND,
+              "THREAD_NOT_FOUND");
+  v1::SubmitToolOutputsRequest submit;
+  submit.set_thread_id("thread_abc");
+  submit.set_run_id("run_abc");
+  ExpectError(client().Call(submit), grpc::StatusCode::INVALID_ARGUMENT,
+              "FIELD_REQUIRED", "field", "tool_outputs");
 }
 
-TEST_F(ServiceTest, RunEventsStreamEndsUnimplemented) {
+TEST_F(ServiceTest, RunEventsUnknownRunIsNotFound) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::seconds(30));
@@ -1426,7 +1479,8 @@ TEST_F(ServiceTest, RunEventsStreamEndsUnimplemented) {
   auto reader = client().runs().RunEvents(&context, request);
   v1::RunEventsResponse event;
   EXPECT_FALSE(reader->Read(&event));
-  ExpectNotImplemented(reader->Finish(), "RunEvents");
+  ExpectError(reader->Finish(), grpc::StatusCode::NOT_FOUND,
+              "THREAD_NOT_FOUND");
 }
 
 TEST_F(ServiceTest, ToolRegistryServiceIsUnimplemented) {

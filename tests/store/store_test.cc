@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -113,6 +114,84 @@ IdempotencyRecord MakeRecord(const std::string& key, int64_t created_at_ms) {
   return record;
 }
 
+v1::Run MakeRun(const std::string& thread_id,
+                v1::RunStatus status = v1::RUN_STATUS_QUEUED) {
+  v1::Run run;
+  run.set_id(NewId(kRunPrefix));
+  run.set_object("thread.run");
+  run.set_created_at(1700000000);
+  run.set_thread_id(thread_id);
+  run.set_assistant_id("asst_test");
+  run.set_status(status);
+  run.set_model("gpt-4o");
+  (*run.mutable_metadata())["k"] = "v";
+  return run;
+}
+
+v1::RunStep MakeStep(const v1::Run& run, v1::RunStepStatus status =
+                                             v1::RUN_STEP_STATUS_IN_PROGRESS) {
+  v1::RunStep step;
+  step.set_id(NewId(kStepPrefix));
+  step.set_object("thread.run.step");
+  step.set_created_at(1700000000);
+  step.set_assistant_id(run.assistant_id());
+  step.set_thread_id(run.thread_id());
+  step.set_run_id(run.id());
+  step.set_type(v1::RUN_STEP_TYPE_MESSAGE_CREATION);
+  step.set_status(status);
+  return step;
+}
+
+v1::RunEvent MakeEvent(int64_t sequence,
+                       const std::string& name = "thread.message.delta") {
+  v1::RunEvent event;
+  event.set_sequence(sequence);
+  event.set_event(name);
+  event.set_created_at_ms(1700000000000 + sequence);
+  event.mutable_message_delta()->set_id(absl::StrCat("msg_", sequence));
+  return event;
+}
+
+// Events first..last, in order.
+std::vector<v1::RunEvent> MakeEvents(int64_t first, int64_t last) {
+  std::vector<v1::RunEvent> events;
+  for (int64_t sequence = first; sequence <= last; ++sequence) {
+    events.push_back(MakeEvent(sequence));
+  }
+  return events;
+}
+
+RunCreation MakeCreation(const v1::Run& run,
+                         std::vector<v1::RunEvent> events = {}) {
+  RunCreation creation;
+  creation.run = run;
+  creation.events = std::move(events);
+  return creation;
+}
+
+RunChanges ChangesFor(const v1::Run& run) {
+  RunChanges changes;
+  changes.thread_id = run.thread_id();
+  changes.run_id = run.id();
+  return changes;
+}
+
+std::vector<int64_t> Sequences(const std::vector<v1::RunEvent>& events) {
+  std::vector<int64_t> sequences;
+  for (const v1::RunEvent& event : events) {
+    sequences.push_back(event.sequence());
+  }
+  return sequences;
+}
+
+// The ErrorInfo metadata `key` of `status` (empty when absent).
+std::string Metadata(const absl::Status& status, const std::string& key) {
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  if (!info.has_value()) return "";
+  auto it = info->metadata().find(key);
+  return it == info->metadata().end() ? "" : it->second;
+}
+
 template <typename T>
 std::vector<std::string> Ids(const std::vector<T>& items) {
   std::vector<std::string> ids;
@@ -188,6 +267,82 @@ class StoreTest : public ::testing::Test {
     EXPECT_TRUE(page.ok()) << page.status();
     if (!page.ok()) return {};
     return {Ids(page->items), page->has_more};
+  }
+
+  // Creates a thread; returns its id.
+  std::string NewThread(const std::vector<v1::Message>& messages = {}) {
+    v1::Thread thread = MakeThread();
+    std::vector<v1::Message> owned = messages;
+    for (v1::Message& message : owned) message.set_thread_id(thread.id());
+    EXPECT_TRUE(store().CreateThread(thread, owned, nullptr).ok());
+    return thread.id();
+  }
+
+  // Creates a run of `thread_id` with `status` and `events`; returns it.
+  v1::Run StartRun(const std::string& thread_id,
+                   v1::RunStatus status = v1::RUN_STATUS_QUEUED,
+                   std::vector<v1::RunEvent> events = {},
+                   bool reject_if_thread_active = true) {
+    v1::Run run = MakeRun(thread_id, status);
+    RunCreation creation = MakeCreation(run, std::move(events));
+    creation.reject_if_thread_active = reject_if_thread_active;
+    absl::Status status_or = store().CreateRun(creation);
+    EXPECT_TRUE(status_or.ok()) << status_or;
+    return run;
+  }
+
+  absl::Status Commit(const RunChanges& changes) {
+    return store().CommitRunChanges({&changes});
+  }
+
+  // Replaces the stored run with a copy of `run` in `status`.
+  absl::Status SetStatus(v1::Run& run, v1::RunStatus status) {
+    run.set_status(status);
+    RunChanges changes = ChangesFor(run);
+    changes.run = run;
+    return Commit(changes);
+  }
+
+  // The sequences of every event of `run_id`.
+  std::vector<int64_t> EventSequences(const std::string& run_id) {
+    absl::StatusOr<std::vector<v1::RunEvent>> events =
+        store().ListRunEvents(run_id, 0, 1000);
+    EXPECT_TRUE(events.ok()) << events.status();
+    return events.ok() ? Sequences(*events) : std::vector<int64_t>();
+  }
+
+  std::vector<std::string> RunIds(const std::string& thread_id,
+                                  const ListQuery& query,
+                                  bool* has_more = nullptr) {
+    absl::StatusOr<Page<v1::Run>> page = store().ListRuns(thread_id, query);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) return {};
+    if (has_more != nullptr) *has_more = page->has_more;
+    return Ids(page->items);
+  }
+
+  std::vector<std::string> StepIds(const v1::Run& run, const ListQuery& query,
+                                   bool* has_more = nullptr) {
+    absl::StatusOr<Page<v1::RunStep>> page =
+        store().ListRunSteps(run.thread_id(), run.id(), query);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) return {};
+    if (has_more != nullptr) *has_more = page->has_more;
+    return Ids(page->items);
+  }
+
+  std::vector<std::string> MessageIds(const std::string& thread_id,
+                                      const std::string& run_id = "") {
+    absl::StatusOr<Page<v1::Message>> page =
+        store().ListMessages(thread_id, run_id, Query(100, true));
+    EXPECT_TRUE(page.ok()) << page.status();
+    return page.ok() ? Ids(page->items) : std::vector<std::string>();
+  }
+
+  std::vector<std::string> ActiveRunIds() {
+    absl::StatusOr<std::vector<v1::Run>> runs = store().ListActiveRuns();
+    EXPECT_TRUE(runs.ok()) << runs.status();
+    return runs.ok() ? Ids(*runs) : std::vector<std::string>();
   }
 
   std::string dir_;
@@ -884,6 +1039,763 @@ TYPED_TEST(StoreTest, PruneIdempotencyRecords) {
   EXPECT_EQ(this->ListIds(Query(20, true)).first.size(), 3u);
 }
 
+// --- Runs ---
+
+TEST(IsActiveRunStatusTest, ActiveUntilTerminal) {
+  for (v1::RunStatus status :
+       {v1::RUN_STATUS_QUEUED, v1::RUN_STATUS_IN_PROGRESS,
+        v1::RUN_STATUS_REQUIRES_ACTION, v1::RUN_STATUS_CANCELLING}) {
+    EXPECT_TRUE(IsActiveRunStatus(status)) << v1::RunStatus_Name(status);
+  }
+  for (v1::RunStatus status :
+       {v1::RUN_STATUS_UNSPECIFIED, v1::RUN_STATUS_CANCELLED,
+        v1::RUN_STATUS_FAILED, v1::RUN_STATUS_COMPLETED,
+        v1::RUN_STATUS_INCOMPLETE, v1::RUN_STATUS_EXPIRED}) {
+    EXPECT_FALSE(IsActiveRunStatus(status)) << v1::RunStatus_Name(status);
+  }
+}
+
+TYPED_TEST(StoreTest, RunCreateGetList) {
+  v1::Message first = MakeMessage("");
+  const std::string thread_id = this->NewThread({first});
+  first.set_thread_id(thread_id);
+  v1::Run run = MakeRun(thread_id);
+  RunCreation creation = MakeCreation(run, MakeEvents(1, 2));
+  creation.messages = {MakeMessage(thread_id, "extra 1"),
+                       MakeMessage(thread_id, "extra 2")};
+  ASSERT_TRUE(this->store().CreateRun(creation).ok());
+
+  absl::StatusOr<v1::Run> got = this->store().GetRun(thread_id, run.id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(*got, run));
+  // The additional messages follow the thread's earlier ones.
+  EXPECT_THAT(this->MessageIds(thread_id),
+              ElementsAre(first.id(), creation.messages[0].id(),
+                          creation.messages[1].id()));
+  EXPECT_THAT(this->RunIds(thread_id, Query(20, false)), ElementsAre(run.id()));
+  absl::StatusOr<std::vector<v1::RunEvent>> events =
+      this->store().ListRunEvents(run.id(), 0, 100);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  for (size_t i = 0; i < events->size(); ++i) {
+    EXPECT_TRUE(MessageDifferencer::Equals((*events)[i], creation.events[i]));
+  }
+  EXPECT_THAT(this->ActiveRunIds(), ElementsAre(run.id()));
+  // A run with no steps lists none.
+  EXPECT_THAT(this->StepIds(run, Query(20, true)), IsEmpty());
+}
+
+TYPED_TEST(StoreTest, RunInMissingThread) {
+  const std::string missing = NewId(kThreadPrefix);
+  v1::Run run = MakeRun(missing);
+  RunCreation creation = MakeCreation(run, MakeEvents(1, 1));
+  creation.messages = {MakeMessage(missing)};
+  ExpectError(this->store().CreateRun(creation), absl::StatusCode::kNotFound,
+              "THREAD_NOT_FOUND");
+  ExpectError(this->store().GetRun(missing, run.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(this->store().ListRuns(missing, Query(20, true)).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  EXPECT_THAT(this->EventSequences(run.id()), IsEmpty());
+  EXPECT_THAT(this->ActiveRunIds(), IsEmpty());
+}
+
+TYPED_TEST(StoreTest, RunWithNewThread) {
+  v1::Thread thread = MakeThread();
+  v1::Run run = MakeRun(thread.id());
+  RunCreation creation = MakeCreation(run, MakeEvents(1, 3));
+  creation.new_thread = &thread;
+  creation.messages = {MakeMessage(thread.id(), "a"),
+                       MakeMessage(thread.id(), "b")};
+  ASSERT_TRUE(this->store().CreateRun(creation).ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(*this->store().GetThread(thread.id()),
+                                         thread));
+  EXPECT_THAT(this->MessageIds(thread.id()),
+              ElementsAreArray(Ids(creation.messages)));
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *this->store().GetRun(thread.id(), run.id()), run));
+  EXPECT_THAT(this->EventSequences(run.id()), ElementsAre(1, 2, 3));
+
+  // The new thread's id must be free...
+  v1::Run again = MakeRun(thread.id());
+  RunCreation duplicate = MakeCreation(again);
+  duplicate.new_thread = &thread;
+  ExpectError(this->store().CreateRun(duplicate),
+              absl::StatusCode::kAlreadyExists, "OBJECT_ALREADY_EXISTS");
+  ExpectError(this->store().GetRun(thread.id(), again.id()).status(),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+
+  // ...and be the run's thread.
+  v1::Thread other = MakeThread();
+  RunCreation mismatch = MakeCreation(MakeRun(thread.id()));
+  mismatch.new_thread = &other;
+  ExpectError(this->store().CreateRun(mismatch),
+              absl::StatusCode::kInvalidArgument, "THREAD_ID_MISMATCH");
+  ExpectError(this->store().GetThread(other.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+}
+
+TYPED_TEST(StoreTest, RunWithNewThreadRespectsMessageLimit) {
+  this->UseMessageLimit(2);
+  v1::Thread thread = MakeThread();
+  RunCreation creation = MakeCreation(MakeRun(thread.id()));
+  creation.new_thread = &thread;
+  for (int i = 0; i < 3; ++i)
+    creation.messages.push_back(MakeMessage(thread.id()));
+  ExpectError(this->store().CreateRun(creation),
+              absl::StatusCode::kFailedPrecondition, "THREAD_MESSAGE_LIMIT");
+  ExpectError(this->store().GetThread(thread.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+}
+
+TYPED_TEST(StoreTest, RunAdditionalMessagesRespectMessageLimit) {
+  this->UseMessageLimit(3);
+  const std::string thread_id =
+      this->NewThread({MakeMessage(""), MakeMessage("")});
+  v1::Run run = MakeRun(thread_id);
+  RunCreation creation = MakeCreation(run);
+  creation.messages = {MakeMessage(thread_id), MakeMessage(thread_id)};
+  ExpectError(this->store().CreateRun(creation),
+              absl::StatusCode::kFailedPrecondition, "THREAD_MESSAGE_LIMIT");
+  ExpectError(this->store().GetRun(thread_id, run.id()).status(),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+  EXPECT_EQ(this->MessageIds(thread_id).size(), 2u);
+  creation.messages.pop_back();
+  ASSERT_TRUE(this->store().CreateRun(creation).ok());
+  // The run's own messages are not limited.
+  RunChanges changes = ChangesFor(run);
+  changes.messages = {MakeMessage(thread_id, "reply", run.id())};
+  ASSERT_TRUE(this->Commit(changes).ok());
+  EXPECT_EQ(this->MessageIds(thread_id).size(), 4u);
+}
+
+TYPED_TEST(StoreTest, RunDuplicateIdsCreateNothing) {
+  const std::string thread_id = this->NewThread();
+  v1::Run run = this->StartRun(thread_id, v1::RUN_STATUS_COMPLETED);
+  ExpectError(this->store().CreateRun(MakeCreation(run)),
+              absl::StatusCode::kAlreadyExists, "OBJECT_ALREADY_EXISTS");
+  // A taken message id fails the whole creation.
+  v1::Message taken = MakeMessage(thread_id);
+  ASSERT_TRUE(this->store().CreateMessage(taken, nullptr).ok());
+  v1::Run second = MakeRun(thread_id);
+  RunCreation creation = MakeCreation(second, MakeEvents(1, 1));
+  creation.messages = {MakeMessage(thread_id), taken};
+  ExpectError(this->store().CreateRun(creation),
+              absl::StatusCode::kAlreadyExists, "OBJECT_ALREADY_EXISTS");
+  ExpectError(this->store().GetRun(thread_id, second.id()).status(),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+  EXPECT_THAT(this->MessageIds(thread_id), ElementsAre(taken.id()));
+  EXPECT_THAT(this->EventSequences(second.id()), IsEmpty());
+  EXPECT_THAT(this->RunIds(thread_id, Query(20, true)), ElementsAre(run.id()));
+}
+
+TYPED_TEST(StoreTest, ActiveRunBlocksMessagesDeleteAndRuns) {
+  const std::string thread_id = this->NewThread();
+  const std::string other_thread = this->NewThread();
+  v1::Run run = this->StartRun(thread_id, v1::RUN_STATUS_QUEUED);
+  for (v1::RunStatus status :
+       {v1::RUN_STATUS_QUEUED, v1::RUN_STATUS_IN_PROGRESS,
+        v1::RUN_STATUS_REQUIRES_ACTION, v1::RUN_STATUS_CANCELLING}) {
+    SCOPED_TRACE(v1::RunStatus_Name(status));
+    ASSERT_TRUE(this->SetStatus(run, status).ok());
+    v1::Message message = MakeMessage(thread_id);
+    absl::Status blocked = this->store().CreateMessage(message, nullptr);
+    ExpectError(blocked, absl::StatusCode::kFailedPrecondition,
+                "THREAD_HAS_ACTIVE_RUN");
+    EXPECT_EQ(Metadata(blocked, "thread_id"), thread_id);
+    EXPECT_EQ(Metadata(blocked, "run_id"), run.id());
+    EXPECT_THAT(std::string(blocked.message()), ::testing::HasSubstr(run.id()));
+    ExpectError(this->store().DeleteThread(thread_id),
+                absl::StatusCode::kFailedPrecondition, "THREAD_HAS_ACTIVE_RUN");
+    v1::Run second = MakeRun(thread_id);
+    absl::Status second_status =
+        this->store().CreateRun(MakeCreation(second, MakeEvents(1, 1)));
+    ExpectError(second_status, absl::StatusCode::kFailedPrecondition,
+                "THREAD_HAS_ACTIVE_RUN");
+    EXPECT_EQ(Metadata(second_status, "run_id"), run.id());
+    ExpectError(this->store().GetRun(thread_id, second.id()).status(),
+                absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+    EXPECT_THAT(this->EventSequences(second.id()), IsEmpty());
+    EXPECT_THAT(this->MessageIds(thread_id), IsEmpty());
+    EXPECT_TRUE(this->store().GetThread(thread_id).ok());
+  }
+  // Other threads are not affected.
+  EXPECT_TRUE(
+      this->store().CreateMessage(MakeMessage(other_thread), nullptr).ok());
+
+  // Once the run is over the thread takes messages and runs again...
+  ASSERT_TRUE(this->SetStatus(run, v1::RUN_STATUS_COMPLETED).ok());
+  EXPECT_TRUE(
+      this->store().CreateMessage(MakeMessage(thread_id), nullptr).ok());
+  v1::Run next = this->StartRun(thread_id, v1::RUN_STATUS_QUEUED);
+  ExpectError(this->store().DeleteThread(thread_id),
+              absl::StatusCode::kFailedPrecondition, "THREAD_HAS_ACTIVE_RUN");
+  // ...and can be deleted.
+  ASSERT_TRUE(this->SetStatus(next, v1::RUN_STATUS_CANCELLED).ok());
+  EXPECT_TRUE(this->store().DeleteThread(thread_id).ok());
+}
+
+TYPED_TEST(StoreTest, TerminalRunCreatedFinishedDoesNotBlock) {
+  const std::string thread_id = this->NewThread();
+  this->StartRun(thread_id, v1::RUN_STATUS_FAILED);
+  EXPECT_TRUE(
+      this->store().CreateMessage(MakeMessage(thread_id), nullptr).ok());
+  EXPECT_THAT(this->ActiveRunIds(), IsEmpty());
+}
+
+TYPED_TEST(StoreTest, QueuePolicyAllowsASecondRun) {
+  const std::string thread_id = this->NewThread();
+  v1::Run first = this->StartRun(thread_id, v1::RUN_STATUS_IN_PROGRESS);
+  v1::Run second = this->StartRun(thread_id, v1::RUN_STATUS_QUEUED, {},
+                                  /*reject_if_thread_active=*/false);
+  EXPECT_THAT(this->RunIds(thread_id, Query(20, true)),
+              ElementsAre(first.id(), second.id()));
+  EXPECT_THAT(this->ActiveRunIds(), ElementsAre(first.id(), second.id()));
+  // The error names the oldest active run.
+  absl::Status blocked =
+      this->store().CreateMessage(MakeMessage(thread_id), nullptr);
+  EXPECT_EQ(Metadata(blocked, "run_id"), first.id());
+  ASSERT_TRUE(this->SetStatus(first, v1::RUN_STATUS_COMPLETED).ok());
+  blocked = this->store().CreateMessage(MakeMessage(thread_id), nullptr);
+  ExpectError(blocked, absl::StatusCode::kFailedPrecondition,
+              "THREAD_HAS_ACTIVE_RUN");
+  EXPECT_EQ(Metadata(blocked, "run_id"), second.id());
+  ASSERT_TRUE(this->SetStatus(second, v1::RUN_STATUS_EXPIRED).ok());
+  EXPECT_TRUE(
+      this->store().CreateMessage(MakeMessage(thread_id), nullptr).ok());
+}
+
+TYPED_TEST(StoreTest, ListActiveRunsOldestFirst) {
+  const std::string a = this->NewThread();
+  const std::string b = this->NewThread();
+  const std::string c = this->NewThread();
+  v1::Run r1 = this->StartRun(a, v1::RUN_STATUS_QUEUED);
+  v1::Run r2 = this->StartRun(b, v1::RUN_STATUS_IN_PROGRESS);
+  v1::Run r3 = this->StartRun(c, v1::RUN_STATUS_COMPLETED);
+  v1::Run r4 = this->StartRun(a, v1::RUN_STATUS_QUEUED, {},
+                              /*reject_if_thread_active=*/false);
+  EXPECT_THAT(this->ActiveRunIds(), ElementsAre(r1.id(), r2.id(), r4.id()));
+  // Updating a run keeps its place: the order is creation, not update.
+  ASSERT_TRUE(this->SetStatus(r2, v1::RUN_STATUS_REQUIRES_ACTION).ok());
+  ASSERT_TRUE(this->SetStatus(r1, v1::RUN_STATUS_IN_PROGRESS).ok());
+  absl::StatusOr<std::vector<v1::Run>> runs = this->store().ListActiveRuns();
+  ASSERT_TRUE(runs.ok()) << runs.status();
+  EXPECT_THAT(Ids(*runs), ElementsAre(r1.id(), r2.id(), r4.id()));
+  EXPECT_TRUE(MessageDifferencer::Equals((*runs)[0], r1));
+  EXPECT_TRUE(MessageDifferencer::Equals((*runs)[1], r2));
+  ASSERT_TRUE(this->SetStatus(r1, v1::RUN_STATUS_CANCELLED).ok());
+  EXPECT_THAT(this->ActiveRunIds(), ElementsAre(r2.id(), r4.id()));
+  // A finished run does not come back by being rewritten finished.
+  ASSERT_TRUE(this->SetStatus(r3, v1::RUN_STATUS_COMPLETED).ok());
+  EXPECT_THAT(this->ActiveRunIds(), ElementsAre(r2.id(), r4.id()));
+}
+
+TYPED_TEST(StoreTest, RunEventsAppendAndPage) {
+  const std::string thread_id = this->NewThread();
+  v1::Run run =
+      this->StartRun(thread_id, v1::RUN_STATUS_QUEUED, MakeEvents(1, 2));
+  RunChanges changes = ChangesFor(run);
+  changes.events = MakeEvents(3, 5);
+  ASSERT_TRUE(this->Commit(changes).ok());
+  changes.events = MakeEvents(6, 6);
+  ASSERT_TRUE(this->Commit(changes).ok());
+  EXPECT_THAT(this->EventSequences(run.id()), ElementsAre(1, 2, 3, 4, 5, 6));
+
+  auto page = [&](int64_t after, int limit) {
+    absl::StatusOr<std::vector<v1::RunEvent>> events =
+        this->store().ListRunEvents(run.id(), after, limit);
+    EXPECT_TRUE(events.ok()) << events.status();
+    return events.ok() ? Sequences(*events) : std::vector<int64_t>();
+  };
+  EXPECT_THAT(page(2, 2), ElementsAre(3, 4));
+  EXPECT_THAT(page(4, 100), ElementsAre(5, 6));
+  EXPECT_THAT(page(0, 1), ElementsAre(1));
+  EXPECT_THAT(page(6, 10), IsEmpty());
+  EXPECT_THAT(page(100, 10), IsEmpty());
+  EXPECT_THAT(page(0, 0), IsEmpty());
+  EXPECT_THAT(page(-5, 2), ElementsAre(1, 2));
+  // Events come back whole.
+  absl::StatusOr<std::vector<v1::RunEvent>> events =
+      this->store().ListRunEvents(run.id(), 3, 1);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_TRUE(MessageDifferencer::Equals((*events)[0], MakeEvent(4)));
+  // An unknown run has an empty log.
+  absl::StatusOr<std::vector<v1::RunEvent>> unknown =
+      this->store().ListRunEvents(NewId(kRunPrefix), 0, 10);
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_THAT(*unknown, IsEmpty());
+}
+
+TYPED_TEST(StoreTest, RunEventSequenceMustContinueTheLog) {
+  const std::string thread_id = this->NewThread();
+  v1::Run run =
+      this->StartRun(thread_id, v1::RUN_STATUS_QUEUED, MakeEvents(1, 2));
+  RunChanges changes = ChangesFor(run);
+  for (const std::vector<v1::RunEvent>& bad :
+       {MakeEvents(4, 4), MakeEvents(2, 3), MakeEvents(1, 1),
+        std::vector<v1::RunEvent>{MakeEvent(3), MakeEvent(5)},
+        std::vector<v1::RunEvent>{MakeEvent(3), MakeEvent(3)}}) {
+    changes.events = bad;
+    absl::Status status = this->Commit(changes);
+    ExpectError(status, absl::StatusCode::kInternal, "RUN_EVENT_SEQUENCE");
+    EXPECT_EQ(Metadata(status, "run_id"), run.id());
+    EXPECT_THAT(this->EventSequences(run.id()), ElementsAre(1, 2));
+  }
+  // A run's first events start at 1.
+  v1::Run other = MakeRun(this->NewThread());
+  absl::Status status =
+      this->store().CreateRun(MakeCreation(other, MakeEvents(2, 3)));
+  ExpectError(status, absl::StatusCode::kInternal, "RUN_EVENT_SEQUENCE");
+  ExpectError(this->store().GetRun(other.thread_id(), other.id()).status(),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+}
+
+TYPED_TEST(StoreTest, CommitRunChangesBatchIsAllOrNothing) {
+  const std::string thread_id = this->NewThread();
+  v1::Run run =
+      this->StartRun(thread_id, v1::RUN_STATUS_IN_PROGRESS, MakeEvents(1, 2));
+  const std::string other_thread = this->NewThread();
+  v1::Run other = this->StartRun(other_thread, v1::RUN_STATUS_IN_PROGRESS);
+
+  // The first change is fine on its own; the last one's gap fails the batch.
+  v1::Run finished = run;
+  finished.set_status(v1::RUN_STATUS_COMPLETED);
+  RunChanges good = ChangesFor(run);
+  good.run = finished;
+  good.steps = {MakeStep(run)};
+  good.messages = {MakeMessage(thread_id, "reply", run.id())};
+  good.events = MakeEvents(3, 4);
+  IdempotencyRecord record = MakeRecord("SubmitToolOutputs/r1", 1);
+  good.idempotency = &record;
+  RunChanges other_changes = ChangesFor(other);
+  other_changes.events = MakeEvents(1, 1);
+  RunChanges same_run = ChangesFor(run);
+  same_run.events = MakeEvents(5, 5);
+  RunChanges gap = ChangesFor(run);
+  gap.events = MakeEvents(7, 7);
+  ExpectError(
+      this->store().CommitRunChanges({&good, &other_changes, &same_run, &gap}),
+      absl::StatusCode::kInternal, "RUN_EVENT_SEQUENCE");
+
+  EXPECT_EQ(this->store().GetRun(thread_id, run.id())->status(),
+            v1::RUN_STATUS_IN_PROGRESS);
+  EXPECT_THAT(this->StepIds(run, Query(20, true)), IsEmpty());
+  EXPECT_THAT(this->MessageIds(thread_id), IsEmpty());
+  EXPECT_THAT(this->EventSequences(run.id()), ElementsAre(1, 2));
+  EXPECT_THAT(this->EventSequences(other.id()), IsEmpty());
+  EXPECT_FALSE(this->store().GetIdempotencyRecord(record.key)->has_value());
+  EXPECT_THAT(this->ActiveRunIds(), ElementsAre(run.id(), other.id()));
+  ExpectError(this->store().CreateMessage(MakeMessage(thread_id), nullptr),
+              absl::StatusCode::kFailedPrecondition, "THREAD_HAS_ACTIVE_RUN");
+
+  // Changes of one run in one batch continue each other's events.
+  gap.events = MakeEvents(6, 6);
+  ASSERT_TRUE(this->store()
+                  .CommitRunChanges({&good, &other_changes, &same_run, &gap})
+                  .ok());
+  EXPECT_EQ(this->store().GetRun(thread_id, run.id())->status(),
+            v1::RUN_STATUS_COMPLETED);
+  EXPECT_THAT(this->StepIds(run, Query(20, true)),
+              ElementsAre(good.steps[0].id()));
+  EXPECT_THAT(this->MessageIds(thread_id), ElementsAre(good.messages[0].id()));
+  EXPECT_THAT(this->EventSequences(run.id()), ElementsAre(1, 2, 3, 4, 5, 6));
+  EXPECT_THAT(this->EventSequences(other.id()), ElementsAre(1));
+  EXPECT_TRUE(this->store().GetIdempotencyRecord(record.key)->has_value());
+  EXPECT_THAT(this->ActiveRunIds(), ElementsAre(other.id()));
+
+  // A duplicate within one batch fails it too.
+  RunChanges dup1 = ChangesFor(other);
+  dup1.events = MakeEvents(2, 2);
+  RunChanges dup2 = dup1;
+  ExpectError(this->store().CommitRunChanges({&dup1, &dup2}),
+              absl::StatusCode::kInternal, "RUN_EVENT_SEQUENCE");
+  EXPECT_THAT(this->EventSequences(other.id()), ElementsAre(1));
+  // An empty batch is a no-op.
+  EXPECT_TRUE(this->store().CommitRunChanges({}).ok());
+}
+
+TYPED_TEST(StoreTest, CommitRunChangesUpsertKeepsListPosition) {
+  v1::Message before = MakeMessage("");
+  const std::string thread_id = this->NewThread({before});
+  v1::Run run = MakeRun(thread_id, v1::RUN_STATUS_IN_PROGRESS);
+  RunCreation creation = MakeCreation(run);
+  creation.messages = {MakeMessage(thread_id, "additional")};
+  ASSERT_TRUE(this->store().CreateRun(creation).ok());
+
+  v1::RunStep s1 = MakeStep(run);
+  v1::RunStep s2 = MakeStep(run);
+  v1::Message reply = MakeMessage(thread_id, "partial", run.id());
+  reply.set_role(v1::MESSAGE_ROLE_ASSISTANT);
+  RunChanges changes = ChangesFor(run);
+  changes.steps = {s1, s2};
+  changes.messages = {reply};
+  ASSERT_TRUE(this->Commit(changes).ok());
+  v1::RunStep s3 = MakeStep(run);
+  changes.steps = {s3};
+  changes.messages = {};
+  ASSERT_TRUE(this->Commit(changes).ok());
+
+  // Rewrite the oldest step and the reply: both keep their place.
+  s1.set_status(v1::RUN_STEP_STATUS_COMPLETED);
+  reply.mutable_content(0)->mutable_text()->set_value("partial and more");
+  changes.steps = {s1};
+  changes.messages = {reply};
+  ASSERT_TRUE(this->Commit(changes).ok());
+  EXPECT_THAT(this->StepIds(run, Query(20, true)),
+              ElementsAre(s1.id(), s2.id(), s3.id()));
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *this->store().GetRunStep(thread_id, run.id(), s1.id()), s1));
+  const std::string additional = creation.messages[0].id();
+  EXPECT_THAT(this->MessageIds(thread_id),
+              ElementsAre(before.id(), additional, reply.id()));
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *this->store().GetMessage(thread_id, reply.id()), reply));
+  EXPECT_THAT(this->MessageIds(thread_id, run.id()), ElementsAre(reply.id()));
+
+  // Inserted then replaced within one batch: one step, the last version.
+  v1::RunStep s4 = MakeStep(run);
+  RunChanges insert = ChangesFor(run);
+  insert.steps = {s4};
+  s4.set_status(v1::RUN_STEP_STATUS_FAILED);
+  RunChanges replace = ChangesFor(run);
+  replace.steps = {s4};
+  ASSERT_TRUE(this->store().CommitRunChanges({&insert, &replace}).ok());
+  EXPECT_THAT(this->StepIds(run, Query(20, true)),
+              ElementsAre(s1.id(), s2.id(), s3.id(), s4.id()));
+  EXPECT_EQ(this->store().GetRunStep(thread_id, run.id(), s4.id())->status(),
+            v1::RUN_STEP_STATUS_FAILED);
+  // The run itself is replaced whole.
+  v1::Run rewritten = run;
+  rewritten.clear_metadata();
+  rewritten.set_instructions("new");
+  RunChanges whole = ChangesFor(run);
+  whole.run = rewritten;
+  ASSERT_TRUE(this->Commit(whole).ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *this->store().GetRun(thread_id, run.id()), rewritten));
+}
+
+TYPED_TEST(StoreTest, CommitRunChangesToMissingRun) {
+  const std::string thread_id = this->NewThread();
+  const std::string other_thread = this->NewThread();
+  v1::Run run = this->StartRun(thread_id, v1::RUN_STATUS_COMPLETED);
+  RunChanges unknown = ChangesFor(MakeRun(thread_id));
+  ExpectError(this->Commit(unknown), absl::StatusCode::kNotFound,
+              "RUN_NOT_FOUND");
+  // The run exists, but not in the named thread.
+  RunChanges wrong_thread = ChangesFor(run);
+  wrong_thread.thread_id = other_thread;
+  wrong_thread.events = MakeEvents(1, 1);
+  ExpectError(this->Commit(wrong_thread), absl::StatusCode::kNotFound,
+              "RUN_NOT_FOUND");
+  EXPECT_THAT(this->EventSequences(run.id()), IsEmpty());
+  // Deleted with its thread.
+  ASSERT_TRUE(this->store().DeleteThread(thread_id).ok());
+  RunChanges gone = ChangesFor(run);
+  gone.events = MakeEvents(1, 1);
+  ExpectError(this->Commit(gone), absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+}
+
+TYPED_TEST(StoreTest, CommitRunChangesChecksOwnership) {
+  const std::string thread_id = this->NewThread();
+  v1::Run run = this->StartRun(thread_id, v1::RUN_STATUS_IN_PROGRESS);
+  v1::Run other = this->StartRun(this->NewThread(), v1::RUN_STATUS_IN_PROGRESS);
+  v1::RunStep other_step = MakeStep(other);
+  RunChanges setup = ChangesFor(other);
+  setup.steps = {other_step};
+  ASSERT_TRUE(this->Commit(setup).ok());
+  v1::Message user = MakeMessage(this->NewThread());
+  ASSERT_TRUE(this->store().CreateMessage(user, nullptr).ok());
+
+  RunChanges changes = ChangesFor(run);
+  // A step of another run.
+  changes.steps = {MakeStep(other)};
+  ExpectError(this->Commit(changes), absl::StatusCode::kInvalidArgument,
+              "RUN_ID_MISMATCH");
+  // A message of another thread.
+  changes.steps = {};
+  changes.messages = {MakeMessage(other.thread_id())};
+  ExpectError(this->Commit(changes), absl::StatusCode::kInvalidArgument,
+              "THREAD_ID_MISMATCH");
+  // The run may not change its id or thread.
+  changes.messages = {};
+  changes.run = run;
+  changes.run->set_id(NewId(kRunPrefix));
+  ExpectError(this->Commit(changes), absl::StatusCode::kInternal,
+              "STORE_IMMUTABLE_FIELD");
+  changes.run = run;
+  changes.run->set_thread_id(other.thread_id());
+  ExpectError(this->Commit(changes), absl::StatusCode::kInternal,
+              "STORE_IMMUTABLE_FIELD");
+  // Ids taken by other objects: another run's step, a message elsewhere.
+  changes.run.reset();
+  v1::RunStep stolen = other_step;
+  stolen.set_run_id(run.id());
+  stolen.set_thread_id(thread_id);
+  changes.steps = {stolen};
+  ExpectError(this->Commit(changes), absl::StatusCode::kAlreadyExists,
+              "OBJECT_ALREADY_EXISTS");
+  changes.steps = {};
+  v1::Message moved = user;
+  moved.set_thread_id(thread_id);
+  changes.messages = {moved};
+  ExpectError(this->Commit(changes), absl::StatusCode::kAlreadyExists,
+              "OBJECT_ALREADY_EXISTS");
+  // An id first used in the batch cannot be reused as another kind in it.
+  v1::RunStep step = MakeStep(run);
+  v1::Message clash = MakeMessage(thread_id, "x", run.id());
+  clash.set_id(step.id());
+  RunChanges first = ChangesFor(run);
+  first.steps = {step};
+  RunChanges second = ChangesFor(run);
+  second.messages = {clash};
+  ExpectError(this->store().CommitRunChanges({&first, &second}),
+              absl::StatusCode::kAlreadyExists, "OBJECT_ALREADY_EXISTS");
+
+  EXPECT_THAT(this->StepIds(run, Query(20, true)), IsEmpty());
+  EXPECT_THAT(this->MessageIds(thread_id), IsEmpty());
+  EXPECT_THAT(this->StepIds(other, Query(20, true)),
+              ElementsAre(other_step.id()));
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *this->store().GetRun(thread_id, run.id()), run));
+}
+
+TYPED_TEST(StoreTest, RunWrongParentsAreNotFound) {
+  const std::string thread_id = this->NewThread();
+  const std::string other_thread = this->NewThread();
+  v1::Run run = this->StartRun(thread_id, v1::RUN_STATUS_COMPLETED);
+  v1::Run sibling = this->StartRun(thread_id, v1::RUN_STATUS_COMPLETED);
+  v1::RunStep step = MakeStep(run);
+  RunChanges changes = ChangesFor(run);
+  changes.steps = {step};
+  ASSERT_TRUE(this->Commit(changes).ok());
+  const std::string missing_thread = NewId(kThreadPrefix);
+
+  ASSERT_TRUE(this->store().GetRunStep(thread_id, run.id(), step.id()).ok());
+  absl::Status status = this->store().GetRun(other_thread, run.id()).status();
+  ExpectError(status, absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+  EXPECT_EQ(Metadata(status, "run_id"), run.id());
+  ExpectError(this->store().GetRun(missing_thread, run.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(this->store().GetRun(thread_id, NewId(kRunPrefix)).status(),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+
+  ExpectError(
+      this->store().GetRunStep(other_thread, run.id(), step.id()).status(),
+      absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+  ExpectError(
+      this->store().GetRunStep(missing_thread, run.id(), step.id()).status(),
+      absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  status =
+      this->store().GetRunStep(thread_id, sibling.id(), step.id()).status();
+  ExpectError(status, absl::StatusCode::kNotFound, "RUN_STEP_NOT_FOUND");
+  EXPECT_EQ(Metadata(status, "run_step_id"), step.id());
+  ExpectError(this->store()
+                  .GetRunStep(thread_id, run.id(), NewId(kStepPrefix))
+                  .status(),
+              absl::StatusCode::kNotFound, "RUN_STEP_NOT_FOUND");
+  // A run id is not a step id.
+  ExpectError(
+      this->store().GetRunStep(thread_id, run.id(), sibling.id()).status(),
+      absl::StatusCode::kNotFound, "RUN_STEP_NOT_FOUND");
+
+  ExpectError(this->store()
+                  .ListRunSteps(other_thread, run.id(), Query(20, true))
+                  .status(),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+  ExpectError(this->store()
+                  .ListRunSteps(missing_thread, run.id(), Query(20, true))
+                  .status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  EXPECT_THAT(this->StepIds(sibling, Query(20, true)), IsEmpty());
+  EXPECT_THAT(this->RunIds(other_thread, Query(20, true)), IsEmpty());
+}
+
+TYPED_TEST(StoreTest, DeleteThreadRemovesRunsStepsAndEvents) {
+  const std::string thread_id = this->NewThread();
+  const std::string kept_thread = this->NewThread();
+  v1::Run r1 =
+      this->StartRun(thread_id, v1::RUN_STATUS_IN_PROGRESS, MakeEvents(1, 3));
+  v1::RunStep step = MakeStep(r1);
+  RunChanges changes = ChangesFor(r1);
+  changes.steps = {step};
+  changes.messages = {MakeMessage(thread_id, "reply", r1.id())};
+  changes.events = MakeEvents(4, 4);
+  ASSERT_TRUE(this->Commit(changes).ok());
+  ASSERT_TRUE(this->SetStatus(r1, v1::RUN_STATUS_COMPLETED).ok());
+  v1::Run r2 =
+      this->StartRun(thread_id, v1::RUN_STATUS_FAILED, MakeEvents(1, 1));
+  v1::Run kept =
+      this->StartRun(kept_thread, v1::RUN_STATUS_QUEUED, MakeEvents(1, 2));
+
+  ASSERT_TRUE(this->store().DeleteThread(thread_id).ok());
+  ExpectError(this->store().GetRun(thread_id, r1.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(this->store().GetRunStep(thread_id, r1.id(), step.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(this->store().ListRuns(thread_id, Query(20, true)).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  EXPECT_THAT(this->EventSequences(r1.id()), IsEmpty());
+  EXPECT_THAT(this->EventSequences(r2.id()), IsEmpty());
+  // Nothing of the old thread is still holding its ids.
+  RunCreation reuse = MakeCreation(r1);
+  reuse.run.set_thread_id(kept_thread);
+  reuse.run.set_status(v1::RUN_STATUS_QUEUED);
+  reuse.reject_if_thread_active = false;
+  EXPECT_TRUE(this->store().CreateRun(reuse).ok());
+  // The other thread keeps its run.
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *this->store().GetRun(kept_thread, kept.id()), kept));
+  EXPECT_THAT(this->EventSequences(kept.id()), ElementsAre(1, 2));
+  EXPECT_THAT(this->ActiveRunIds(), ElementsAre(kept.id(), r1.id()));
+}
+
+TYPED_TEST(StoreTest, RunIdempotencyRecords) {
+  const std::string thread_id = this->NewThread();
+  IdempotencyRecord record = MakeRecord("CreateRun/r1", 5);
+  v1::Run run = MakeRun(thread_id, v1::RUN_STATUS_COMPLETED);
+  RunCreation creation = MakeCreation(run);
+  creation.idempotency = &record;
+  ASSERT_TRUE(this->store().CreateRun(creation).ok());
+  absl::StatusOr<std::optional<IdempotencyRecord>> got =
+      this->store().GetIdempotencyRecord(record.key);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->response, record.response);
+  EXPECT_EQ((*got)->request_fingerprint, record.request_fingerprint);
+
+  // The same key again: nothing of the second run is written.
+  v1::Run second = MakeRun(thread_id);
+  RunCreation again = MakeCreation(second, MakeEvents(1, 1));
+  again.messages = {MakeMessage(thread_id)};
+  again.idempotency = &record;
+  ExpectError(this->store().CreateRun(again), absl::StatusCode::kAborted,
+              "IDEMPOTENCY_CONFLICT");
+  ExpectError(this->store().GetRun(thread_id, second.id()).status(),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+  EXPECT_THAT(this->MessageIds(thread_id), IsEmpty());
+
+  // CommitRunChanges stores its record, and a taken key fails the batch.
+  v1::Run active = this->StartRun(thread_id, v1::RUN_STATUS_REQUIRES_ACTION);
+  IdempotencyRecord submit = MakeRecord("SubmitToolOutputs/r2", 6);
+  RunChanges changes = ChangesFor(active);
+  changes.events = MakeEvents(1, 1);
+  changes.idempotency = &submit;
+  ASSERT_TRUE(this->Commit(changes).ok());
+  EXPECT_TRUE(this->store().GetIdempotencyRecord(submit.key)->has_value());
+  changes.events = MakeEvents(2, 2);
+  ExpectError(this->Commit(changes), absl::StatusCode::kAborted,
+              "IDEMPOTENCY_CONFLICT");
+  EXPECT_THAT(this->EventSequences(active.id()), ElementsAre(1));
+  // Two changes of one batch may not carry the same new key either.
+  IdempotencyRecord fresh = MakeRecord("SubmitToolOutputs/r3", 7);
+  RunChanges c1 = ChangesFor(active);
+  c1.idempotency = &fresh;
+  c1.events = MakeEvents(2, 2);
+  RunChanges c2 = ChangesFor(active);
+  c2.idempotency = &fresh;
+  ExpectError(this->store().CommitRunChanges({&c1, &c2}),
+              absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT");
+  EXPECT_FALSE(this->store().GetIdempotencyRecord(fresh.key)->has_value());
+  EXPECT_THAT(this->EventSequences(active.id()), ElementsAre(1));
+}
+
+TYPED_TEST(StoreTest, ListRunsPaging) {
+  const std::string thread_id = this->NewThread();
+  const std::string other_thread = this->NewThread();
+  std::vector<std::string> r;
+  for (int i = 0; i < 5; ++i) {
+    r.push_back(this->StartRun(thread_id, v1::RUN_STATUS_COMPLETED).id());
+  }
+  const std::string foreign =
+      this->StartRun(other_thread, v1::RUN_STATUS_COMPLETED).id();
+  bool more = false;
+  EXPECT_THAT(this->RunIds(thread_id, Query(2, true), &more),
+              ElementsAre(r[0], r[1]));
+  EXPECT_TRUE(more);
+  EXPECT_THAT(this->RunIds(thread_id, Query(2, true, r[1]), &more),
+              ElementsAre(r[2], r[3]));
+  EXPECT_TRUE(more);
+  EXPECT_THAT(this->RunIds(thread_id, Query(2, true, r[3]), &more),
+              ElementsAre(r[4]));
+  EXPECT_FALSE(more);
+  EXPECT_THAT(this->RunIds(thread_id, Query(20, false), &more),
+              ElementsAre(r[4], r[3], r[2], r[1], r[0]));
+  EXPECT_FALSE(more);
+  EXPECT_THAT(this->RunIds(thread_id, Query(2, false, r[3]), &more),
+              ElementsAre(r[2], r[1]));
+  EXPECT_TRUE(more);
+  EXPECT_THAT(this->RunIds(thread_id, Query(2, false, "", r[1]), &more),
+              ElementsAre(r[3], r[2]));
+  EXPECT_TRUE(more);
+  EXPECT_THAT(this->RunIds(thread_id, Query(10, true, r[0], r[4]), &more),
+              ElementsAre(r[1], r[2], r[3]));
+  EXPECT_FALSE(more);
+  // Status changes do not move runs.
+  v1::Run first = *this->store().GetRun(thread_id, r[0]);
+  ASSERT_TRUE(this->SetStatus(first, v1::RUN_STATUS_EXPIRED).ok());
+  EXPECT_THAT(this->RunIds(thread_id, Query(1, true)), ElementsAre(r[0]));
+
+  // Cursors must be runs of this thread.
+  for (const std::string& cursor :
+       {NewId(kRunPrefix), foreign, thread_id, other_thread}) {
+    ExpectError(
+        this->store().ListRuns(thread_id, Query(10, true, cursor)).status(),
+        absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+    ExpectError(
+        this->store().ListRuns(thread_id, Query(10, true, "", cursor)).status(),
+        absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  }
+  // Runs of another thread are not listed.
+  EXPECT_THAT(this->RunIds(other_thread, Query(20, true)),
+              ElementsAre(foreign));
+}
+
+TYPED_TEST(StoreTest, ListRunStepsPaging) {
+  const std::string thread_id = this->NewThread();
+  v1::Run run = this->StartRun(thread_id, v1::RUN_STATUS_IN_PROGRESS);
+  v1::Run other = this->StartRun(thread_id, v1::RUN_STATUS_QUEUED, {},
+                                 /*reject_if_thread_active=*/false);
+  std::vector<std::string> s;
+  for (int i = 0; i < 5; ++i) {
+    v1::RunStep step = MakeStep(run);
+    RunChanges changes = ChangesFor(run);
+    changes.steps = {step};
+    ASSERT_TRUE(this->Commit(changes).ok());
+    s.push_back(step.id());
+  }
+  v1::RunStep foreign = MakeStep(other);
+  RunChanges changes = ChangesFor(other);
+  changes.steps = {foreign};
+  ASSERT_TRUE(this->Commit(changes).ok());
+
+  bool more = false;
+  EXPECT_THAT(this->StepIds(run, Query(2, true), &more),
+              ElementsAre(s[0], s[1]));
+  EXPECT_TRUE(more);
+  EXPECT_THAT(this->StepIds(run, Query(2, true, s[1]), &more),
+              ElementsAre(s[2], s[3]));
+  EXPECT_TRUE(more);
+  EXPECT_THAT(this->StepIds(run, Query(20, false), &more),
+              ElementsAre(s[4], s[3], s[2], s[1], s[0]));
+  EXPECT_FALSE(more);
+  EXPECT_THAT(this->StepIds(run, Query(2, false, "", s[1]), &more),
+              ElementsAre(s[3], s[2]));
+  EXPECT_TRUE(more);
+  EXPECT_THAT(this->StepIds(run, Query(2, true, "", s[1]), &more),
+              ElementsAre(s[0]));
+  EXPECT_FALSE(more);
+  EXPECT_THAT(this->StepIds(other, Query(20, true)), ElementsAre(foreign.id()));
+
+  for (const std::string& cursor :
+       {NewId(kStepPrefix), foreign.id(), run.id()}) {
+    ExpectError(this->store()
+                    .ListRunSteps(thread_id, run.id(), Query(10, true, cursor))
+                    .status(),
+                absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  }
+}
+
 // --- Concurrency ---
 
 TYPED_TEST(StoreTest, ConcurrentCreatesAreAllKept) {
@@ -942,6 +1854,40 @@ TYPED_TEST(StoreTest, ConcurrentCreatesAreAllKept) {
       }
     }
     EXPECT_THAT(mine, ElementsAreArray(message_ids[w]));
+  }
+}
+
+TYPED_TEST(StoreTest, ConcurrentRunCommitsKeepEveryLogWhole) {
+  constexpr int kWorkers = 4;
+  constexpr int kBatches = 20;
+  std::vector<v1::Run> runs;
+  for (int w = 0; w < kWorkers; ++w) {
+    runs.push_back(
+        this->StartRun(this->NewThread(), v1::RUN_STATUS_IN_PROGRESS));
+  }
+  std::atomic<int> failures{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      const v1::Run& run = runs[w];
+      v1::RunStep step = MakeStep(run);
+      for (int b = 0; b < kBatches; ++b) {
+        RunChanges changes = ChangesFor(run);
+        changes.steps = {step};
+        changes.events = MakeEvents(3 * b + 1, 3 * b + 3);
+        if (!this->Commit(changes).ok()) ++failures;
+        if (!this->store().ListRunEvents(run.id(), 3 * b, 3).ok()) ++failures;
+        if (!this->store().ListActiveRuns().ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::vector<int64_t> expected;
+  for (int64_t i = 1; i <= 3 * kBatches; ++i) expected.push_back(i);
+  for (const v1::Run& run : runs) {
+    EXPECT_THAT(this->EventSequences(run.id()), ElementsAreArray(expected));
+    EXPECT_EQ(this->StepIds(run, Query(20, true)).size(), 1u);
   }
 }
 
@@ -1212,6 +2158,150 @@ TEST_F(SqliteStoreTest, BusyDatabaseIsUnavailable) {
   // Reads were never blocked (WAL), and writes resume once the lock is gone.
   EXPECT_TRUE(store->ListAssistants(Query(20, true)).ok());
   EXPECT_TRUE(store->CreateAssistant(MakeAssistant(), nullptr).ok());
+}
+
+TEST_F(SqliteStoreTest, RunsSurviveReopening) {
+  v1::Thread thread = MakeThread();
+  v1::Run done = MakeRun(thread.id(), v1::RUN_STATUS_COMPLETED);
+  v1::Run active = MakeRun(thread.id(), v1::RUN_STATUS_REQUIRES_ACTION);
+  v1::RunStep s1 = MakeStep(active);
+  v1::RunStep s2 = MakeStep(active);
+  {
+    std::unique_ptr<SqliteStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    RunCreation creation = MakeCreation(done, MakeEvents(1, 2));
+    creation.new_thread = &thread;
+    ASSERT_TRUE(store->CreateRun(creation).ok());
+    ASSERT_TRUE(store->CreateRun(MakeCreation(active, MakeEvents(1, 1))).ok());
+    RunChanges changes = ChangesFor(active);
+    changes.steps = {s1, s2};
+    changes.events = MakeEvents(2, 4);
+    ASSERT_TRUE(store->CommitRunChanges({&changes}).ok());
+  }
+  std::unique_ptr<SqliteStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(
+      MessageDifferencer::Equals(*store->GetRun(thread.id(), done.id()), done));
+  EXPECT_TRUE(MessageDifferencer::Equals(
+      *store->GetRun(thread.id(), active.id()), active));
+  EXPECT_THAT(Ids(store->ListRuns(thread.id(), Query(20, true))->items),
+              ElementsAre(done.id(), active.id()));
+  EXPECT_THAT(Ids(store->ListActiveRuns().value()), ElementsAre(active.id()));
+  EXPECT_THAT(Sequences(*store->ListRunEvents(done.id(), 0, 100)),
+              ElementsAre(1, 2));
+  EXPECT_THAT(Sequences(*store->ListRunEvents(active.id(), 0, 100)),
+              ElementsAre(1, 2, 3, 4));
+  // The active-run rule holds across restarts.
+  ExpectError(store->CreateMessage(MakeMessage(thread.id()), nullptr),
+              absl::StatusCode::kFailedPrecondition, "THREAD_HAS_ACTIVE_RUN");
+  // The log continues where it stood, and steps keep their places.
+  RunChanges changes = ChangesFor(active);
+  changes.events = MakeEvents(1, 1);
+  ExpectError(store->CommitRunChanges({&changes}), absl::StatusCode::kInternal,
+              "RUN_EVENT_SEQUENCE");
+  s1.set_status(v1::RUN_STEP_STATUS_COMPLETED);
+  changes.steps = {s1};
+  changes.events = MakeEvents(5, 5);
+  ASSERT_TRUE(store->CommitRunChanges({&changes}).ok());
+  EXPECT_THAT(Ids(store->ListRunSteps(thread.id(), active.id(), Query(20, true))
+                      ->items),
+              ElementsAre(s1.id(), s2.id()));
+  EXPECT_EQ(store->GetRunStep(thread.id(), active.id(), s1.id())->status(),
+            v1::RUN_STEP_STATUS_COMPLETED);
+}
+
+TEST_F(SqliteStoreTest, SchemaVersion1Migrates) {
+  // The schema exactly as migration 1 created it, frozen here: a database
+  // written by the build before runs existed.
+  const std::string kSchemaV1 = R"sql(
+CREATE TABLE objects (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  parent_id TEXT REFERENCES objects(id) ON DELETE CASCADE,
+  run_id TEXT NOT NULL DEFAULT '',
+  body BLOB NOT NULL
+);
+CREATE INDEX objects_by_kind_parent ON objects(kind, parent_id, seq);
+CREATE INDEX objects_by_parent_run ON objects(parent_id, run_id, seq);
+CREATE TABLE tombstones (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  parent_id TEXT,
+  seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX tombstones_by_parent ON tombstones(parent_id);
+CREATE TABLE idempotency (
+  key TEXT PRIMARY KEY,
+  fingerprint BLOB NOT NULL,
+  response BLOB NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_age ON idempotency(created_at_ms);
+PRAGMA user_version = 1;
+)sql";
+  v1::Thread thread = MakeThread();
+  v1::Message message = MakeMessage(thread.id());
+  RawExec(
+      path_,
+      absl::StrCat(kSchemaV1,
+                   "INSERT INTO objects (id, kind, parent_id, body) "
+                   "VALUES ('",
+                   thread.id(), "', 'thread', NULL, X'",
+                   absl::BytesToHexString(thread.SerializeAsString()),
+                   "'); INSERT INTO objects (id, kind, parent_id, run_id, "
+                   "body) VALUES ('",
+                   message.id(), "', 'message', '", thread.id(), "', '', X'",
+                   absl::BytesToHexString(message.SerializeAsString()), "');"));
+  ASSERT_EQ(RawQueryText(path_, "PRAGMA user_version"), "1");
+
+  std::unique_ptr<SqliteStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawQueryText(path_, "PRAGMA user_version"),
+            absl::StrCat(SqliteStore::SchemaVersion()));
+  EXPECT_TRUE(
+      MessageDifferencer::Equals(*store->GetThread(thread.id()), thread));
+  EXPECT_THAT(Ids(store->ListMessages(thread.id(), "", Query(20, true))->items),
+              ElementsAre(message.id()));
+  // Old objects are not runs, so nothing is active until a run starts.
+  EXPECT_THAT(store->ListActiveRuns().value(), IsEmpty());
+  v1::Run run = MakeRun(thread.id(), v1::RUN_STATUS_QUEUED);
+  ASSERT_TRUE(store->CreateRun(MakeCreation(run, MakeEvents(1, 1))).ok());
+  EXPECT_THAT(Ids(store->ListActiveRuns().value()), ElementsAre(run.id()));
+  ExpectError(store->CreateMessage(MakeMessage(thread.id()), nullptr),
+              absl::StatusCode::kFailedPrecondition, "THREAD_HAS_ACTIVE_RUN");
+  v1::Run finished = run;
+  finished.set_status(v1::RUN_STATUS_COMPLETED);
+  RunChanges changes = ChangesFor(run);
+  changes.run = finished;
+  changes.events = MakeEvents(2, 2);
+  ASSERT_TRUE(store->CommitRunChanges({&changes}).ok());
+  EXPECT_TRUE(store->DeleteThread(thread.id()).ok());
+}
+
+TEST_F(SqliteStoreTest, DeleteThreadLeavesNoRunRows) {
+  {
+    std::unique_ptr<SqliteStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    v1::Thread thread = MakeThread();
+    v1::Run run = MakeRun(thread.id(), v1::RUN_STATUS_IN_PROGRESS);
+    RunCreation creation = MakeCreation(run, MakeEvents(1, 2));
+    creation.new_thread = &thread;
+    creation.messages = {MakeMessage(thread.id())};
+    ASSERT_TRUE(store->CreateRun(creation).ok());
+    v1::Run finished = run;
+    finished.set_status(v1::RUN_STATUS_COMPLETED);
+    RunChanges changes = ChangesFor(run);
+    changes.run = finished;
+    changes.steps = {MakeStep(run), MakeStep(run)};
+    changes.messages = {MakeMessage(thread.id(), "reply", run.id())};
+    changes.events = MakeEvents(3, 5);
+    ASSERT_TRUE(store->CommitRunChanges({&changes}).ok());
+    ASSERT_TRUE(store->DeleteThread(thread.id()).ok());
+  }
+  EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM objects"), "0");
+  EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM run_events"), "0");
+  EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM tombstones"), "1");
 }
 
 }  // namespace

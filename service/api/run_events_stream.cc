@@ -1,0 +1,316 @@
+#include "service/api/run_events_stream.h"
+
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "service/api/status_mapping.h"
+#include "service/common/errors.h"
+#include "service/runs/event_hub.h"
+
+namespace assistants {
+
+void StreamRegistry::Add(const std::shared_ptr<Member>& member) {
+  absl::MutexLock lock(&mu_);
+  members_[member.get()] = member;
+}
+
+void StreamRegistry::Remove(const Member* member) {
+  absl::MutexLock lock(&mu_);
+  members_.erase(member);
+}
+
+void StreamRegistry::DrainAll() {
+  std::vector<std::shared_ptr<Member>> members;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [key, weak] : members_) {
+      if (auto member = weak.lock()) members.push_back(std::move(member));
+    }
+  }
+  for (auto& member : members) member->Drain();
+}
+
+size_t StreamRegistry::size() const {
+  absl::MutexLock lock(&mu_);
+  return members_.size();
+}
+
+namespace {
+
+using runs::EventPtr;
+using runs::RunEventHub;
+
+// The part of a stream that outlives the reactor: hub waiters, timers,
+// store reads and the registry hold it, and reach the reactor only while it
+// is alive (`reactor` is cleared in OnDone under `mu`).
+class StreamCore : public RunEventHub::Waiter, public StreamRegistry::Member {
+ public:
+  void Wake() override;
+  void Drain() override;
+
+  absl::Mutex mu;
+  RunEventsStream* reactor ABSL_GUARDED_BY(mu) = nullptr;
+};
+
+}  // namespace
+
+class RunEventsStream final
+    : public grpc::ServerWriteReactor<v1::RunEventsResponse> {
+ public:
+  RunEventsStream(grpc::CallbackServerContext* context,
+                  const v1::RunEventsRequest& request, runs::RunEngine* engine,
+                  Executor* executor, Timers* timers, const Clock* clock,
+                  StreamRegistry* registry, const StreamOptions& options)
+      : context_(context),
+        request_(request),
+        engine_(engine),
+        executor_(executor),
+        timers_(timers),
+        clock_(clock),
+        registry_(registry),
+        options_(options),
+        core_(std::make_shared<StreamCore>()) {
+    core_->reactor = this;
+    registry_->Add(core_);
+    // Opening may create the run or read the store: off the gRPC thread.
+    executor_->Schedule([this, core = core_] {
+      absl::StatusOr<v1::Run> run = engine_->OpenEvents(request_);
+      absl::MutexLock lock(&core->mu);
+      if (core->reactor == nullptr) return;
+      if (!run.ok()) {
+        FinishLocked(ToGrpcStatus(run.status()));
+        return;
+      }
+      run_id_ = run->id();
+      next_ = request_.after_sequence() + 1;
+      opened_ = true;
+      PumpLocked();
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&core_->mu);
+    writing_ = false;
+    current_.reset();
+    last_write_ms_ = clock_->NowMillis();
+    if (!ok) {
+      // The client is gone; the run goes on without it.
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "client gone"));
+      return;
+    }
+    if (pending_finish_.has_value()) {
+      grpc::Status status = *pending_finish_;
+      pending_finish_.reset();
+      FinishLocked(status);
+      return;
+    }
+    PumpLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&core_->mu);
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&core_->mu);
+      core_->reactor = nullptr;
+      if (heartbeat_timer_ != 0) timers_->Cancel(heartbeat_timer_);
+    }
+    if (!run_id_.empty()) engine_->hub()->CancelWait(run_id_, core_.get());
+    registry_->Remove(core_.get());
+    delete this;
+  }
+
+  // Everything below runs with core_->mu held.
+
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    if (!opened_ || writing_ || finished_ || reading_) return;
+    if (draining_) {
+      auto draining = std::make_shared<v1::RunEventsResponse>();
+      v1::RunEvent* event = draining->mutable_event();
+      event->set_sequence(next_ - 1);
+      event->set_event("draining");
+      event->set_created_at_ms(clock_->NowMillis());
+      event->mutable_draining();
+      absl::Status status = MakeError(
+          absl::StatusCode::kUnavailable, "GATEWAY_DRAINING",
+          "The gateway is shutting down; reconnect with after_sequence to "
+          "resume");
+      SetRetryDelay(status, std::chrono::milliseconds(1000));
+      pending_finish_ = ToGrpcStatus(status);
+      WriteLocked(std::move(draining));
+      return;
+    }
+    EventPtr event;
+    if (!backlog_.empty()) {
+      event = std::move(backlog_.front());
+      backlog_.pop_front();
+    } else {
+      RunEventHub::Read read = engine_->hub()->Next(run_id_, next_, core_);
+      switch (read.kind) {
+        case RunEventHub::Read::Kind::kEvent:
+          event = std::move(read.event);
+          break;
+        case RunEventHub::Read::Kind::kWaiting:
+          ArmHeartbeatLocked();
+          return;
+        case RunEventHub::Read::Kind::kBehind:
+        case RunEventHub::Read::Kind::kNotLive:
+          ReadStoreLocked(read.kind == RunEventHub::Read::Kind::kNotLive);
+          return;
+      }
+    }
+    next_ = event->event().sequence() + 1;
+    if (event->event().event() == "done") {
+      pending_finish_ = grpc::Status::OK;
+    }
+    WriteLocked(std::move(event));
+  }
+
+  void WriteLocked(EventPtr event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    writing_ = true;
+    current_ = std::move(event);
+    StartWrite(current_.get());
+  }
+
+  void FinishLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    if (finished_) return;
+    if (writing_) {
+      // Finish after the write in flight completes.
+      if (!pending_finish_.has_value()) pending_finish_ = status;
+      return;
+    }
+    finished_ = true;
+    Finish(status);
+  }
+
+  // Reads the next events from the stored log (the hub does not have them).
+  void ReadStoreLocked(bool not_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    reading_ = true;
+    executor_->Schedule([this, core = core_, not_live, run_id = run_id_,
+                         after = next_ - 1, limit = options_.read_ahead] {
+      absl::StatusOr<std::vector<v1::RunEvent>> events =
+          engine_->ReadEvents(run_id, after, limit);
+      absl::MutexLock lock(&core->mu);
+      if (core->reactor == nullptr) return;
+      reading_ = false;
+      if (!events.ok()) {
+        FinishLocked(ToGrpcStatus(events.status()));
+        return;
+      }
+      if (events->empty()) {
+        if (not_live && engine_->hub()->LastSequence(run_id) < 0) {
+          // Nothing stored beyond the cursor and nobody is producing more:
+          // the run is not driven here (or the cursor is past its end).
+          FinishLocked(ToGrpcStatus(MakeError(
+              absl::StatusCode::kUnavailable, "RUN_NOT_DRIVEN",
+              "No more events are being produced for this run here; "
+              "reconnect later with after_sequence",
+              {{"run_id", run_id}})));
+          return;
+        }
+        // It went live in the meantime (recovery): the hub has it.
+        PumpLocked();
+        return;
+      }
+      for (v1::RunEvent& stored : *events) {
+        auto response = std::make_shared<v1::RunEventsResponse>();
+        response->mutable_event()->Swap(&stored);
+        backlog_.push_back(std::move(response));
+      }
+      PumpLocked();
+    });
+  }
+
+  void ArmHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    if (heartbeat_timer_ != 0) return;
+    const int64_t due = std::max(last_write_ms_, clock_->NowMillis() -
+                                                     options_.heartbeat_ms) +
+                        options_.heartbeat_ms;
+    heartbeat_timer_ = timers_->ScheduleAt(due, [core = core_] {
+      absl::MutexLock lock(&core->mu);
+      if (core->reactor != nullptr) core->reactor->OnHeartbeatTimerLocked();
+    });
+  }
+
+  void OnHeartbeatTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    heartbeat_timer_ = 0;
+    if (finished_ || writing_ || reading_) return;
+    if (clock_->NowMillis() - last_write_ms_ < options_.heartbeat_ms) {
+      ArmHeartbeatLocked();
+      return;
+    }
+    auto heartbeat = std::make_shared<v1::RunEventsResponse>();
+    v1::RunEvent* event = heartbeat->mutable_event();
+    event->set_sequence(next_ - 1);
+    event->set_event("heartbeat");
+    event->set_created_at_ms(clock_->NowMillis());
+    event->mutable_heartbeat();
+    WriteLocked(std::move(heartbeat));
+  }
+
+  void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    draining_ = true;
+    if (!opened_) {
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "the gateway is shutting down"));
+      return;
+    }
+    PumpLocked();
+  }
+
+ private:
+  grpc::CallbackServerContext* context_;
+  const v1::RunEventsRequest request_;
+  runs::RunEngine* const engine_;
+  Executor* const executor_;
+  Timers* const timers_;
+  const Clock* const clock_;
+  StreamRegistry* const registry_;
+  const StreamOptions options_;
+  const std::shared_ptr<StreamCore> core_;
+
+  // Guarded by core_->mu.
+  std::string run_id_;
+  int64_t next_ = 1;
+  bool opened_ = false;
+  bool writing_ = false;
+  bool reading_ = false;
+  bool finished_ = false;
+  bool draining_ = false;
+  std::optional<grpc::Status> pending_finish_;
+  EventPtr current_;
+  std::deque<EventPtr> backlog_;
+  int64_t last_write_ms_ = 0;
+  Timers::Id heartbeat_timer_ = 0;
+};
+
+namespace {
+
+void StreamCore::Wake() {
+  absl::MutexLock lock(&mu);
+  if (reactor != nullptr) reactor->PumpLocked();
+}
+
+void StreamCore::Drain() {
+  absl::MutexLock lock(&mu);
+  if (reactor != nullptr) reactor->DrainLocked();
+}
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::RunEventsResponse>* StartRunEventsStream(
+    grpc::CallbackServerContext* context, const v1::RunEventsRequest& request,
+    runs::RunEngine* engine, Executor* executor, Timers* timers,
+    const Clock* clock, StreamRegistry* registry,
+    const StreamOptions& options) {
+  return new RunEventsStream(context, request, engine, executor, timers, clock,
+                             registry, options);
+}
+
+}  // namespace assistants

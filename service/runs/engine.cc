@@ -1,0 +1,508 @@
+#include "service/runs/engine.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "service/common/errors.h"
+#include "service/common/ids.h"
+#include "service/common/status_macros.h"
+#include "service/core/objects.h"
+#include "service/core/validation.h"
+#include "service/runs/run_actor.h"
+#include "service/runs/run_options.h"
+#include "service/runs/run_status.h"
+#include "service/store/store_errors.h"
+
+namespace assistants::runs {
+namespace {
+
+// Waits for an actor's reply (the caller is on an executor thread, where
+// blocking is allowed).
+class RunReplyWaiter {
+ public:
+  RunActor::RunReply Callback() {
+    return [this](absl::StatusOr<v1::Run> result) {
+      result_ = std::move(result);
+      done_.Notify();
+    };
+  }
+  absl::StatusOr<v1::Run> Wait() {
+    done_.WaitForNotification();
+    return std::move(result_);
+  }
+
+ private:
+  absl::Notification done_;
+  absl::StatusOr<v1::Run> result_ = absl::UnknownError("no reply");
+};
+
+v1::RunEvent InitialEvent(int64_t sequence, absl::string_view name,
+                          int64_t now_ms) {
+  v1::RunEvent event;
+  event.set_sequence(sequence);
+  event.set_event(std::string(name));
+  event.set_created_at_ms(now_ms);
+  return event;
+}
+
+// The gateway cannot act on an active run that no actor here drives (its
+// changes could not be stored, or another process owns it).
+absl::Status NotDriven(absl::string_view run_id) {
+  return MakeError(absl::StatusCode::kUnavailable, "RUN_NOT_DRIVEN",
+                   absl::StrCat("Run ", run_id,
+                                " is not being driven by this gateway; retry "
+                                "after it is resumed"),
+                   {{"run_id", std::string(run_id)}});
+}
+
+}  // namespace
+
+RunEngine::RunEngine(Store* store, ProviderResolver resolve_provider,
+                     ToolDispatcher* dispatcher, const Clock* clock,
+                     Timers* timers, Executor* executor, EngineOptions options)
+    : committer_(store, &hub_), idempotency_(store, clock) {
+  context_.store = store;
+  context_.resolve_provider = std::move(resolve_provider);
+  context_.dispatcher = dispatcher;
+  context_.clock = clock;
+  context_.timers = timers;
+  context_.executor = executor;
+  context_.committer = &committer_;
+  context_.hub = &hub_;
+  context_.options = std::move(options);
+  context_.on_finished = [this](const std::shared_ptr<RunActor>& actor) {
+    OnFinished(actor);
+  };
+}
+
+RunEngine::~RunEngine() { Stop(); }
+
+void RunEngine::Stop() {
+  std::vector<std::shared_ptr<RunActor>> actors;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    for (auto& [id, actor] : actors_) actors.push_back(actor);
+  }
+  absl::BlockingCounter quiet(static_cast<int>(actors.size()));
+  for (auto& actor : actors) actor->Stop([&quiet] { quiet.DecrementCount(); });
+  quiet.Wait();
+  committer_.Flush();
+  hub_.CloseAll();
+  absl::MutexLock lock(&mu_);
+  actors_.clear();
+  threads_.clear();
+}
+
+size_t RunEngine::active_runs() const {
+  absl::MutexLock lock(&mu_);
+  return actors_.size();
+}
+
+// --- Admission and the per-thread queue ---
+
+void RunEngine::Admit(const std::shared_ptr<RunActor>& actor) {
+  bool start = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    actors_[actor->run_id()] = actor;
+    auto& queue = threads_[actor->thread_id()];
+    queue.push_back(actor);
+    start = queue.size() == 1;
+  }
+  if (start) actor->Start();
+}
+
+void RunEngine::OnFinished(const std::shared_ptr<RunActor>& actor) {
+  std::shared_ptr<RunActor> next;
+  {
+    absl::MutexLock lock(&mu_);
+    actors_.erase(actor->run_id());
+    auto it = threads_.find(actor->thread_id());
+    if (it != threads_.end()) {
+      auto& queue = it->second;
+      const bool was_front = !queue.empty() && queue.front() == actor;
+      queue.erase(std::remove(queue.begin(), queue.end(), actor), queue.end());
+      if (queue.empty()) {
+        threads_.erase(it);
+      } else if (was_front) {
+        next = queue.front();
+      }
+    }
+  }
+  hub_.Close(actor->run_id());
+  if (next != nullptr) next->Start();
+}
+
+std::shared_ptr<RunActor> RunEngine::FindActor(absl::string_view thread_id,
+                                               absl::string_view run_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = actors_.find(run_id);
+  if (it == actors_.end() || it->second->thread_id() != thread_id) {
+    return nullptr;
+  }
+  return it->second;
+}
+
+v1::ActiveRunPolicy RunEngine::EffectivePolicy(
+    v1::ActiveRunPolicy requested) const {
+  return requested == v1::ACTIVE_RUN_POLICY_UNSPECIFIED
+             ? context_.options.default_active_run_policy
+             : requested;
+}
+
+absl::Status RunEngine::InterruptActive(const std::string& thread_id) {
+  std::vector<std::shared_ptr<RunActor>> victims;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = threads_.find(thread_id);
+    if (it != threads_.end()) {
+      victims.assign(it->second.begin(), it->second.end());
+    }
+  }
+  for (auto& victim : victims) victim->Cancel([](absl::StatusOr<v1::Run>) {});
+  absl::MutexLock lock(&mu_);
+  auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return threads_.find(thread_id) == threads_.end();
+  };
+  if (!mu_.AwaitWithTimeout(
+          absl::Condition(&gone),
+          absl::Milliseconds(context_.options.interrupt_wait_ms))) {
+    return MakeError(absl::StatusCode::kUnavailable, "RUN_INTERRUPT_TIMEOUT",
+                     absl::StrCat("The active run of thread ", thread_id,
+                                  " did not stop in time; retry"),
+                     {{"thread_id", thread_id}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunEngine::StartRun(RunCreation& creation,
+                                 const v1::RunOptions& options) {
+  const v1::ActiveRunPolicy policy = EffectivePolicy(options.active_run_policy());
+  const int64_t timeout_ms =
+      options.requires_action_timeout_seconds() > 0
+          ? int64_t{options.requires_action_timeout_seconds()} * 1000
+          : context_.options.requires_action_timeout_ms;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) {
+      return MakeError(absl::StatusCode::kUnavailable, "GATEWAY_DRAINING",
+                       "The gateway is shutting down; retry on another "
+                       "replica or after it restarts");
+    }
+  }
+  const v1::Run& run = creation.run;
+  RETURN_IF_ERROR(context_.resolve_provider(run.upstream()).status());
+  creation.reject_if_thread_active = policy != v1::ACTIVE_RUN_POLICY_QUEUE;
+  const int64_t now_ms = context_.clock->NowMillis();
+  int64_t sequence = 0;
+  if (creation.new_thread != nullptr) {
+    v1::RunEvent& event =
+        creation.events.emplace_back(InitialEvent(++sequence, "thread.created", now_ms));
+    *event.mutable_thread() = *creation.new_thread;
+  }
+  *creation.events.emplace_back(InitialEvent(++sequence, "thread.run.created", now_ms))
+       .mutable_run() = run;
+  *creation.events.emplace_back(InitialEvent(++sequence, "thread.run.queued", now_ms))
+       .mutable_run() = run;
+  // The channel opens before the run exists, so a stream attaching right
+  // after creation finds it live and misses nothing.
+  hub_.Open(run.id(), 0);
+  absl::Status created = context_.store->CreateRun(creation);
+  if (!created.ok()) {
+    hub_.Close(run.id());
+    return created;
+  }
+  std::vector<EventPtr> events;
+  for (const v1::RunEvent& event : creation.events) {
+    auto response = std::make_shared<v1::RunEventsResponse>();
+    *response->mutable_event() = event;
+    events.push_back(std::move(response));
+  }
+  hub_.Publish(run.id(), std::move(events));
+  Admit(std::make_shared<RunActor>(&context_, run, std::vector<v1::RunStep>{},
+                                   sequence, timeout_ms));
+  return absl::OkStatus();
+}
+
+// --- RPCs ---
+
+absl::StatusOr<v1::CreateRunResponse> RunEngine::CreateRun(
+    const v1::CreateRunRequest& request) {
+  using Response = v1::CreateRunResponse;
+  RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
+  RETURN_IF_ERROR(ValidateRunOptions(request.options(), true));
+  return idempotency_.Run<v1::CreateRunRequest, Response>(
+      "CreateRun", request,
+      [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
+        const v1::RunOptions& options = request.options();
+        if (EffectivePolicy(options.active_run_policy()) ==
+            v1::ACTIVE_RUN_POLICY_INTERRUPT) {
+          RETURN_IF_ERROR(InterruptActive(request.thread_id()));
+        }
+        ASSIGN_OR_RETURN(v1::Thread thread,
+                         context_.store->GetThread(request.thread_id()));
+        (void)thread;
+        ASSIGN_OR_RETURN(v1::Assistant assistant,
+                         context_.store->GetAssistant(options.assistant_id()));
+        RunCreation creation;
+        creation.run = ComposeRun(options, assistant, request.thread_id(),
+                                  context_.options.default_upstream,
+                                  context_.clock->NowSeconds());
+        for (const v1::MessageInput& input : options.additional_messages()) {
+          creation.messages.push_back(NewMessage(
+              input, request.thread_id(), context_.clock->NowSeconds()));
+        }
+        Response response;
+        *response.mutable_run() = creation.run;
+        if (record != nullptr) {
+          record->response = response.SerializeAsString();
+          creation.idempotency = record;
+        }
+        RETURN_IF_ERROR(StartRun(creation, options));
+        return response;
+      });
+}
+
+absl::StatusOr<v1::CreateThreadAndRunResponse> RunEngine::CreateThreadAndRun(
+    const v1::CreateThreadAndRunRequest& request) {
+  using Response = v1::CreateThreadAndRunResponse;
+  RETURN_IF_ERROR(ValidateCreateThreadAndRun(request));
+  return idempotency_.Run<v1::CreateThreadAndRunRequest, Response>(
+      "CreateThreadAndRun", request,
+      [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
+        const v1::RunOptions& options = request.options();
+        ASSIGN_OR_RETURN(v1::Assistant assistant,
+                         context_.store->GetAssistant(options.assistant_id()));
+        const int64_t now = context_.clock->NowSeconds();
+        v1::Thread thread;
+        thread.set_id(NewId(kThreadPrefix));
+        thread.set_object("thread");
+        thread.set_created_at(now);
+        *thread.mutable_tool_resources() = request.thread().tool_resources();
+        *thread.mutable_metadata() = request.thread().metadata();
+        RunCreation creation;
+        creation.new_thread = &thread;
+        for (const v1::MessageInput& input : request.thread().messages()) {
+          creation.messages.push_back(NewMessage(input, thread.id(), now));
+        }
+        creation.run = ComposeRun(options, assistant, thread.id(),
+                                  context_.options.default_upstream, now);
+        Response response;
+        *response.mutable_run() = creation.run;
+        if (record != nullptr) {
+          record->response = response.SerializeAsString();
+          creation.idempotency = record;
+        }
+        RETURN_IF_ERROR(StartRun(creation, options));
+        return response;
+      });
+}
+
+absl::StatusOr<v1::GetRunResponse> RunEngine::GetRun(
+    const v1::GetRunRequest& request) {
+  RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
+  RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
+  v1::GetRunResponse response;
+  ASSIGN_OR_RETURN(*response.mutable_run(),
+                   context_.store->GetRun(request.thread_id(), request.run_id()));
+  return response;
+}
+
+absl::StatusOr<v1::ListRunsResponse> RunEngine::ListRuns(
+    const v1::ListRunsRequest& request) {
+  RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
+  ASSIGN_OR_RETURN(ListQuery query, ToListQuery(request.options(), "options"));
+  absl::StatusOr<Page<v1::Run>> page =
+      context_.store->ListRuns(request.thread_id(), query);
+  if (!page.ok()) return InRequestPaths(page.status());
+  return ToListResponse<v1::ListRunsResponse>(*std::move(page));
+}
+
+absl::StatusOr<v1::UpdateRunResponse> RunEngine::UpdateRun(
+    const v1::UpdateRunRequest& request) {
+  RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
+  RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
+  RETURN_IF_ERROR(ValidateMetadata(request.metadata(), "metadata"));
+  v1::UpdateRunResponse response;
+  if (auto actor = FindActor(request.thread_id(), request.run_id())) {
+    RunReplyWaiter waiter;
+    actor->UpdateMetadata(request.metadata(), waiter.Callback());
+    ASSIGN_OR_RETURN(*response.mutable_run(), waiter.Wait());
+    return response;
+  }
+  // Not driven here: the run is terminal, so nothing else writes it.
+  ASSIGN_OR_RETURN(v1::Run run, context_.store->GetRun(request.thread_id(),
+                                                       request.run_id()));
+  if (!IsTerminal(run.status())) return NotDriven(run.id());
+  *run.mutable_metadata() = request.metadata();
+  RunChanges changes;
+  changes.thread_id = run.thread_id();
+  changes.run_id = run.id();
+  changes.run = run;
+  RETURN_IF_ERROR(context_.store->CommitRunChanges({&changes}));
+  *response.mutable_run() = std::move(run);
+  return response;
+}
+
+absl::StatusOr<v1::CancelRunResponse> RunEngine::CancelRun(
+    const v1::CancelRunRequest& request) {
+  RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
+  RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
+  v1::CancelRunResponse response;
+  if (auto actor = FindActor(request.thread_id(), request.run_id())) {
+    RunReplyWaiter waiter;
+    actor->Cancel(waiter.Callback());
+    ASSIGN_OR_RETURN(*response.mutable_run(), waiter.Wait());
+    return response;
+  }
+  ASSIGN_OR_RETURN(v1::Run run, context_.store->GetRun(request.thread_id(),
+                                                       request.run_id()));
+  if (!IsTerminal(run.status())) return NotDriven(run.id());
+  return MakeError(absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
+                   absl::StrCat("Run ", run.id(), " is ",
+                                RunStatusName(run.status()),
+                                " and cannot be cancelled"),
+                   {{"run_id", run.id()},
+                    {"status", std::string(RunStatusName(run.status()))}});
+}
+
+absl::StatusOr<v1::SubmitToolOutputsResponse> RunEngine::SubmitToolOutputs(
+    const v1::SubmitToolOutputsRequest& request) {
+  using Response = v1::SubmitToolOutputsResponse;
+  RETURN_IF_ERROR(ValidateSubmitToolOutputs(request));
+  return idempotency_.Run<v1::SubmitToolOutputsRequest, Response>(
+      "SubmitToolOutputs", request,
+      [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
+        Response response;
+        auto actor = FindActor(request.thread_id(), request.run_id());
+        if (actor == nullptr) {
+          ASSIGN_OR_RETURN(v1::Run run,
+                           context_.store->GetRun(request.thread_id(),
+                                                  request.run_id()));
+          if (!IsTerminal(run.status())) return NotDriven(run.id());
+          return MakeError(
+              absl::StatusCode::kFailedPrecondition, "RUN_NOT_AWAITING_OUTPUTS",
+              absl::StrCat("Run ", run.id(), " is ",
+                           RunStatusName(run.status()),
+                           ", not requires_action; no tool outputs are awaited"),
+              {{"run_id", run.id()},
+               {"status", std::string(RunStatusName(run.status()))}});
+        }
+        RunReplyWaiter waiter;
+        actor->SubmitToolOutputs(
+            {request.tool_outputs().begin(), request.tool_outputs().end()},
+            record, waiter.Callback());
+        ASSIGN_OR_RETURN(*response.mutable_run(), waiter.Wait());
+        return response;
+      });
+}
+
+absl::StatusOr<v1::GetRunStepResponse> RunEngine::GetRunStep(
+    const v1::GetRunStepRequest& request) {
+  RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
+  RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
+  RETURN_IF_ERROR(ValidateId(request.step_id(), kStepPrefix, "step_id"));
+  v1::GetRunStepResponse response;
+  ASSIGN_OR_RETURN(*response.mutable_step(),
+                   context_.store->GetRunStep(request.thread_id(),
+                                              request.run_id(),
+                                              request.step_id()));
+  return response;
+}
+
+absl::StatusOr<v1::ListRunStepsResponse> RunEngine::ListRunSteps(
+    const v1::ListRunStepsRequest& request) {
+  RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
+  RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
+  ASSIGN_OR_RETURN(ListQuery query, ToListQuery(request.options(), "options"));
+  // Steps of a run that exists (NOT_FOUND names the run otherwise).
+  RETURN_IF_ERROR(
+      context_.store->GetRun(request.thread_id(), request.run_id()).status());
+  absl::StatusOr<Page<v1::RunStep>> page = context_.store->ListRunSteps(
+      request.thread_id(), request.run_id(), query);
+  if (!page.ok()) return InRequestPaths(page.status());
+  return ToListResponse<v1::ListRunStepsResponse>(*std::move(page));
+}
+
+// --- Streams ---
+
+absl::StatusOr<v1::Run> RunEngine::OpenEvents(
+    const v1::RunEventsRequest& request) {
+  if (request.after_sequence() < 0) {
+    return FieldError("after_sequence", kValueOutOfRange,
+                      "must be 0 or a sequence number seen before");
+  }
+  switch (request.start_case()) {
+    case v1::RunEventsRequest::kCreateRun: {
+      if (!request.thread_id().empty() || !request.run_id().empty()) {
+        return FieldError("run_id", kInvalidValue,
+                          "must be empty when start is set");
+      }
+      ASSIGN_OR_RETURN(v1::CreateRunResponse created,
+                       CreateRun(request.create_run()));
+      return created.run();
+    }
+    case v1::RunEventsRequest::kCreateThreadAndRun: {
+      if (!request.thread_id().empty() || !request.run_id().empty()) {
+        return FieldError("run_id", kInvalidValue,
+                          "must be empty when start is set");
+      }
+      ASSIGN_OR_RETURN(v1::CreateThreadAndRunResponse created,
+                       CreateThreadAndRun(request.create_thread_and_run()));
+      return created.run();
+    }
+    default:
+      break;
+  }
+  RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
+  RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
+  return context_.store->GetRun(request.thread_id(), request.run_id());
+}
+
+absl::StatusOr<std::vector<v1::RunEvent>> RunEngine::ReadEvents(
+    const std::string& run_id, int64_t after_sequence, int limit) {
+  return context_.store->ListRunEvents(run_id, after_sequence, limit);
+}
+
+// --- Recovery ---
+
+absl::Status RunEngine::Recover() {
+  ASSIGN_OR_RETURN(std::vector<v1::Run> runs, context_.store->ListActiveRuns());
+  for (v1::Run& run : runs) {
+    std::vector<v1::RunStep> steps;
+    ListQuery query;
+    query.limit = 100;
+    query.ascending = true;
+    while (true) {
+      ASSIGN_OR_RETURN(Page<v1::RunStep> page,
+                       context_.store->ListRunSteps(run.thread_id(), run.id(),
+                                                    query));
+      for (v1::RunStep& step : page.items) steps.push_back(std::move(step));
+      if (!page.has_more || steps.empty()) break;
+      query.after = steps.back().id();
+    }
+    // The log continues after its last stored event.
+    int64_t last_sequence = 0;
+    while (true) {
+      ASSIGN_OR_RETURN(std::vector<v1::RunEvent> events,
+                       context_.store->ListRunEvents(run.id(), last_sequence,
+                                                     1000));
+      if (events.empty()) break;
+      last_sequence = events.back().sequence();
+    }
+    hub_.Open(run.id(), last_sequence);
+    Admit(std::make_shared<RunActor>(&context_, std::move(run),
+                                     std::move(steps), last_sequence,
+                                     context_.options.requires_action_timeout_ms));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace assistants::runs

@@ -1,0 +1,54 @@
+// The ToolDispatcher seam: where the run engine sends the function calls a
+// model makes. Calls of tools the dispatcher handles (a registered worker
+// serves them) are invoked by it; the rest surface to the caller in
+// requires_action, as in the Assistants API.
+#ifndef SERVICE_RUNS_TOOL_DISPATCHER_H_
+#define SERVICE_RUNS_TOOL_DISPATCHER_H_
+
+#include <functional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace assistants::runs {
+
+struct ToolCallContext {
+  std::string run_id;
+  std::string thread_id;
+  std::string assistant_id;
+};
+
+struct ToolInvocation {
+  // The run step's "call_" id; with run_id it is the idempotency key.
+  std::string call_id;
+  std::string name;
+  // As the model produced them (possibly invalid JSON).
+  std::string arguments;
+};
+
+class ToolDispatcher {
+ public:
+  virtual ~ToolDispatcher() = default;
+  // Whether a live worker serves `tool_name` now.
+  virtual bool Handles(absl::string_view tool_name) const = 0;
+  // Invokes one call; `done` runs exactly once, on any thread, with the
+  // output the model will read (failures as a JSON {"error": ...} output).
+  // Must not block.
+  virtual void Invoke(const ToolCallContext& context,
+                      const ToolInvocation& invocation,
+                      std::function<void(std::string output)> done) = 0;
+};
+
+// No workers: every call goes to the caller.
+class CallerOnlyDispatcher : public ToolDispatcher {
+ public:
+  bool Handles(absl::string_view) const override { return false; }
+  void Invoke(const ToolCallContext&, const ToolInvocation& invocation,
+              std::function<void(std::string)> done) override {
+    done("{\"error\":\"no worker serves " + invocation.name + "\"}");
+  }
+};
+
+}  // namespace assistants::runs
+
+#endif  // SERVICE_RUNS_TOOL_DISPATCHER_H_
