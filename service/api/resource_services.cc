@@ -34,13 +34,12 @@ FORWARD_TO_CORE(MessageServiceImpl, UpdateMessage)
 FORWARD_TO_CORE(MessageServiceImpl, DeleteMessage)
 
 // Defines RunServiceImpl::Method as "run RunEngine::Method on the executor".
-#define FORWARD_TO_ENGINE(Method)                                           \
-  grpc::ServerUnaryReactor* RunServiceImpl::Method(                         \
-      grpc::CallbackServerContext* context,                                 \
-      const v1::Method##Request* request, v1::Method##Response* response) { \
-    return HandleUnary(context, executor_, response, [this, request] {      \
-      return engine_->Method(*request);                                     \
-    });                                                                     \
+#define FORWARD_TO_ENGINE(Method)                                              \
+  grpc::ServerUnaryReactor* RunServiceImpl::Method(                            \
+      grpc::CallbackServerContext* context,                                    \
+      const v1::Method##Request* request, v1::Method##Response* response) {    \
+    return HandleUnary(context, executor_, response,                           \
+                       [this, request] { return engine_->Method(*request); }); \
   }
 
 FORWARD_TO_ENGINE(CreateRun)

@@ -75,19 +75,25 @@ class RunEventsStream final
     core_->reactor = this;
     registry_->Add(core_);
     // Opening may create the run or read the store: off the gRPC thread.
-    executor_->Schedule([this, core = core_] {
-      absl::StatusOr<v1::Run> run = engine_->OpenEvents(request_);
+    // The task must not touch `this` until it knows the reactor is alive.
+    executor_->Schedule([core = core_, engine = engine_, request = request_] {
+      absl::StatusOr<v1::Run> run = engine->OpenEvents(request);
       absl::MutexLock lock(&core->mu);
-      if (core->reactor == nullptr) return;
-      if (!run.ok()) {
-        FinishLocked(ToGrpcStatus(run.status()));
-        return;
-      }
-      run_id_ = run->id();
-      next_ = request_.after_sequence() + 1;
-      opened_ = true;
-      PumpLocked();
+      if (core->reactor != nullptr) core->reactor->OnOpenedLocked(run);
     });
+  }
+
+  void OnOpenedLocked(const absl::StatusOr<v1::Run>& run)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    if (!run.ok()) {
+      FinishLocked(ToGrpcStatus(run.status()));
+      return;
+    }
+    run_id_ = run->id();
+    next_ = request_.after_sequence() + 1;
+    opened_ = true;
+    last_write_ms_ = clock_->NowMillis();
+    PumpLocked();
   }
 
   void OnWriteDone(bool ok) override {
@@ -192,46 +198,63 @@ class RunEventsStream final
   // Reads the next events from the stored log (the hub does not have them).
   void ReadStoreLocked(bool not_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
     reading_ = true;
-    executor_->Schedule([this, core = core_, not_live, run_id = run_id_,
-                         after = next_ - 1, limit = options_.read_ahead] {
+    executor_->Schedule([core = core_, engine = engine_, not_live,
+                         run_id = run_id_, after = next_ - 1,
+                         limit = options_.read_ahead] {
       absl::StatusOr<std::vector<v1::RunEvent>> events =
-          engine_->ReadEvents(run_id, after, limit);
+          engine->ReadEvents(run_id, after, limit);
+      // A cursor at the end of a finished run: nothing more will come.
+      bool ended = false;
+      if (not_live && events.ok() && events->empty()) {
+        ended = engine->RunEnded(run_id, after);
+      }
       absl::MutexLock lock(&core->mu);
       if (core->reactor == nullptr) return;
-      reading_ = false;
-      if (!events.ok()) {
-        FinishLocked(ToGrpcStatus(events.status()));
-        return;
-      }
-      if (events->empty()) {
-        if (not_live && engine_->hub()->LastSequence(run_id) < 0) {
-          // Nothing stored beyond the cursor and nobody is producing more:
-          // the run is not driven here (or the cursor is past its end).
-          FinishLocked(ToGrpcStatus(MakeError(
-              absl::StatusCode::kUnavailable, "RUN_NOT_DRIVEN",
-              "No more events are being produced for this run here; "
-              "reconnect later with after_sequence",
-              {{"run_id", run_id}})));
-          return;
-        }
-        // It went live in the meantime (recovery): the hub has it.
-        PumpLocked();
-        return;
-      }
-      for (v1::RunEvent& stored : *events) {
-        auto response = std::make_shared<v1::RunEventsResponse>();
-        response->mutable_event()->Swap(&stored);
-        backlog_.push_back(std::move(response));
-      }
-      PumpLocked();
+      core->reactor->OnStoreReadLocked(not_live, ended, std::move(events));
     });
+  }
+
+  void OnStoreReadLocked(bool not_live, bool ended,
+                         absl::StatusOr<std::vector<v1::RunEvent>> events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    const std::string& run_id = run_id_;
+    reading_ = false;
+    if (!events.ok()) {
+      FinishLocked(ToGrpcStatus(events.status()));
+      return;
+    }
+    if (events->empty()) {
+      if (ended) {
+        FinishLocked(grpc::Status::OK);
+        return;
+      }
+      if (not_live && engine_->hub()->LastSequence(run_id) < 0) {
+        // Nothing stored beyond the cursor and nobody is producing more:
+        // the run is not driven here (or the cursor is past its end).
+        FinishLocked(ToGrpcStatus(
+            MakeError(absl::StatusCode::kUnavailable, "RUN_NOT_DRIVEN",
+                      "No more events are being produced for this run here; "
+                      "reconnect later with after_sequence",
+                      {{"run_id", run_id}})));
+        return;
+      }
+      // It went live in the meantime (recovery): the hub has it.
+      PumpLocked();
+      return;
+    }
+    for (v1::RunEvent& stored : *events) {
+      auto response = std::make_shared<v1::RunEventsResponse>();
+      response->mutable_event()->Swap(&stored);
+      backlog_.push_back(std::move(response));
+    }
+    PumpLocked();
   }
 
   void ArmHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
     if (heartbeat_timer_ != 0) return;
-    const int64_t due = std::max(last_write_ms_, clock_->NowMillis() -
-                                                     options_.heartbeat_ms) +
-                        options_.heartbeat_ms;
+    const int64_t due =
+        std::max(last_write_ms_, clock_->NowMillis() - options_.heartbeat_ms) +
+        options_.heartbeat_ms;
     heartbeat_timer_ = timers_->ScheduleAt(due, [core = core_] {
       absl::MutexLock lock(&core->mu);
       if (core->reactor != nullptr) core->reactor->OnHeartbeatTimerLocked();

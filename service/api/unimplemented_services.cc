@@ -1,6 +1,7 @@
-// ToolRegistryService until the tool-worker registry lands: every RPC answers UNIMPLEMENTED with reason NOT_IMPLEMENTED
-// and a message naming the missing capability, so clients generated from the
-// full contract get a clear answer instead of a hang or a generic error.
+// ToolRegistryService until the tool-worker registry lands: every RPC answers
+// UNIMPLEMENTED with reason NOT_IMPLEMENTED and a message naming the missing
+// capability, so clients generated from the full contract get a clear answer
+// instead of a hang or a generic error.
 #include "absl/strings/str_cat.h"
 #include "service/api/services.h"
 #include "service/api/status_mapping.h"

@@ -65,8 +65,7 @@ class RunCommitter {
   int64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
   // Runs whose changes failed: later changes fail with this status.
-  absl::flat_hash_map<std::string, absl::Status> poisoned_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::Status> poisoned_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

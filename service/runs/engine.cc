@@ -184,7 +184,8 @@ absl::Status RunEngine::InterruptActive(const std::string& thread_id) {
 
 absl::Status RunEngine::StartRun(RunCreation& creation,
                                  const v1::RunOptions& options) {
-  const v1::ActiveRunPolicy policy = EffectivePolicy(options.active_run_policy());
+  const v1::ActiveRunPolicy policy =
+      EffectivePolicy(options.active_run_policy());
   const int64_t timeout_ms =
       options.requires_action_timeout_seconds() > 0
           ? int64_t{options.requires_action_timeout_seconds()} * 1000
@@ -203,13 +204,15 @@ absl::Status RunEngine::StartRun(RunCreation& creation,
   const int64_t now_ms = context_.clock->NowMillis();
   int64_t sequence = 0;
   if (creation.new_thread != nullptr) {
-    v1::RunEvent& event =
-        creation.events.emplace_back(InitialEvent(++sequence, "thread.created", now_ms));
+    v1::RunEvent& event = creation.events.emplace_back(
+        InitialEvent(++sequence, "thread.created", now_ms));
     *event.mutable_thread() = *creation.new_thread;
   }
-  *creation.events.emplace_back(InitialEvent(++sequence, "thread.run.created", now_ms))
+  *creation.events
+       .emplace_back(InitialEvent(++sequence, "thread.run.created", now_ms))
        .mutable_run() = run;
-  *creation.events.emplace_back(InitialEvent(++sequence, "thread.run.queued", now_ms))
+  *creation.events
+       .emplace_back(InitialEvent(++sequence, "thread.run.queued", now_ms))
        .mutable_run() = run;
   // The channel opens before the run exists, so a stream attaching right
   // after creation finds it live and misses nothing.
@@ -256,8 +259,8 @@ absl::StatusOr<v1::CreateRunResponse> RunEngine::CreateRun(
                                   context_.options.default_upstream,
                                   context_.clock->NowSeconds());
         for (const v1::MessageInput& input : options.additional_messages()) {
-          creation.messages.push_back(NewMessage(
-              input, request.thread_id(), context_.clock->NowSeconds()));
+          creation.messages.push_back(NewMessage(input, request.thread_id(),
+                                                 context_.clock->NowSeconds()));
         }
         Response response;
         *response.mutable_run() = creation.run;
@@ -310,8 +313,9 @@ absl::StatusOr<v1::GetRunResponse> RunEngine::GetRun(
   RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
   RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
   v1::GetRunResponse response;
-  ASSIGN_OR_RETURN(*response.mutable_run(),
-                   context_.store->GetRun(request.thread_id(), request.run_id()));
+  ASSIGN_OR_RETURN(
+      *response.mutable_run(),
+      context_.store->GetRun(request.thread_id(), request.run_id()));
   return response;
 }
 
@@ -365,12 +369,12 @@ absl::StatusOr<v1::CancelRunResponse> RunEngine::CancelRun(
   ASSIGN_OR_RETURN(v1::Run run, context_.store->GetRun(request.thread_id(),
                                                        request.run_id()));
   if (!IsTerminal(run.status())) return NotDriven(run.id());
-  return MakeError(absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
-                   absl::StrCat("Run ", run.id(), " is ",
-                                RunStatusName(run.status()),
-                                " and cannot be cancelled"),
-                   {{"run_id", run.id()},
-                    {"status", std::string(RunStatusName(run.status()))}});
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
+      absl::StrCat("Run ", run.id(), " is ", RunStatusName(run.status()),
+                   " and cannot be cancelled"),
+      {{"run_id", run.id()},
+       {"status", std::string(RunStatusName(run.status()))}});
 }
 
 absl::StatusOr<v1::SubmitToolOutputsResponse> RunEngine::SubmitToolOutputs(
@@ -383,15 +387,15 @@ absl::StatusOr<v1::SubmitToolOutputsResponse> RunEngine::SubmitToolOutputs(
         Response response;
         auto actor = FindActor(request.thread_id(), request.run_id());
         if (actor == nullptr) {
-          ASSIGN_OR_RETURN(v1::Run run,
-                           context_.store->GetRun(request.thread_id(),
-                                                  request.run_id()));
+          ASSIGN_OR_RETURN(
+              v1::Run run,
+              context_.store->GetRun(request.thread_id(), request.run_id()));
           if (!IsTerminal(run.status())) return NotDriven(run.id());
           return MakeError(
               absl::StatusCode::kFailedPrecondition, "RUN_NOT_AWAITING_OUTPUTS",
-              absl::StrCat("Run ", run.id(), " is ",
-                           RunStatusName(run.status()),
-                           ", not requires_action; no tool outputs are awaited"),
+              absl::StrCat(
+                  "Run ", run.id(), " is ", RunStatusName(run.status()),
+                  ", not requires_action; no tool outputs are awaited"),
               {{"run_id", run.id()},
                {"status", std::string(RunStatusName(run.status()))}});
         }
@@ -410,10 +414,10 @@ absl::StatusOr<v1::GetRunStepResponse> RunEngine::GetRunStep(
   RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
   RETURN_IF_ERROR(ValidateId(request.step_id(), kStepPrefix, "step_id"));
   v1::GetRunStepResponse response;
-  ASSIGN_OR_RETURN(*response.mutable_step(),
-                   context_.store->GetRunStep(request.thread_id(),
-                                              request.run_id(),
-                                              request.step_id()));
+  ASSIGN_OR_RETURN(
+      *response.mutable_step(),
+      context_.store->GetRunStep(request.thread_id(), request.run_id(),
+                                 request.step_id()));
   return response;
 }
 
@@ -471,6 +475,14 @@ absl::StatusOr<std::vector<v1::RunEvent>> RunEngine::ReadEvents(
   return context_.store->ListRunEvents(run_id, after_sequence, limit);
 }
 
+bool RunEngine::RunEnded(const std::string& run_id, int64_t last_seen) {
+  if (hub_.LastSequence(run_id) >= 0 || last_seen < 1) return false;
+  absl::StatusOr<std::vector<v1::RunEvent>> events =
+      context_.store->ListRunEvents(run_id, last_seen - 1, 1);
+  return events.ok() && events->size() == 1 &&
+         events->front().event() == "done";
+}
+
 // --- Recovery ---
 
 absl::Status RunEngine::Recover() {
@@ -481,9 +493,9 @@ absl::Status RunEngine::Recover() {
     query.limit = 100;
     query.ascending = true;
     while (true) {
-      ASSIGN_OR_RETURN(Page<v1::RunStep> page,
-                       context_.store->ListRunSteps(run.thread_id(), run.id(),
-                                                    query));
+      ASSIGN_OR_RETURN(
+          Page<v1::RunStep> page,
+          context_.store->ListRunSteps(run.thread_id(), run.id(), query));
       for (v1::RunStep& step : page.items) steps.push_back(std::move(step));
       if (!page.has_more || steps.empty()) break;
       query.after = steps.back().id();
@@ -491,16 +503,16 @@ absl::Status RunEngine::Recover() {
     // The log continues after its last stored event.
     int64_t last_sequence = 0;
     while (true) {
-      ASSIGN_OR_RETURN(std::vector<v1::RunEvent> events,
-                       context_.store->ListRunEvents(run.id(), last_sequence,
-                                                     1000));
+      ASSIGN_OR_RETURN(
+          std::vector<v1::RunEvent> events,
+          context_.store->ListRunEvents(run.id(), last_sequence, 1000));
       if (events.empty()) break;
       last_sequence = events.back().sequence();
     }
     hub_.Open(run.id(), last_sequence);
-    Admit(std::make_shared<RunActor>(&context_, std::move(run),
-                                     std::move(steps), last_sequence,
-                                     context_.options.requires_action_timeout_ms));
+    Admit(std::make_shared<RunActor>(
+        &context_, std::move(run), std::move(steps), last_sequence,
+        context_.options.requires_action_timeout_ms));
   }
   return absl::OkStatus();
 }

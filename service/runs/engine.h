@@ -116,6 +116,9 @@ class RunEngine {
   // Stored events of a run after `after_sequence` (at most `limit`).
   absl::StatusOr<std::vector<v1::RunEvent>> ReadEvents(
       const std::string& run_id, int64_t after_sequence, int limit);
+  // Whether the run is no longer live and its event `last_seen` is `done`
+  // (a client resuming after the end).
+  bool RunEnded(const std::string& run_id, int64_t last_seen);
   RunEventHub* hub() { return &hub_; }
 
   // Runs driven by this engine now.

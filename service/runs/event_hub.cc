@@ -60,8 +60,7 @@ void RunEventHub::CloseAll() {
   for (const auto& waiter : to_wake) waiter->Wake();
 }
 
-RunEventHub::Read RunEventHub::Next(const std::string& run_id,
-                                    int64_t sequence,
+RunEventHub::Read RunEventHub::Next(const std::string& run_id, int64_t sequence,
                                     const std::shared_ptr<Waiter>& waiter) {
   absl::MutexLock lock(&mu_);
   auto it = channels_.find(run_id);
@@ -69,9 +68,9 @@ RunEventHub::Read RunEventHub::Next(const std::string& run_id,
   Channel& channel = *it->second;
   if (sequence < channel.first_sequence) return {Read::Kind::kBehind, nullptr};
   if (sequence <= channel.last_sequence) {
-    return {Read::Kind::kEvent,
-            channel.recent[static_cast<size_t>(sequence -
-                                               channel.first_sequence)]};
+    return {
+        Read::Kind::kEvent,
+        channel.recent[static_cast<size_t>(sequence - channel.first_sequence)]};
   }
   // A stream that pumps twice while waiting registers twice and is woken
   // twice; its pump tolerates that, and a set would cost more per event.

@@ -63,7 +63,8 @@ class RunActor::TurnObserver : public upstream::TurnObserver {
   }
   void OnDone(const std::optional<upstream::TurnError>& error) override {
     if (auto actor = actor_.lock()) {
-      actor->Post([actor, turn = turn_, error] { actor->OnTurnDone(turn, error); });
+      actor->Post(
+          [actor, turn = turn_, error] { actor->OnTurnDone(turn, error); });
     }
   }
 
@@ -122,13 +123,13 @@ void RunActor::Start() {
 void RunActor::Cancel(RunReply reply) {
   Post([self = shared_from_this(), reply = std::move(reply)]() mutable {
     if (self->stopped_ || IsTerminal(self->run_.status())) {
-      reply(MakeError(absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
-                      absl::StrCat("Run ", self->run_id_, " is ",
-                                   RunStatusName(self->run_.status()),
-                                   " and cannot be cancelled"),
-                      {{"run_id", self->run_id_},
-                       {"status", std::string(RunStatusName(
-                                      self->run_.status()))}}));
+      reply(MakeError(
+          absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
+          absl::StrCat("Run ", self->run_id_, " is ",
+                       RunStatusName(self->run_.status()),
+                       " and cannot be cancelled"),
+          {{"run_id", self->run_id_},
+           {"status", std::string(RunStatusName(self->run_.status()))}}));
       return;
     }
     if (self->run_.status() != v1::RUN_STATUS_CANCELLING) {
@@ -173,17 +174,19 @@ void RunActor::SubmitToolOutputs(std::vector<v1::ToolOutput> outputs,
     std::set<std::string> answered;
     for (size_t i = 0; i < outputs.size(); ++i) {
       const std::string& id = outputs[i].tool_call_id();
-      const std::string field = absl::StrCat("tool_outputs[", i, "].tool_call_id");
+      const std::string field =
+          absl::StrCat("tool_outputs[", i, "].tool_call_id");
       if (self->caller_pending_.count(id) == 0) {
-        reply(FieldError(field, "UNKNOWN_TOOL_CALL_ID",
-                         absl::StrCat("tool call ", id,
-                                      " is not pending in run ", self->run_id_)));
+        reply(
+            FieldError(field, "UNKNOWN_TOOL_CALL_ID",
+                       absl::StrCat("tool call ", id, " is not pending in run ",
+                                    self->run_id_)));
         return;
       }
       if (!answered.insert(id).second) {
-        reply(FieldError(field, "DUPLICATE_VALUE",
-                         absl::StrCat("tool call ", id,
-                                      " is answered more than once")));
+        reply(FieldError(
+            field, "DUPLICATE_VALUE",
+            absl::StrCat("tool call ", id, " is answered more than once")));
         return;
       }
     }
@@ -198,8 +201,9 @@ void RunActor::SubmitToolOutputs(std::vector<v1::ToolOutput> outputs,
     }
     v1::RunStep* step = self->ToolStep();
     if (step != nullptr) {
-      for (v1::ToolCall& call :
-           *step->mutable_step_details()->mutable_tool_calls()->mutable_tool_calls()) {
+      for (v1::ToolCall& call : *step->mutable_step_details()
+                                     ->mutable_tool_calls()
+                                     ->mutable_tool_calls()) {
         for (const v1::ToolOutput& output : outputs) {
           if (call.id() == output.tool_call_id() && call.has_function()) {
             call.mutable_function()->set_output(output.output());
@@ -324,7 +328,8 @@ void RunActor::ResumeInProgress() {
   // so far is kept (marked incomplete / failed) and the turn runs again.
   v1::LastError error;
   error.set_code("server_error");
-  error.set_message("The gateway restarted during this step; the model turn was retried.");
+  error.set_message(
+      "The gateway restarted during this step; the model turn was retried.");
   bool pending_calls = false;
   for (v1::RunStep& step : steps_) {
     if (step.status() != v1::RUN_STEP_STATUS_IN_PROGRESS) continue;
@@ -340,8 +345,10 @@ void RunActor::ResumeInProgress() {
       }
       continue;
     }
-    for (const v1::ToolCall& call : step.step_details().tool_calls().tool_calls()) {
-      if (call.has_function() && !call.function().has_output()) pending_calls = true;
+    for (const v1::ToolCall& call :
+         step.step_details().tool_calls().tool_calls()) {
+      if (call.has_function() && !call.function().has_output())
+        pending_calls = true;
     }
   }
   if (pending_calls && !tool_step_id_.empty()) {
@@ -504,8 +511,9 @@ void RunActor::OnProviderEvent(uint64_t turn,
                         event.type == Type::kCodeInterpreterDone;
       EnsureToolStep();
       v1::RunStep* step = ToolStep();
-      auto* calls =
-          step->mutable_step_details()->mutable_tool_calls()->mutable_tool_calls();
+      auto* calls = step->mutable_step_details()
+                        ->mutable_tool_calls()
+                        ->mutable_tool_calls();
       auto [it, created] = call_position_.emplace(event.index, calls->size());
       v1::RunEvent& out = NewEvent("thread.run.step.delta");
       v1::RunStepDelta* delta = out.mutable_step_delta();
@@ -525,7 +533,8 @@ void RunActor::OnProviderEvent(uint64_t turn,
       }
       v1::ToolCall* call = calls->Mutable(it->second);
       if (code) {
-        v1::CodeInterpreterCallDelta* ci = call_delta->mutable_code_interpreter();
+        v1::CodeInterpreterCallDelta* ci =
+            call_delta->mutable_code_interpreter();
         v1::CodeInterpreterToolCall* full = call->mutable_code_interpreter();
         if (event.type == Type::kCodeInterpreterCodeDelta) {
           full->mutable_input()->append(event.text);
@@ -597,8 +606,9 @@ void RunActor::OnTurnDone(uint64_t turn,
          error->status.message());
     return;
   }
-  const bool prompt_over = run_.has_max_prompt_tokens() &&
-                           run_.usage().prompt_tokens() > run_.max_prompt_tokens();
+  const bool prompt_over =
+      run_.has_max_prompt_tokens() &&
+      run_.usage().prompt_tokens() > run_.max_prompt_tokens();
   const bool completion_spent =
       run_.has_max_completion_tokens() &&
       run_.usage().completion_tokens() >= run_.max_completion_tokens();
@@ -620,7 +630,8 @@ void RunActor::OnTurnDone(uint64_t turn,
   }
   bool function_calls = false;
   if (v1::RunStep* step = ToolStep()) {
-    for (const v1::ToolCall& call : step->step_details().tool_calls().tool_calls()) {
+    for (const v1::ToolCall& call :
+         step->step_details().tool_calls().tool_calls()) {
       if (call.has_function() && !call.function().has_output()) {
         function_calls = true;
       }
@@ -649,7 +660,8 @@ void RunActor::HandleFunctionCalls() {
   ToolCallContext tool_context{run_id_, thread_id_, run_.assistant_id()};
   std::vector<v1::RequiredToolCall> for_caller;
   std::vector<ToolInvocation> for_workers;
-  for (const v1::ToolCall& call : step->step_details().tool_calls().tool_calls()) {
+  for (const v1::ToolCall& call :
+       step->step_details().tool_calls().tool_calls()) {
     if (!call.has_function() || call.function().has_output()) continue;
     if (context_->dispatcher->Handles(call.function().name())) {
       for_workers.push_back(
@@ -673,9 +685,10 @@ void RunActor::HandleFunctionCalls() {
     context_->dispatcher->Invoke(
         tool_context, invocation, [weak, turn, call_id](std::string output) {
           if (auto actor = weak.lock()) {
-            actor->Post([actor, turn, call_id, output = std::move(output)]() mutable {
-              actor->OnWorkerOutput(turn, call_id, std::move(output));
-            });
+            actor->Post(
+                [actor, turn, call_id, output = std::move(output)]() mutable {
+                  actor->OnWorkerOutput(turn, call_id, std::move(output));
+                });
           }
         });
   }
@@ -689,7 +702,8 @@ void RunActor::HandleFunctionCalls() {
     *action->add_tool_calls() = std::move(call);
   }
   run_.set_expires_at(
-      (context_->clock->NowMillis() + requires_action_timeout_ms_ + 999) / 1000);
+      (context_->clock->NowMillis() + requires_action_timeout_ms_ + 999) /
+      1000);
   SetStatus(v1::RUN_STATUS_REQUIRES_ACTION);
   ArmExpiry();
 }
@@ -774,9 +788,9 @@ void RunActor::Fail(absl::string_view code, absl::string_view message) {
   v1::LastError error;
   error.set_code(std::string(code));
   error.set_message(std::string(message));
-  if (!message_step_id_.empty()) {
-    CloseMessage(v1::MESSAGE_STATUS_INCOMPLETE, "run_failed");
-  }
+  // The message ends incomplete; its step fails with the run.
+  CloseMessage(v1::MESSAGE_STATUS_INCOMPLETE, "run_failed",
+               /*complete_step=*/false);
   EndOpenSteps(v1::RUN_STEP_STATUS_FAILED, &error);
   *run_.mutable_last_error() = error;
   run_.set_failed_at(context_->clock->NowSeconds());
@@ -784,9 +798,8 @@ void RunActor::Fail(absl::string_view code, absl::string_view message) {
 }
 
 void RunActor::FinishCancelled() {
-  if (!message_step_id_.empty()) {
-    CloseMessage(v1::MESSAGE_STATUS_INCOMPLETE, "run_cancelled");
-  }
+  CloseMessage(v1::MESSAGE_STATUS_INCOMPLETE, "run_cancelled",
+               /*complete_step=*/false);
   EndOpenSteps(v1::RUN_STEP_STATUS_CANCELLED, nullptr);
   run_.set_cancelled_at(context_->clock->NowSeconds());
   Terminate(v1::RUN_STATUS_CANCELLED);
@@ -860,7 +873,8 @@ void RunActor::EnsureMessage() {
   // A hosted-tool step (code interpreter) is over once the model speaks.
   if (v1::RunStep* step = ToolStep()) {
     bool functions = false;
-    for (const v1::ToolCall& call : step->step_details().tool_calls().tool_calls()) {
+    for (const v1::ToolCall& call :
+         step->step_details().tool_calls().tool_calls()) {
       functions = functions || call.has_function();
     }
     if (!functions) {
@@ -890,7 +904,8 @@ void RunActor::EnsureMessage() {
   EmitMessage("thread.message.in_progress");
 }
 
-void RunActor::CloseMessage(v1::MessageStatus status, absl::string_view reason) {
+void RunActor::CloseMessage(v1::MessageStatus status, absl::string_view reason,
+                            bool complete_step) {
   if (message_step_id_.empty()) return;
   const int64_t now = context_->clock->NowSeconds();
   message_.set_status(status);
@@ -902,7 +917,8 @@ void RunActor::CloseMessage(v1::MessageStatus status, absl::string_view reason) 
     message_.mutable_incomplete_details()->set_reason(std::string(reason));
     EmitMessage("thread.message.incomplete");
   }
-  if (v1::RunStep* step = FindStep(message_step_id_)) {
+  v1::RunStep* step = complete_step ? FindStep(message_step_id_) : nullptr;
+  if (step != nullptr) {
     step->set_status(v1::RUN_STEP_STATUS_COMPLETED);
     step->set_completed_at(now);
     EmitStep(StepEvent(step->status()), *step);

@@ -67,7 +67,8 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   void StartOnStrand();
   void BeginTurn();
   void OnProviderEvent(uint64_t turn, const upstream::ProviderEvent& event);
-  void OnTurnDone(uint64_t turn, const std::optional<upstream::TurnError>& error);
+  void OnTurnDone(uint64_t turn,
+                  const std::optional<upstream::TurnError>& error);
   void HandleFunctionCalls();
   void OnWorkerOutput(uint64_t turn, const std::string& call_id,
                       std::string output);
@@ -87,8 +88,10 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   bool SetStatus(v1::RunStatus status);
   v1::RunStep NewStep(v1::RunStepType type);
   void EnsureMessage();
-  // Closes the open message (and its step) with `status`.
-  void CloseMessage(v1::MessageStatus status, absl::string_view reason);
+  // Closes the open message with `status` (and completes its step unless
+  // the caller ends it otherwise).
+  void CloseMessage(v1::MessageStatus status, absl::string_view reason,
+                    bool complete_step = true);
   void EnsureToolStep();
   v1::RunStep* ToolStep();
   v1::RunStep* FindStep(const std::string& id);
@@ -117,9 +120,9 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   std::vector<v1::RunStep> steps_;
   int64_t last_sequence_;
   RunChanges pending_;
-  bool stopped_ = false;       // terminal, stopped, or broken
-  bool finished_ = false;      // on_finished was called
-  uint64_t turn_ = 0;          // generation of the current model turn
+  bool stopped_ = false;   // terminal, stopped, or broken
+  bool finished_ = false;  // on_finished was called
+  uint64_t turn_ = 0;      // generation of the current model turn
   int turns_taken_ = 0;
   std::unique_ptr<upstream::TurnCall> call_;
   upstream::FinishReason finish_reason_ = upstream::FinishReason::kStop;

@@ -14,15 +14,15 @@ absl::Status ValidateRunOptions(const v1::RunOptions& o,
   RETURN_IF_ERROR(
       ValidateId(o.assistant_id(), kAssistantPrefix, "options.assistant_id"));
   if (o.has_model() && CharCount(o.model()) > kMaxModelChars) {
-    return FieldError("options.model", kFieldTooLong,
-                      absl::StrCat("must be at most ", kMaxModelChars,
-                                   " characters"));
+    return FieldError(
+        "options.model", kFieldTooLong,
+        absl::StrCat("must be at most ", kMaxModelChars, " characters"));
   }
   if (o.has_instructions() &&
       CharCount(o.instructions()) > kMaxInstructionsChars) {
-    return FieldError("options.instructions", kFieldTooLong,
-                      absl::StrCat("must be at most ", kMaxInstructionsChars,
-                                   " characters"));
+    return FieldError(
+        "options.instructions", kFieldTooLong,
+        absl::StrCat("must be at most ", kMaxInstructionsChars, " characters"));
   }
   if (o.has_additional_instructions()) {
     if (!allow_additional) {
@@ -40,9 +40,9 @@ absl::Status ValidateRunOptions(const v1::RunOptions& o,
                       "is only accepted by CreateRun");
   }
   if (o.additional_messages_size() > kMaxInitialMessages) {
-    return FieldError("options.additional_messages", kTooManyItems,
-                      absl::StrCat("must have at most ", kMaxInitialMessages,
-                                   " items"));
+    return FieldError(
+        "options.additional_messages", kTooManyItems,
+        absl::StrCat("must have at most ", kMaxInitialMessages, " items"));
   }
   for (int i = 0; i < o.additional_messages_size(); ++i) {
     RETURN_IF_ERROR(ValidateMessageInput(
@@ -52,7 +52,8 @@ absl::Status ValidateRunOptions(const v1::RunOptions& o,
   RETURN_IF_ERROR(ValidateTools(o.tools(), "options.tools"));
   RETURN_IF_ERROR(ValidateMetadata(o.metadata(), "options.metadata"));
   if (o.has_temperature()) {
-    RETURN_IF_ERROR(ValidateRange(o.temperature(), 0, 2, "options.temperature"));
+    RETURN_IF_ERROR(
+        ValidateRange(o.temperature(), 0, 2, "options.temperature"));
   }
   if (o.has_top_p()) {
     RETURN_IF_ERROR(ValidateRange(o.top_p(), 0, 1, "options.top_p"));
@@ -102,9 +103,9 @@ absl::Status ValidateCreateThreadAndRun(
     const v1::CreateThreadAndRunRequest& request) {
   const v1::CreateThreadRequest& thread = request.thread();
   if (thread.messages_size() > kMaxInitialMessages) {
-    return FieldError("thread.messages", kTooManyItems,
-                      absl::StrCat("must have at most ", kMaxInitialMessages,
-                                   " items"));
+    return FieldError(
+        "thread.messages", kTooManyItems,
+        absl::StrCat("must have at most ", kMaxInitialMessages, " items"));
   }
   for (int i = 0; i < thread.messages_size(); ++i) {
     RETURN_IF_ERROR(ValidateMessageInput(
@@ -138,9 +139,9 @@ absl::Status ValidateSubmitToolOutputs(
                                      " is answered more than once"));
     }
     if (output.output().size() > kMaxToolOutputBytes) {
-      return FieldError(absl::StrCat(field, ".output"), kFieldTooLong,
-                        absl::StrCat("must be at most ", kMaxToolOutputBytes,
-                                     " bytes"));
+      return FieldError(
+          absl::StrCat(field, ".output"), kFieldTooLong,
+          absl::StrCat("must be at most ", kMaxToolOutputBytes, " bytes"));
     }
   }
   return absl::OkStatus();
@@ -180,7 +181,8 @@ v1::Run ComposeRun(const v1::RunOptions& o, const v1::Assistant& assistant,
   } else if (assistant.has_top_p()) {
     run.set_top_p(assistant.top_p());
   }
-  if (o.has_max_prompt_tokens()) run.set_max_prompt_tokens(o.max_prompt_tokens());
+  if (o.has_max_prompt_tokens())
+    run.set_max_prompt_tokens(o.max_prompt_tokens());
   if (o.has_max_completion_tokens()) {
     run.set_max_completion_tokens(o.max_completion_tokens());
   }

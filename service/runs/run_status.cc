@@ -30,9 +30,7 @@ constexpr std::array<std::array<bool, kStatuses>, kStatuses> kAllowed = {{
 }};
 // clang-format on
 
-bool InRange(RunStatus status) {
-  return status >= 0 && status < kStatuses;
-}
+bool InRange(RunStatus status) { return status >= 0 && status < kStatuses; }
 
 }  // namespace
 

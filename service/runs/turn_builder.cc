@@ -82,13 +82,15 @@ upstream::Turn BuildTurn(const TurnInputs& in) {
       continue;  // an interrupted attempt the model never finished
     }
     if (step.step_details().has_message_creation()) {
-      auto it = own_messages.find(step.step_details().message_creation().message_id());
+      auto it = own_messages.find(
+          step.step_details().message_creation().message_id());
       if (it != own_messages.end() && it->second->content_size() > 0) {
         own.push_back(FromMessage(*it->second));
       }
       continue;
     }
-    for (const v1::ToolCall& call : step.step_details().tool_calls().tool_calls()) {
+    for (const v1::ToolCall& call :
+         step.step_details().tool_calls().tool_calls()) {
       if (!call.has_function()) continue;  // hosted calls are not replayed
       own.push_back(upstream::TurnItem::FunctionCall(
           call.id(), call.function().name(), call.function().arguments()));
@@ -103,10 +105,12 @@ upstream::Turn BuildTurn(const TurnInputs& in) {
   const v1::TruncationStrategy& truncation = run.truncation_strategy();
   size_t first = 0;
   if (truncation.type() == v1::TruncationStrategy::TYPE_LAST_MESSAGES) {
-    const size_t keep = static_cast<size_t>(std::max(1, truncation.last_messages()));
+    const size_t keep =
+        static_cast<size_t>(std::max(1, truncation.last_messages()));
     if (history.size() > keep) first = history.size() - keep;
   } else if (run.has_max_prompt_tokens()) {
-    int64_t total = kTokensPerItem + static_cast<int64_t>(turn.instructions.size() / 4);
+    int64_t total =
+        kTokensPerItem + static_cast<int64_t>(turn.instructions.size() / 4);
     for (const auto& item : own) total += EstimateTokens(item);
     for (const auto& item : history) total += EstimateTokens(item);
     // Drop the oldest messages while over budget, keeping the newest.
