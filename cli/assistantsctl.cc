@@ -1,21 +1,28 @@
 // assistantsctl: a command-line client of the Assistants gateway's public gRPC
-// API (assistants, threads and messages). It prints either a short
+// API (assistants, threads, messages and runs). It prints either a short
 // human-readable rendering or, with --json, the proto3 JSON of the result, and
 // decodes the gateway's rich errors (google.rpc.Status with ErrorInfo and
 // BadRequest) so that operators and scripts see the reason and the offending
-// field, not just a gRPC code.
+// field, not just a gRPC code. `run` drives a whole run the way the seed
+// tutorial's code does (streamed, or polled with --poll); its logic lives in
+// run_flow / run_printer / tool_answers so it is unit-tested.
 //
-// Exit codes: 0 success, 1 the RPC failed, 2 usage error (bad arguments).
+// Exit codes: 0 success, 1 the RPC failed (or `run`: the run did not
+// complete), 2 usage error (bad arguments).
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,21 +31,26 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "assistants/v1/message.grpc.pb.h"
+#include "assistants/v1/run_service.grpc.pb.h"
 #include "assistants/v1/thread.grpc.pb.h"
+#include "cli/rpc_error.h"
+#include "cli/run_flow.h"
+#include "cli/run_printer.h"
+#include "cli/tool_answers.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "google/rpc/error_details.pb.h"
-#include "google/rpc/status.pb.h"
 
 namespace {
 
 namespace v1 = ::assistants::v1;
+namespace cli = ::assistants::cli;
 using ::google::protobuf::Message;
 
 constexpr int kExitOk = 0;
@@ -51,14 +63,15 @@ constexpr double kDefaultTimeoutSeconds = 10;
 // The usage text around the command synopses (which live in Commands()).
 constexpr char kUsageHeader[] =
     R"(usage: assistantsctl [--target HOST:PORT] [--json] [--timeout SECONDS]
-                     RESOURCE VERB [ARGS...]
+                     RESOURCE VERB [ARGS...] | run [FLAGS...]
 
 Global flags (accepted anywhere on the command line):
   --target HOST:PORT   gateway address (default $ASSISTANTS_TARGET, else
                        127.0.0.1:50051)
   --json               print the result as proto3 JSON (field names as in the
                        .proto files) instead of a short rendering
-  --timeout SECONDS    deadline of the RPC (default 10)
+  --timeout SECONDS    deadline of the RPC (default 10; for `run`, of each
+                       unary call: the event stream has none)
   --help               print this text
 
 Commands:
@@ -72,7 +85,22 @@ constexpr char kUsageFooter[] = R"(
 With --json, create/get/update print the object itself (as OpenAI does);
 list and delete print the whole response (object "list" / "*.deleted").
 
-Exit status: 0 success, 1 the RPC failed, 2 usage error.
+`run` starts a run and streams it as the seed tutorial's AgentStreamHandler
+prints it ("assistant > ...", "[calling function]"), lists each pending call
+of requires_action and answers it: --outputs FILE.json maps function names to
+outputs ({"get_stock_price": {"price": 237.5}}; other functions get the
+seed's {"error": "Unknown function: NAME"}), --demo-tools runs the seed's
+get_stock_price and a calculator locally, otherwise one line of stdin is read
+per call. --message goes into the new thread, or with --thread into the run's
+additional_messages. --attach RUN_ID --thread ID follows an existing run from
+sequence --after N (default 0: from its start). --poll uses the seed's polling
+loop instead (GetRun every --poll-interval-ms, default 1000). A broken stream
+resumes after the last sequence seen. With --json each event is one JSON line.
+The elapsed time goes to stderr. Flags may also be spelled with underscores
+(--demo_tools).
+
+Exit status: 0 success (`run`: the run completed), 1 the RPC failed (`run`:
+or the run failed, was cancelled, expired or is incomplete), 2 usage error.
 )";
 
 // ---------------------------------------------------------------------------
@@ -104,7 +132,8 @@ struct Args {
 // Flags that take no value; every other flag consumes the next word, so a
 // value may itself start with "-" (e.g. "--temperature -1").
 const std::set<std::string>& BooleanFlags() {
-  static const auto* flags = new std::set<std::string>{"json", "help"};
+  static const auto* flags =
+      new std::set<std::string>{"json", "help", "demo-tools", "poll"};
   return *flags;
 }
 
@@ -135,6 +164,9 @@ absl::StatusOr<Args> SplitArgs(int argc, char** argv) {
     } else {
       name = std::string(word);
     }
+    // --request_id is --request-id: the absl-style spelling of the gateway's
+    // own flags works here too.
+    std::replace(name.begin(), name.end(), '_', '-');
     if (BooleanFlags().count(name) > 0) {
       if (value.has_value()) {
         return absl::InvalidArgumentError(
@@ -166,9 +198,9 @@ absl::StatusOr<double> ParseDouble(const std::string& flag,
   return value;
 }
 
-absl::StatusOr<int32_t> ParseInt(const std::string& flag,
-                                 const std::string& text) {
-  int32_t value;
+template <typename Int = int32_t>
+absl::StatusOr<Int> ParseInt(const std::string& flag, const std::string& text) {
+  Int value;
   if (!absl::SimpleAtoi(text, &value)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--", flag, ": not an integer: \"", text, "\""));
@@ -305,73 +337,9 @@ struct GlobalOptions {
   double timeout_seconds = kDefaultTimeoutSeconds;
 };
 
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK:
-      return "OK";
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return "UNKNOWN_CODE";
-  }
-}
-
-// Prints "error: CODE REASON: message" and the BadRequest field violations
-// carried in grpc-status-details-bin. A server that sends no details (or a
-// transport failure, which never has any) still gets the code and message.
+// Prints "error: CODE REASON: message" and the BadRequest field violations.
 void PrintRpcError(const grpc::Status& status) {
-  std::string reason;
-  std::vector<std::string> violations;
-  google::rpc::Status details;
-  if (!status.error_details().empty() &&
-      details.ParseFromString(status.error_details())) {
-    for (const google::protobuf::Any& any : details.details()) {
-      google::rpc::ErrorInfo info;
-      google::rpc::BadRequest bad_request;
-      if (any.UnpackTo(&info)) {
-        reason = info.reason();
-      } else if (any.UnpackTo(&bad_request)) {
-        for (const auto& violation : bad_request.field_violations()) {
-          violations.push_back(absl::StrCat("  field ", violation.field(), ": ",
-                                            violation.description()));
-        }
-      }
-    }
-  }
-  std::cerr << "error: " << CodeName(status.error_code());
-  if (!reason.empty()) std::cerr << " " << reason;
-  std::cerr << ": " << status.error_message() << "\n";
-  for (const std::string& line : violations) std::cerr << line << "\n";
+  std::cerr << cli::DescribeRpcError(status);
 }
 
 void PrintJson(const Message& message) {
@@ -481,6 +449,89 @@ void PrintMessage(const v1::Message& message) {
   std::cout << "text:    " << MessageText(message) << "\n";
 }
 
+std::string StepTypeName(v1::RunStepType type) {
+  switch (type) {
+    case v1::RUN_STEP_TYPE_MESSAGE_CREATION:
+      return "message_creation";
+    case v1::RUN_STEP_TYPE_TOOL_CALLS:
+      return "tool_calls";
+    default:
+      return "unspecified";
+  }
+}
+
+std::string StepStatusName(v1::RunStepStatus status) {
+  switch (status) {
+    case v1::RUN_STEP_STATUS_IN_PROGRESS:
+      return "in_progress";
+    case v1::RUN_STEP_STATUS_CANCELLED:
+      return "cancelled";
+    case v1::RUN_STEP_STATUS_FAILED:
+      return "failed";
+    case v1::RUN_STEP_STATUS_COMPLETED:
+      return "completed";
+    case v1::RUN_STEP_STATUS_EXPIRED:
+      return "expired";
+    default:
+      return "unspecified";
+  }
+}
+
+void PrintRun(const v1::Run& run) {
+  std::cout << "id:        " << run.id() << "\n";
+  std::cout << "thread:    " << run.thread_id() << "\n";
+  std::cout << "assistant: " << run.assistant_id() << "\n";
+  std::cout << "status:    " << cli::RunStatusName(run.status()) << "\n";
+  if (!run.model().empty()) std::cout << "model:     " << run.model() << "\n";
+  const auto& calls = run.required_action().submit_tool_outputs().tool_calls();
+  if (!calls.empty()) {
+    std::cout << "pending:\n";
+    for (const v1::RequiredToolCall& call : calls) {
+      std::cout << cli::PendingCallLine(call) << "\n";
+    }
+  }
+  if (!run.last_error().code().empty() || !run.last_error().message().empty()) {
+    std::cout << "error:     " << run.last_error().code() << ": "
+              << run.last_error().message() << "\n";
+  }
+  if (!run.incomplete_details().reason().empty()) {
+    std::cout << "incomplete: " << run.incomplete_details().reason() << "\n";
+  }
+  if (run.has_usage()) {
+    std::cout << "usage:     prompt " << run.usage().prompt_tokens()
+              << ", completion " << run.usage().completion_tokens()
+              << ", total " << run.usage().total_tokens() << "\n";
+  }
+}
+
+// One line per step: "step_...  tool_calls  completed  function(f) ...".
+void PrintStepLine(const v1::RunStep& step) {
+  std::vector<std::string> details;
+  if (step.step_details().has_message_creation()) {
+    details.push_back(step.step_details().message_creation().message_id());
+  }
+  for (const v1::ToolCall& call :
+       step.step_details().tool_calls().tool_calls()) {
+    switch (call.call_case()) {
+      case v1::ToolCall::kFunction:
+        details.push_back(
+            absl::StrCat("function(", call.function().name(), ")"));
+        break;
+      case v1::ToolCall::kCodeInterpreter:
+        details.push_back("code_interpreter");
+        break;
+      case v1::ToolCall::kFileSearch:
+        details.push_back("file_search");
+        break;
+      default:
+        break;
+    }
+  }
+  std::cout << step.id() << "  " << StepTypeName(step.type()) << "  "
+            << StepStatusName(step.status()) << "  "
+            << absl::StrJoin(details, " ") << "\n";
+}
+
 void PrintDeleted(const std::string& id, bool deleted) {
   std::cout << (deleted ? "deleted " : "not deleted ") << id << "\n";
 }
@@ -494,10 +545,13 @@ void PrintMoreHint(bool has_more, const std::string& last_id) {
 // Commands.
 
 // Everything a command handler needs: the parsed flags, its positional
-// argument (an id) and a channel to the gateway.
+// arguments (ids) and a channel to the gateway.
 struct Invocation {
   const Args& args;
   std::string id;
+  // The second positional argument, for an object inside another one
+  // ("runs get THREAD_ID RUN_ID").
+  std::string second_id;
   GlobalOptions options;
   std::shared_ptr<grpc::Channel> channel;
 
@@ -509,9 +563,17 @@ struct Invocation {
   }
 };
 
-// A handler's outcome before printing: a usage error (exit 2) or the RPC
-// status (exit 0 or 1).
+// A handler's outcome before printing: a usage error (exit 2), the RPC
+// status (exit 0 or 1), or RunNotCompleted() (exit 1).
 using Outcome = absl::StatusOr<grpc::Status>;
+
+// `run` when the run ended failed, cancelled, expired or incomplete (or could
+// not be answered): exit 1 as for a failed RPC, but there is no RPC error to
+// print, the run's own output has said why. Usage errors are always
+// INVALID_ARGUMENT, so ABORTED cannot be mistaken for one.
+absl::Status RunNotCompleted() {
+  return absl::AbortedError("the run did not complete");
+}
 
 // Prints the result (as JSON or via `render`) if the call succeeded. Call it
 // only after the RPC returned: a sub-message getter such as
@@ -725,12 +787,227 @@ Outcome MessagesList(const Invocation& inv) {
   });
 }
 
+Outcome RunsGet(const Invocation& inv) {
+  v1::GetRunRequest request;
+  request.set_thread_id(inv.id);
+  request.set_run_id(inv.second_id);
+  v1::GetRunResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status = stub->GetRun(&context, request, &response);
+  return Show(status, inv, response.run(), PrintRun);
+}
+
+Outcome RunsList(const Invocation& inv) {
+  v1::ListRunsRequest request;
+  request.set_thread_id(inv.id);
+  absl::Status parsed = ParseListOptions(inv.args, request.mutable_options());
+  if (!parsed.ok()) return parsed;
+  v1::ListRunsResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status = stub->ListRuns(&context, request, &response);
+  return Show(status, inv, response, [](const v1::ListRunsResponse& list) {
+    for (const v1::Run& run : list.data()) {
+      std::cout << run.id() << "  " << cli::RunStatusName(run.status()) << "  "
+                << run.assistant_id() << "\n";
+    }
+    PrintMoreHint(list.has_more(), list.last_id());
+  });
+}
+
+Outcome RunsCancel(const Invocation& inv) {
+  v1::CancelRunRequest request;
+  request.set_thread_id(inv.id);
+  request.set_run_id(inv.second_id);
+  v1::CancelRunResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status = stub->CancelRun(&context, request, &response);
+  return Show(status, inv, response.run(), PrintRun);
+}
+
+Outcome RunsSteps(const Invocation& inv) {
+  v1::ListRunStepsRequest request;
+  request.set_thread_id(inv.id);
+  request.set_run_id(inv.second_id);
+  absl::Status parsed = ParseListOptions(inv.args, request.mutable_options());
+  if (!parsed.ok()) return parsed;
+  v1::ListRunStepsResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status = stub->ListRunSteps(&context, request, &response);
+  return Show(status, inv, response, [](const v1::ListRunStepsResponse& list) {
+    for (const v1::RunStep& step : list.data()) PrintStepLine(step);
+    PrintMoreHint(list.has_more(), list.last_id());
+  });
+}
+
+// A fresh idempotency key for a run, so that re-sending the start after a
+// broken stream re-attaches to the same run instead of starting a second.
+std::string NewRequestId() {
+  std::random_device random;
+  return absl::StrFormat("assistantsctl-%08x%08x%08x%08x", random(), random(),
+                         random(), random());
+}
+
+// --outputs FILE.json, read and parsed (usage errors: the file is an
+// argument).
+absl::StatusOr<cli::OutputsByFunction> ReadOutputsFile(
+    const std::string& path) {
+  std::ifstream file(path);
+  if (!file) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--outputs: cannot read ", path));
+  }
+  std::stringstream text;
+  text << file.rdbuf();
+  return cli::ParseOutputsJson(text.str());
+}
+
+// Checks the flag combinations of `run` and builds the RunEvents request:
+// a start (CreateRun on --thread, else CreateThreadAndRun) or an attach.
+absl::Status BuildRunRequest(const Args& args, const std::string& request_id,
+                             v1::RunEventsRequest* request) {
+  const std::optional<std::string> thread = args.Get("thread");
+  if (auto attach = args.Get("attach")) {
+    if (!thread.has_value()) {
+      return absl::InvalidArgumentError("--attach needs --thread");
+    }
+    for (const char* flag :
+         {"assistant", "message", "instructions", "model", "request-id"}) {
+      if (args.Has(flag)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", flag, " starts a run: it cannot be used with --attach"));
+      }
+    }
+    request->set_thread_id(*thread);
+    request->set_run_id(*attach);
+    if (auto after = args.Get("after")) {
+      absl::StatusOr<int64_t> sequence = ParseInt<int64_t>("after", *after);
+      if (!sequence.ok()) return sequence.status();
+      if (*sequence < 0) {
+        return absl::InvalidArgumentError("--after must not be negative");
+      }
+      request->set_after_sequence(*sequence);
+    }
+    return absl::OkStatus();
+  }
+  auto assistant = args.Get("assistant");
+  if (!assistant.has_value()) {
+    return absl::InvalidArgumentError(
+        "--assistant is required (or --attach RUN_ID)");
+  }
+  if (args.Has("after")) {
+    return absl::InvalidArgumentError("--after needs --attach");
+  }
+  v1::RunOptions* options;
+  if (thread.has_value()) {
+    v1::CreateRunRequest* create = request->mutable_create_run();
+    create->set_thread_id(*thread);
+    create->set_request_id(request_id);
+    options = create->mutable_options();
+    for (const std::string& text : args.GetAll("message")) {
+      v1::MessageInput* message = options->add_additional_messages();
+      message->set_role(v1::MESSAGE_ROLE_USER);
+      message->set_text(text);
+    }
+  } else {
+    v1::CreateThreadAndRunRequest* create =
+        request->mutable_create_thread_and_run();
+    create->set_request_id(request_id);
+    options = create->mutable_options();
+    for (const std::string& text : args.GetAll("message")) {
+      v1::MessageInput* message = create->mutable_thread()->add_messages();
+      message->set_role(v1::MESSAGE_ROLE_USER);
+      message->set_text(text);
+    }
+  }
+  options->set_assistant_id(*assistant);
+  if (auto v = args.Get("model")) options->set_model(*v);
+  if (auto v = args.Get("instructions")) options->set_instructions(*v);
+  return absl::OkStatus();
+}
+
+Outcome RunCommand(const Invocation& inv) {
+  const Args& args = inv.args;
+  const bool poll = args.Has("poll");
+  if (poll && args.Has("after")) {
+    return absl::InvalidArgumentError(
+        "--after resumes a stream: it cannot be used with --poll");
+  }
+  cli::RunFlowOptions options;
+  options.json = inv.options.json;
+  options.rpc_timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(inv.options.timeout_seconds * 1000));
+  if (auto v = args.Get("poll-interval-ms")) {
+    if (!poll) {
+      return absl::InvalidArgumentError("--poll-interval-ms needs --poll");
+    }
+    absl::StatusOr<int32_t> ms = ParseInt("poll-interval-ms", *v);
+    if (!ms.ok()) return ms.status();
+    if (*ms <= 0) {
+      return absl::InvalidArgumentError("--poll-interval-ms must be positive");
+    }
+    options.poll_interval = std::chrono::milliseconds(*ms);
+  }
+  cli::ToolAnswerSources answers;
+  if (auto path = args.Get("outputs")) {
+    absl::StatusOr<cli::OutputsByFunction> outputs = ReadOutputsFile(*path);
+    if (!outputs.ok()) return outputs.status();
+    answers.outputs = *std::move(outputs);
+  }
+  answers.demo_tools = args.Has("demo-tools");
+  // The interactive fallback prompts on stderr: stdout stays the run's
+  // output (or pure JSON lines with --json).
+  answers.prompt_in = &std::cin;
+  answers.prompt_out = &std::cerr;
+
+  options.request_id = args.Get("request-id").value_or(NewRequestId());
+  v1::RunEventsRequest request;
+  absl::Status built = BuildRunRequest(args, options.request_id, &request);
+  if (!built.ok()) return built;
+
+  const auto start = std::chrono::steady_clock::now();
+  auto runs = v1::RunService::NewStub(inv.channel);
+  cli::RunFlowResult result;
+  if (poll) {
+    auto messages = v1::MessageService::NewStub(inv.channel);
+    result = cli::PollRun(*runs, *messages, request, answers, options,
+                          std::cout, std::cerr);
+  } else {
+    result =
+        cli::StreamRun(*runs, request, answers, options, std::cout, std::cerr);
+  }
+  if (!result.status.ok()) return result.status;
+  if (!result.failure.empty()) {
+    std::cerr << "error: " << result.failure << "\n";
+    return RunNotCompleted();
+  }
+  // Wall time from the first call to the run's end, so --poll and streaming
+  // can be compared on the same run.
+  const std::chrono::duration<double> elapsed =
+      std::chrono::steady_clock::now() - start;
+  std::cerr << absl::StrFormat("elapsed: %.3f s (%s)\n", elapsed.count(),
+                               poll ? "polled" : "streamed");
+  if (result.run.status() != v1::RUN_STATUS_COMPLETED) {
+    return RunNotCompleted();
+  }
+  return grpc::Status::OK;
+}
+
 struct Command {
   std::string resource;
+  // Empty for a command that is one word ("run").
   std::string verb;
   // Arguments after "RESOURCE VERB" as shown in the usage text.
   std::string synopsis;
-  // Name of the one positional argument in the usage line, or empty for none.
+  // Names of the positional arguments in the usage line, space-separated
+  // (at most two), or empty for none.
   std::string positional;
   // Command-specific flags accepted (global flags are always accepted).
   std::set<std::string> flags;
@@ -802,15 +1079,66 @@ const std::vector<Command>& Commands() {
        with(kPaging, "run-id"),
        {},
        MessagesList},
+      {"run",
+       "",
+       "--assistant ID [--thread ID] [--message TEXT ...] [--model M]\n"
+       "[--instructions I] [--request-id ID]\n"
+       "| --attach RUN_ID --thread ID [--after N]\n"
+       "[--outputs FILE.json] [--demo-tools] [--poll [--poll-interval-ms N]]",
+       "",
+       {"assistant", "thread", "message", "model", "instructions", "request-id",
+        "attach", "after", "outputs", "demo-tools", "poll", "poll-interval-ms"},
+       {"message"},
+       RunCommand},
+      {"runs", "get", "THREAD_ID RUN_ID", "THREAD_ID RUN_ID", {}, {}, RunsGet},
+      {"runs",
+       "list",
+       "THREAD_ID [--limit N] [--order asc|desc] [--after ID] [--before ID]",
+       "THREAD_ID",
+       kPaging,
+       {},
+       RunsList},
+      {"runs",
+       "cancel",
+       "THREAD_ID RUN_ID",
+       "THREAD_ID RUN_ID",
+       {},
+       {},
+       RunsCancel},
+      {"runs",
+       "steps",
+       "THREAD_ID RUN_ID [--limit N] [--order asc|desc] [--after ID]\n"
+       "[--before ID]",
+       "THREAD_ID RUN_ID",
+       kPaging,
+       {},
+       RunsSteps},
   };
   return *commands;
+}
+
+// "resource verb", or "resource" for a one-word command.
+std::string CommandName(const Command& command) {
+  return command.verb.empty()
+             ? command.resource
+             : absl::StrCat(command.resource, " ", command.verb);
+}
+
+// How many words name the command on the command line.
+size_t CommandWords(const Command& command) {
+  return command.verb.empty() ? 1 : 2;
+}
+
+size_t PositionalCount(const Command& command) {
+  std::vector<absl::string_view> names =
+      absl::StrSplit(command.positional, ' ', absl::SkipEmpty());
+  return names.size();
 }
 
 // "<lead>resource verb SYNOPSIS" with continuation lines indented under the
 // synopsis.
 std::string CommandUsage(const Command& command, absl::string_view lead) {
-  const std::string prefix =
-      absl::StrCat(lead, command.resource, " ", command.verb, " ");
+  const std::string prefix = absl::StrCat(lead, CommandName(command), " ");
   const std::string indent(prefix.size(), ' ');
   return absl::StrCat(
       prefix, absl::StrReplaceAll(command.synopsis, {{"\n", "\n" + indent}}),
@@ -856,19 +1184,18 @@ absl::Status CheckCommandArgs(const Command& command, const Args& args) {
       continue;
     }
     if (command.flags.count(name) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name,
-                                                     " for ", command.resource,
-                                                     " ", command.verb));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name, " for ", CommandName(command)));
     }
     if (values.size() > 1 && command.repeatable.count(name) == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("--", name, " given more than once"));
     }
   }
-  const size_t expected = command.positional.empty() ? 2 : 3;
+  const size_t expected = CommandWords(command) + PositionalCount(command);
   if (args.positional.size() < expected) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        command.resource, " ", command.verb, " needs ", command.positional));
+    return absl::InvalidArgumentError(
+        absl::StrCat(CommandName(command), " needs ", command.positional));
   }
   if (args.positional.size() > expected) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -896,12 +1223,12 @@ absl::StatusOr<GlobalOptions> ParseGlobalOptions(const Args& args) {
 }
 
 const Command* FindCommand(const Args& args) {
-  if (args.positional.size() < 2) return nullptr;
+  const std::vector<std::string>& words = args.positional;
   for (const Command& command : Commands()) {
-    if (command.resource == args.positional[0] &&
-        command.verb == args.positional[1]) {
-      return &command;
+    if (words.size() < CommandWords(command) || command.resource != words[0]) {
+      continue;
     }
+    if (command.verb.empty() || command.verb == words[1]) return &command;
   }
   return nullptr;
 }
@@ -929,11 +1256,16 @@ int Run(int argc, char** argv) {
     return UsageError(options.status().message(), command);
   }
 
+  // CheckCommandArgs made sure exactly these positional words are present.
+  const size_t first = CommandWords(*command);
+  const size_t count = PositionalCount(*command);
   Invocation invocation{
-      *args, command->positional.empty() ? "" : args->positional[2], *options,
+      *args, count > 0 ? args->positional[first] : "",
+      count > 1 ? args->positional[first + 1] : "", *options,
       grpc::CreateChannel(options->target, grpc::InsecureChannelCredentials())};
   Outcome outcome = command->run(invocation);
   if (!outcome.ok()) {
+    if (absl::IsAborted(outcome.status())) return kExitRpcError;
     return UsageError(outcome.status().message(), command);
   }
   if (!outcome->ok()) {
