@@ -35,10 +35,30 @@ std::string ErrnoText(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
 
+// Our environment with `overrides` ("NAME=VALUE") replacing or adding
+// variables.
+std::vector<std::string> ChildEnvironment(
+    const std::vector<std::string>& overrides) {
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string text = *entry;
+    const std::string name = text.substr(0, text.find('='));
+    bool replaced = false;
+    for (const std::string& o : overrides) {
+      replaced = replaced || o.substr(0, o.find('=')) == name;
+    }
+    if (!replaced) env.push_back(text);
+  }
+  env.insert(env.end(), overrides.begin(), overrides.end());
+  return env;
+}
+
 // Spawns `argv` with stdin from /dev/null and the given descriptors as its
-// stdout/stderr (-1 keeps ours). Returns the pid, or -1 with *error set.
+// stdout/stderr (-1 keeps ours), with our environment plus `env_overrides`.
+// Returns the pid, or -1 with *error set.
 pid_t Spawn(const std::vector<std::string>& argv, int stdout_fd, int stderr_fd,
-            std::string* error) {
+            std::string* error,
+            const std::vector<std::string>& env_overrides = {}) {
   std::vector<char*> raw_argv;
   for (const std::string& arg : argv) {
     raw_argv.push_back(const_cast<char*>(arg.c_str()));
@@ -55,9 +75,17 @@ pid_t Spawn(const std::vector<std::string>& argv, int stdout_fd, int stderr_fd,
   if (stderr_fd >= 0) {
     posix_spawn_file_actions_adddup2(&actions, stderr_fd, STDERR_FILENO);
   }
+  std::vector<std::string> env;
+  std::vector<char*> raw_env;
+  if (!env_overrides.empty()) {
+    env = ChildEnvironment(env_overrides);
+    for (std::string& entry : env) raw_env.push_back(entry.data());
+    raw_env.push_back(nullptr);
+  }
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr,
-                             raw_argv.data(), environ);
+  const int rc =
+      posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, raw_argv.data(),
+                  env_overrides.empty() ? environ : raw_env.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     *error = "cannot start " + argv[0] + ": " + std::strerror(rc);
@@ -134,7 +162,7 @@ bool ServerProcess::Start(const std::string& binary,
   }
   std::vector<std::string> argv = {binary, "--listen=127.0.0.1:0"};
   argv.insert(argv.end(), args.begin(), args.end());
-  pid_ = Spawn(argv, -1, pipe_fds[1], error);
+  pid_ = Spawn(argv, -1, pipe_fds[1], error, env_);
   close(pipe_fds[1]);  // Only the child writes; EOF then means it exited.
   if (pid_ < 0) {
     close(pipe_fds[0]);

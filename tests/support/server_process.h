@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace assistants::test_support {
@@ -67,6 +68,11 @@ class ServerProcess {
              std::string* error,
              std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  // Environment entries ("NAME=VALUE") the next Start() adds to the one this
+  // process passes down; an entry replaces an inherited variable of the same
+  // name, and "NAME=" sets it empty.
+  void set_env(std::vector<std::string> env) { env_ = std::move(env); }
+
   // A channel to the gateway once it accepts connections, or nullptr when it
   // does not within `timeout`.
   std::shared_ptr<grpc::Channel> Connect(
@@ -76,6 +82,10 @@ class ServerProcess {
   // the waitpid() status, so 0 means "exited with code 0"; -1 means it did
   // not exit in time and was killed with SIGKILL.
   int Stop(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  // Kills the process with SIGKILL, as a crash would, and reaps it (a no-op
+  // when it is not running).
+  void Kill();
 
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
@@ -87,10 +97,8 @@ class ServerProcess {
 
  private:
   void ReadStderr(int fd);
-  // Kills and reaps the process and joins the reader; used by the destructor
-  // and by Start() on failure.
-  void Kill();
 
+  std::vector<std::string> env_;
   pid_t pid_ = -1;
   int port_ = 0;
   std::thread reader_;

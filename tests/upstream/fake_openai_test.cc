@@ -14,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -726,6 +727,80 @@ TEST_F(FakeOpenAiTest, StatsCountConnectionReuse) {
   EXPECT_EQ(later["connections_accepted"].get<int>(),
             after["connections_accepted"].get<int>() + 1);
   EXPECT_GE(later["open_connections"].get<int>(), 1);
+}
+
+// Reads a streamed reply until `stop_at` appears in the body, then closes
+// the connection (the write callback refuses the data). Returns the curl
+// code.
+CURLcode StreamUntil(const std::string& base, const Json& body,
+                     const std::string& stop_at) {
+  struct Sink {
+    std::string body;
+    std::string stop_at;
+  } sink{"", stop_at};
+  CURL* curl = curl_easy_init();
+  const std::string url = base + "/v1/responses";
+  const std::string payload = body.dump();
+  curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Authorization: Bearer sk-fake");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION,
+      +[](char* data, size_t size, size_t n, void* arg) -> size_t {
+        auto* s = static_cast<Sink*>(arg);
+        s->body.append(data, size * n);
+        return absl::StrContains(s->body, s->stop_at) ? 0 : size * n;
+      });
+  const CURLcode code = curl_easy_perform(curl);
+  curl_easy_cleanup(curl);  // Closes the connection.
+  curl_slist_free_all(headers);
+  return code;
+}
+
+TEST_F(FakeOpenAiTest, StatsCountStreamsAbortedByTheClient) {
+  auto aborted = [&] {
+    return client_->Call("GET", "/_fake/stats")
+        .json()["streams_aborted"]
+        .get<int>();
+  };
+  // Waits (bounded) for the counter to reach `want`.
+  auto wait_for = [&](int want) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (aborted() < want && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return aborted();
+  };
+  const Json req = {{"model", "m"}, {"input", "x"}, {"stream", true}};
+  // A stream read to its end, and a stream the server drops, do not count.
+  EXPECT_EQ(Post("/v1/responses", req).status, 200);
+  Script(Json::array({{{"text", "one two three"}, {"drop_after_events", 3}}}));
+  EXPECT_NE(Post("/v1/responses", req).code, CURLE_OK);
+  EXPECT_EQ(aborted(), 0);
+
+  // The client hangs up while the deltas are paced.
+  Script(Json::array({{{"text", std::string(40, 'a')},
+                       {"tokens", 40},
+                       {"token_delay_ms", 20}}}));
+  EXPECT_EQ(StreamUntil(fake_.base(), req, "output_text.delta"),
+            CURLE_WRITE_ERROR);
+  EXPECT_EQ(wait_for(1), 1);
+
+  // The client gives up on a stalled stream.
+  Script(Json::array({{{"stall_after_events", 2}}}));
+  EXPECT_EQ(
+      client_->Call("POST", "/v1/responses", req.dump(), "Bearer sk-fake", 300)
+          .code,
+      CURLE_OPERATION_TIMEDOUT);
+  client_ = std::make_unique<Client>(fake_.base());  // Closes it.
+  EXPECT_EQ(wait_for(2), 2);
+  EXPECT_EQ(client_->Call("GET", "/_fake/stats").json()["active_replies"], 0);
 }
 
 TEST(FakeOpenAiProcessTest, ScenarioFileApiKeyAndSigterm) {

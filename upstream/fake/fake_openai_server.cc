@@ -184,6 +184,8 @@ FakeOpenAiServer::ConnState* FakeOpenAiServer::TrackConnection(
     // active Pending here belongs to a dead connection whose address was
     // reused; forget it without touching its (already freed) request.
     Pending* stale = it->second->active;
+    if (stale->reply.stream && stale->phase != Pending::Phase::kDropping)
+      ++streams_aborted_;
     stale->req = nullptr;
     DestroyPending(stale);
   }
@@ -197,6 +199,12 @@ void FakeOpenAiServer::OnConnectionClosed(evhttp_connection* evcon, void* arg) {
   auto* conn = static_cast<ConnState*>(arg);
   FakeOpenAiServer* self = conn->server;
   if (Pending* p = conn->active) {
+    // A streamed reply cut short by the client (not by a drop fault or by
+    // our own shutdown).
+    if (p->reply.stream && p->phase != Pending::Phase::kDropping &&
+        !self->shutting_down_) {
+      ++self->streams_aborted_;
+    }
     if (p->req != nullptr && !self->shutting_down_ &&
         evhttp_request_get_connection(p->req) == nullptr) {
       // Detached by evhttp after the client vanished: ours to free.
@@ -286,6 +294,7 @@ void FakeOpenAiServer::HandleControl(evhttp_request* req, int method,
       Json stats = {{"connections_accepted", connections_accepted_},
                     {"requests", requests_},
                     {"streamed_events", streamed_events_},
+                    {"streams_aborted", streams_aborted_},
                     {"open_connections", open_connections_},
                     {"active_replies", pending_.size()},
                     {"script_queued", model_.queued()}};

@@ -97,6 +97,8 @@ class FakeOpenAiServer {
   uint64_t connections_accepted_ = 0;
   uint64_t requests_ = 0;
   uint64_t streamed_events_ = 0;
+  // Streamed replies whose client closed the connection before the end.
+  uint64_t streams_aborted_ = 0;
   int64_t open_connections_ = 0;
 };
 

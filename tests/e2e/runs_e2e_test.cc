@@ -1,0 +1,1302 @@
+// End-to-end tests of runs: the real assistants-gateway binary in front of
+// the real fake-openai binary, both child processes on 127.0.0.1, driven
+// over gRPC exactly as a client would. Covers the seed scenario (streamed on
+// both wire APIs, and polled), disconnect and resume of RunEvents (and a
+// retried `start`), cancel, upstream faults, requires_action expiry (with
+// heartbeats), the one-active-run rule, and kill -9 + restart on the same
+// SQLite file.
+//
+// Every RPC has a deadline and every wait is bounded; no test sleeps for a
+// fixed long time.
+#include <curl/curl.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "assistants/v1/assistant.grpc.pb.h"
+#include "assistants/v1/message.grpc.pb.h"
+#include "assistants/v1/run_service.grpc.pb.h"
+#include "assistants/v1/thread.pb.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/server_process.h"
+
+namespace assistants::test_support {
+namespace {
+
+namespace v1 = ::assistants::v1;
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr char kSeedQuestion[] =
+    "What's the stock price of AAPL, and calculate what 1000 shares would "
+    "be worth?";
+constexpr char kStockOutput[] = R"({"price": 237.5, "currency": "USD"})";
+constexpr char kCalculatorOutput[] = R"({"result": 237500})";
+
+std::string Describe(const grpc::Status& status) {
+  return std::to_string(status.error_code()) + ": " + status.error_message();
+}
+
+// A context whose deadline is `timeout` from now.
+std::unique_ptr<grpc::ClientContext> Context(
+    milliseconds timeout = seconds(10)) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + timeout);
+  return context;
+}
+
+// Polls `done` every 20 ms until it holds or `timeout` passes.
+bool WaitUntil(const std::function<bool()>& done, milliseconds timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  while (!done()) {
+    if (SteadyClock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
+
+// --- fake-openai's control API -------------------------------------------
+
+size_t AppendBody(char* data, size_t size, size_t n, void* arg) {
+  static_cast<std::string*>(arg)->append(data, size * n);
+  return size * n;
+}
+
+// Calls `method path` on fake-openai; returns the parsed JSON body
+// (discarded on a transport error or a non-JSON body).
+Json FakeCall(int port, const std::string& method, const std::string& path,
+              const std::string& body = "") {
+  CURL* curl = curl_easy_init();
+  std::string out;
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
+  curl_slist* headers =
+      curl_slist_append(nullptr, "Content-Type: application/json");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  if (!body.empty()) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
+                     static_cast<long>(body.size()));
+  }
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+  const CURLcode code = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  EXPECT_EQ(code, CURLE_OK) << method << " " << path;
+  EXPECT_EQ(status, 200) << method << " " << path << ": " << out;
+  return Json::parse(out, nullptr, false);
+}
+
+// --- Objects -------------------------------------------------------------
+
+google::protobuf::Struct Schema(const std::string& json) {
+  google::protobuf::Struct schema;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &schema).ok())
+      << json;
+  return schema;
+}
+
+v1::Tool FunctionTool(const std::string& name, const std::string& description,
+                      const std::string& parameters) {
+  v1::Tool tool;
+  v1::FunctionDefinition* function =
+      tool.mutable_function()->mutable_function();
+  function->set_name(name);
+  function->set_description(description);
+  *function->mutable_parameters() = Schema(parameters);
+  return tool;
+}
+
+// The seed's tools: get_stock_price{ticker} and calculator{expression}.
+std::vector<v1::Tool> SeedTools() {
+  return {FunctionTool("get_stock_price",
+                       "Get the current stock price for a given ticker symbol.",
+                       R"({"type":"object","properties":{"ticker":{
+                           "type":"string","description":
+                           "Stock ticker symbol, e.g. AAPL"}},
+                           "required":["ticker"]})"),
+          FunctionTool("calculator", "Evaluate an arithmetic expression.",
+                       R"({"type":"object","properties":{"expression":{
+                           "type":"string"}},"required":["expression"]})")};
+}
+
+v1::MessageInput UserMessage(const std::string& text) {
+  v1::MessageInput message;
+  message.set_role(v1::MESSAGE_ROLE_USER);
+  message.set_text(text);
+  return message;
+}
+
+v1::CreateThreadAndRunRequest ThreadAndRun(const std::string& assistant_id,
+                                           const std::string& question) {
+  v1::CreateThreadAndRunRequest request;
+  *request.mutable_thread()->add_messages() = UserMessage(question);
+  request.mutable_options()->set_assistant_id(assistant_id);
+  return request;
+}
+
+// The seed's answers: the stock price, then the calculator's result. Checks
+// the model's arguments on the way.
+std::vector<v1::ToolOutput> SeedAnswers(const v1::Run& run) {
+  std::vector<v1::ToolOutput> outputs;
+  for (const v1::RequiredToolCall& call :
+       run.required_action().submit_tool_outputs().tool_calls()) {
+    const Json arguments =
+        Json::parse(call.function().arguments(), nullptr, false);
+    v1::ToolOutput output;
+    output.set_tool_call_id(call.id());
+    if (call.function().name() == "get_stock_price") {
+      EXPECT_EQ(arguments.value("ticker", ""), "AAPL")
+          << call.function().arguments();
+      output.set_output(kStockOutput);
+    } else if (call.function().name() == "calculator") {
+      EXPECT_EQ(arguments.value("expression", ""), "1000 * 237.5")
+          << call.function().arguments();
+      output.set_output(kCalculatorOutput);
+    } else {
+      ADD_FAILURE() << "unexpected tool call " << call.DebugString();
+    }
+    outputs.push_back(std::move(output));
+  }
+  return outputs;
+}
+
+// Event names with each run of a `*.delta` event folded into "name*".
+std::vector<std::string> FoldedNames(const std::vector<v1::RunEvent>& events) {
+  std::vector<std::string> names;
+  for (const v1::RunEvent& event : events) {
+    const std::string& name = event.event();
+    const bool delta =
+        name.size() > 6 && name.rfind(".delta") == name.size() - 6;
+    if (delta && !names.empty() && names.back() == name + "*") continue;
+    names.push_back(delta ? name + "*" : name);
+  }
+  return names;
+}
+
+// Sequences of `events`, in order.
+std::vector<int64_t> Sequences(const std::vector<v1::RunEvent>& events) {
+  std::vector<int64_t> out;
+  for (const v1::RunEvent& event : events) out.push_back(event.sequence());
+  return out;
+}
+
+std::vector<int64_t> OneTo(int64_t n) {
+  std::vector<int64_t> out;
+  for (int64_t i = 1; i <= n; ++i) out.push_back(i);
+  return out;
+}
+
+// The concatenated text of every thread.message.delta.
+std::string DeltaText(const std::vector<v1::RunEvent>& events) {
+  std::string text;
+  for (const v1::RunEvent& event : events) {
+    if (!event.has_message_delta()) continue;
+    for (const v1::MessageContentDelta& part :
+         event.message_delta().delta().content()) {
+      text += part.text().value();
+    }
+  }
+  return text;
+}
+
+std::string MessageText(const v1::Message& message) {
+  std::string text;
+  for (const v1::MessageContent& content : message.content()) {
+    text += content.text().value();
+  }
+  return text;
+}
+
+// Each event carries the payload its name calls for.
+void ExpectPayloads(const std::vector<v1::RunEvent>& events) {
+  for (const v1::RunEvent& e : events) {
+    const std::string& name = e.event();
+    v1::RunEvent::DataCase want = v1::RunEvent::DATA_NOT_SET;
+    if (name == "thread.created") {
+      want = v1::RunEvent::kThread;
+    } else if (name == "thread.run.step.delta") {
+      want = v1::RunEvent::kStepDelta;
+    } else if (name.rfind("thread.run.step.", 0) == 0) {
+      want = v1::RunEvent::kStep;
+    } else if (name.rfind("thread.run.", 0) == 0) {
+      want = v1::RunEvent::kRun;
+    } else if (name == "thread.message.delta") {
+      want = v1::RunEvent::kMessageDelta;
+    } else if (name.rfind("thread.message.", 0) == 0) {
+      want = v1::RunEvent::kMessage;
+    } else if (name == "done") {
+      want = v1::RunEvent::kDone;
+    } else if (name == "error") {
+      want = v1::RunEvent::kError;
+    }
+    EXPECT_NE(want, v1::RunEvent::DATA_NOT_SET) << "unknown event " << name;
+    EXPECT_EQ(e.data_case(), want) << e.DebugString();
+    EXPECT_GT(e.created_at_ms(), 0) << name;
+  }
+}
+
+// The decoded google.rpc.ErrorInfo of a failed call (empty on failure).
+google::rpc::ErrorInfo ErrorInfoOf(const grpc::Status& status) {
+  google::rpc::Status rich;
+  google::rpc::ErrorInfo info;
+  EXPECT_TRUE(rich.ParseFromString(status.error_details()))
+      << "error_details is not a google.rpc.Status";
+  EXPECT_EQ(rich.code(), static_cast<int>(status.error_code()));
+  EXPECT_TRUE(rich.details_size() > 0 && rich.details(0).UnpackTo(&info))
+      << "details[0] is not an ErrorInfo";
+  EXPECT_EQ(info.domain(), "assistants.gateway");
+  return info;
+}
+
+std::string MetadataOf(const google::rpc::ErrorInfo& info,
+                       const std::string& key) {
+  auto it = info.metadata().find(key);
+  return it == info.metadata().end() ? "<absent>" : it->second;
+}
+
+// --- gRPC --------------------------------------------------------------------
+
+struct Clients {
+  explicit Clients(const std::shared_ptr<grpc::Channel>& channel)
+      : assistants(v1::AssistantService::NewStub(channel)),
+        messages(v1::MessageService::NewStub(channel)),
+        runs(v1::RunService::NewStub(channel)) {}
+
+  std::unique_ptr<v1::AssistantService::Stub> assistants;
+  std::unique_ptr<v1::MessageService::Stub> messages;
+  std::unique_ptr<v1::RunService::Stub> runs;
+};
+
+// One RunEvents call, read on the caller's thread, with a deadline.
+class EventStream {
+ public:
+  EventStream(v1::RunService::Stub* stub, const v1::RunEventsRequest& request,
+              milliseconds timeout = seconds(30)) {
+    context_.set_deadline(std::chrono::system_clock::now() + timeout);
+    reader_ = stub->RunEvents(&context_, request);
+  }
+  ~EventStream() {
+    if (!finished_) Cancel();
+  }
+  EventStream(const EventStream&) = delete;
+  EventStream& operator=(const EventStream&) = delete;
+
+  // The next event (heartbeats skipped); false when the stream ended.
+  bool Next(v1::RunEvent* event) {
+    v1::RunEventsResponse response;
+    while (reader_->Read(&response)) {
+      if (response.event().event() == "heartbeat") {
+        // Its sequence is that of the last real event.
+        heartbeats_.push_back({response.event(), last_sequence_});
+        continue;
+      }
+      *event = response.event();
+      last_sequence_ = event->sequence();
+      return true;
+    }
+    return false;
+  }
+
+  // The heartbeats skipped so far, each with the sequence of the real event
+  // before it.
+  const std::vector<std::pair<v1::RunEvent, int64_t>>& heartbeats() const {
+    return heartbeats_;
+  }
+
+  // Reads to the end, appending to `events`; returns the final status.
+  grpc::Status ReadAll(std::vector<v1::RunEvent>* events) {
+    v1::RunEvent event;
+    while (Next(&event)) events->push_back(event);
+    return Finish();
+  }
+
+  grpc::Status Finish() {
+    finished_ = true;
+    return reader_->Finish();
+  }
+
+  // Hangs up: what arrived but was not read is dropped, as if never sent.
+  grpc::Status Cancel() {
+    context_.TryCancel();
+    v1::RunEventsResponse ignored;
+    while (reader_->Read(&ignored)) {
+    }
+    return Finish();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::RunEventsResponse>> reader_;
+  bool finished_ = false;
+  int64_t last_sequence_ = 0;
+  std::vector<std::pair<v1::RunEvent, int64_t>> heartbeats_;
+};
+
+v1::RunEventsRequest Attach(const v1::Run& run, int64_t after_sequence) {
+  v1::RunEventsRequest request;
+  request.set_thread_id(run.thread_id());
+  request.set_run_id(run.id());
+  request.set_after_sequence(after_sequence);
+  return request;
+}
+
+// The event order ENGINEERING.md §6 gives for the seed's streamed run,
+// started with create_thread_and_run and with two tool rounds
+// (get_stock_price, then calculator), deltas folded.
+const std::vector<std::string>& SeedEventOrder() {
+  static const auto* order = new std::vector<std::string>{
+      "thread.created",
+      "thread.run.created",
+      "thread.run.queued",
+      "thread.run.in_progress",
+      // Round 1: get_stock_price.
+      "thread.run.step.created",
+      "thread.run.step.in_progress",
+      "thread.run.step.delta*",
+      "thread.run.requires_action",
+      "thread.run.queued",
+      "thread.run.in_progress",
+      "thread.run.step.completed",
+      // Round 2: calculator.
+      "thread.run.step.created",
+      "thread.run.step.in_progress",
+      "thread.run.step.delta*",
+      "thread.run.requires_action",
+      "thread.run.queued",
+      "thread.run.in_progress",
+      "thread.run.step.completed",
+      // The answer.
+      "thread.run.step.created",
+      "thread.run.step.in_progress",
+      "thread.message.created",
+      "thread.message.in_progress",
+      "thread.message.delta*",
+      "thread.message.completed",
+      "thread.run.step.completed",
+      "thread.run.completed",
+      "done",
+  };
+  return *order;
+}
+
+// --- Fixture -----------------------------------------------------------------
+
+class RunsE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { curl_global_init(CURL_GLOBAL_ALL); }
+
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(fake_.Start(FakeOpenAiBinary(), {"--seed=7"}, &error)) << error;
+  }
+
+  void TearDown() override {
+    clients_.reset();
+    if (HasFailure()) {
+      std::cerr << "--- gateway stderr ---\n"
+                << gateway_.captured_stderr() << "--- fake-openai stderr ---\n"
+                << fake_.captured_stderr();
+    }
+  }
+
+  // Starts the gateway in front of fake-openai. `args` and `env` add to (and
+  // override) the defaults: an in-memory store, backend "openai" by default,
+  // and no inherited upstream tuning.
+  void StartGateway(const std::vector<std::string>& args = {},
+                    const std::map<std::string, std::string>& env = {}) {
+    gateway_args_ = args;
+    gateway_env_ = env;
+    RestartGateway();
+  }
+
+  // (Re)starts the gateway with the arguments of the last StartGateway.
+  void RestartGateway() {
+    std::map<std::string, std::string> env = {
+        {"OPENAI_BASE_URL",
+         "http://127.0.0.1:" + std::to_string(fake_.port()) + "/v1"},
+        {"OPENAI_API_KEY", "sk-fake"},
+        {"OPENAI_API_KEY_FILE", ""},
+        {"OPENAI_ORGANIZATION", ""},
+        {"OPENAI_PROJECT", ""},
+        {"CHAT_COMPLETIONS_BASE_URL", ""},
+        {"ASSISTANTS_DEFAULT_UPSTREAM", "openai"},
+        {"ASSISTANTS_UPSTREAM_CONNECT_TIMEOUT_MS", ""},
+        {"ASSISTANTS_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", ""},
+        {"ASSISTANTS_UPSTREAM_IDLE_TIMEOUT_MS", ""},
+        {"ASSISTANTS_UPSTREAM_TOTAL_TIMEOUT_MS", ""},
+        {"ASSISTANTS_UPSTREAM_MAX_ATTEMPTS", ""},
+        {"ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S", ""},
+        {"ASSISTANTS_ACTIVE_RUN_POLICY", ""}};
+    for (const auto& [name, value] : gateway_env_) env[name] = value;
+    std::vector<std::string> env_list;
+    for (const auto& [name, value] : env)
+      env_list.push_back(name + "=" + value);
+    std::vector<std::string> args = {"--shutdown_grace_ms=500"};
+    if (std::none_of(
+            gateway_args_.begin(), gateway_args_.end(),
+            [](const std::string& a) { return a.rfind("--db=", 0) == 0; })) {
+      args.push_back("--db=:memory:");
+    }
+    args.insert(args.end(), gateway_args_.begin(), gateway_args_.end());
+    clients_.reset();
+    gateway_.set_env(env_list);
+    std::string error;
+    ASSERT_TRUE(gateway_.Start(GatewayBinary(), args, &error)) << error;
+    std::shared_ptr<grpc::Channel> channel = gateway_.Connect();
+    ASSERT_NE(channel, nullptr) << "gateway never accepted connections";
+    clients_ = std::make_unique<Clients>(channel);
+  }
+
+  Clients& clients() { return *clients_; }
+
+  std::string CreateAssistant(const std::vector<v1::Tool>& tools,
+                              const std::string& upstream = "") {
+    v1::CreateAssistantRequest request;
+    request.set_model("gpt-4o");
+    request.set_name("Data Analyst");
+    request.set_instructions("You are a data analyst agent.");
+    for (const v1::Tool& tool : tools) *request.add_tools() = tool;
+    request.set_upstream(upstream);
+    v1::CreateAssistantResponse response;
+    grpc::Status status = clients().assistants->CreateAssistant(
+        Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << Describe(status);
+    return response.assistant().id();
+  }
+
+  v1::Run GetRun(const v1::Run& run) {
+    v1::GetRunRequest request;
+    request.set_thread_id(run.thread_id());
+    request.set_run_id(run.id());
+    v1::GetRunResponse response;
+    grpc::Status status =
+        clients().runs->GetRun(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << Describe(status);
+    return response.run();
+  }
+
+  // Polls GetRun until the run's status is one of `want` (bounded).
+  v1::Run WaitForStatus(const v1::Run& run, std::set<v1::RunStatus> want,
+                        milliseconds timeout = seconds(15)) {
+    v1::Run latest;
+    const bool reached = WaitUntil(
+        [&] {
+          latest = GetRun(run);
+          return want.count(latest.status()) > 0;
+        },
+        timeout);
+    EXPECT_TRUE(reached) << "run stuck in "
+                         << v1::RunStatus_Name(latest.status());
+    return latest;
+  }
+
+  grpc::Status Submit(const v1::Run& run,
+                      const std::vector<v1::ToolOutput>& outputs,
+                      v1::Run* updated = nullptr) {
+    v1::SubmitToolOutputsRequest request;
+    request.set_thread_id(run.thread_id());
+    request.set_run_id(run.id());
+    for (const v1::ToolOutput& output : outputs) {
+      *request.add_tool_outputs() = output;
+    }
+    v1::SubmitToolOutputsResponse response;
+    grpc::Status status =
+        clients().runs->SubmitToolOutputs(Context().get(), request, &response);
+    if (updated != nullptr) *updated = response.run();
+    return status;
+  }
+
+  // Reads `stream` to its end, answering each thread.run.requires_action
+  // with the seed's outputs while the stream stays open.
+  grpc::Status ReadAnswering(EventStream& stream,
+                             std::vector<v1::RunEvent>* events) {
+    v1::RunEvent event;
+    while (stream.Next(&event)) {
+      events->push_back(event);
+      if (event.event() == "thread.run.requires_action") {
+        v1::Run updated;
+        grpc::Status submitted =
+            Submit(event.run(), SeedAnswers(event.run()), &updated);
+        EXPECT_TRUE(submitted.ok()) << Describe(submitted);
+        EXPECT_EQ(updated.status(), v1::RUN_STATUS_QUEUED);
+      }
+    }
+    return stream.Finish();
+  }
+
+  // The whole stored log of `run`, replayed from the start.
+  std::vector<v1::RunEvent> Replay(const v1::Run& run) {
+    EventStream stream(clients().runs.get(), Attach(run, 0), seconds(10));
+    std::vector<v1::RunEvent> events;
+    grpc::Status status = stream.ReadAll(&events);
+    EXPECT_TRUE(status.ok()) << Describe(status);
+    return events;
+  }
+
+  std::vector<v1::Message> ListMessages(const std::string& thread_id,
+                                        const std::string& run_id = "") {
+    v1::ListMessagesRequest request;
+    request.set_thread_id(thread_id);
+    request.set_run_id(run_id);
+    request.mutable_options()->set_order(v1::LIST_ORDER_ASC);
+    v1::ListMessagesResponse response;
+    grpc::Status status =
+        clients().messages->ListMessages(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << Describe(status);
+    return {response.data().begin(), response.data().end()};
+  }
+
+  std::vector<v1::RunStep> ListSteps(const v1::Run& run) {
+    v1::ListRunStepsRequest request;
+    request.set_thread_id(run.thread_id());
+    request.set_run_id(run.id());
+    request.mutable_options()->set_order(v1::LIST_ORDER_ASC);
+    v1::ListRunStepsResponse response;
+    grpc::Status status =
+        clients().runs->ListRunSteps(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << Describe(status);
+    return {response.data().begin(), response.data().end()};
+  }
+
+  void Script(const Json& steps) {
+    const Json reply = FakeCall(fake_.port(), "POST", "/_fake/script",
+                                Json{{"responses", steps}}.dump());
+    EXPECT_EQ(reply.value("added", 0u), steps.size()) << reply.dump();
+  }
+  Json FakeStats() { return FakeCall(fake_.port(), "GET", "/_fake/stats"); }
+  // Paths of the model requests fake-openai received, in order.
+  std::vector<std::string> ModelRequests() {
+    const Json recorded = FakeCall(fake_.port(), "GET", "/_fake/requests");
+    std::vector<std::string> paths;
+    for (const Json& r : recorded["requests"]) {
+      paths.push_back(r["path"].get<std::string>());
+    }
+    return paths;
+  }
+
+  // Checks a finished seed run: its events (in the §6 order, numbered 1..N),
+  // its steps, its stored answer and its usage.
+  void ExpectSeedRun(const std::vector<v1::RunEvent>& events,
+                     const v1::Run& final_run) {
+    EXPECT_EQ(FoldedNames(events), SeedEventOrder());
+    EXPECT_EQ(Sequences(events), OneTo(static_cast<int64_t>(events.size())));
+    ExpectPayloads(events);
+
+    // Steps: tool_calls, tool_calls, message_creation; the tool steps end
+    // completed with the submitted outputs.
+    std::vector<v1::RunStep> created;
+    std::vector<v1::RunStep> completed;
+    const v1::Message* final_message = nullptr;
+    for (const v1::RunEvent& e : events) {
+      if (e.event() == "thread.run.step.created") created.push_back(e.step());
+      if (e.event() == "thread.run.step.completed")
+        completed.push_back(e.step());
+      if (e.event() == "thread.message.completed") final_message = &e.message();
+    }
+    ASSERT_EQ(created.size(), 3u);
+    EXPECT_EQ(created[0].type(), v1::RUN_STEP_TYPE_TOOL_CALLS);
+    EXPECT_EQ(created[1].type(), v1::RUN_STEP_TYPE_TOOL_CALLS);
+    EXPECT_EQ(created[2].type(), v1::RUN_STEP_TYPE_MESSAGE_CREATION);
+    ASSERT_EQ(completed.size(), 3u);
+    const char* want_outputs[] = {kStockOutput, kCalculatorOutput};
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_EQ(completed[i].id(), created[i].id());
+      const auto& calls = completed[i].step_details().tool_calls().tool_calls();
+      ASSERT_EQ(calls.size(), 1);
+      EXPECT_EQ(calls[0].function().output(), want_outputs[i]);
+      // The step's deltas: the call's id and name first, then argument
+      // fragments that add up to the final arguments.
+      std::string name;
+      std::string arguments;
+      std::string call_id;
+      for (const v1::RunEvent& e : events) {
+        if (!e.has_step_delta() || e.step_delta().id() != created[i].id()) {
+          continue;
+        }
+        EXPECT_EQ(e.step_delta().object(), "thread.run.step.delta");
+        for (const v1::ToolCallDelta& call :
+             e.step_delta().delta().tool_calls()) {
+          if (call_id.empty()) {
+            call_id = call.id();
+            name = call.function().name();
+          }
+          arguments += call.function().arguments();
+        }
+      }
+      EXPECT_EQ(call_id, calls[0].id());
+      EXPECT_EQ(name, calls[0].function().name());
+      EXPECT_EQ(arguments, calls[0].function().arguments());
+    }
+
+    // The streamed text is the stored answer.
+    ASSERT_NE(final_message, nullptr);
+    const std::string text = DeltaText(events);
+    EXPECT_THAT(text, HasSubstr("237,500"));
+    EXPECT_EQ(MessageText(*final_message), text);
+    std::vector<v1::Message> answers =
+        ListMessages(final_run.thread_id(), final_run.id());
+    ASSERT_EQ(answers.size(), 1u);
+    EXPECT_EQ(answers[0].id(), final_message->id());
+    EXPECT_EQ(answers[0].role(), v1::MESSAGE_ROLE_ASSISTANT);
+    EXPECT_EQ(answers[0].status(), v1::MESSAGE_STATUS_COMPLETED);
+    EXPECT_EQ(MessageText(answers[0]), text);
+
+    EXPECT_EQ(final_run.status(), v1::RUN_STATUS_COMPLETED);
+    EXPECT_TRUE(final_run.has_completed_at());
+    EXPECT_GT(final_run.usage().prompt_tokens(), 0);
+    EXPECT_GT(final_run.usage().completion_tokens(), 0);
+    EXPECT_EQ(final_run.usage().total_tokens(),
+              final_run.usage().prompt_tokens() +
+                  final_run.usage().completion_tokens());
+  }
+
+  ServerProcess fake_;
+  ServerProcess gateway_;
+  std::vector<std::string> gateway_args_;
+  std::map<std::string, std::string> gateway_env_;
+  std::unique_ptr<Clients> clients_;
+};
+
+// --- The seed scenario, streamed, on each wire API ---------------------------
+
+struct Backend {
+  const char* test_name;
+  const char* default_upstream;    // ASSISTANTS_DEFAULT_UPSTREAM.
+  const char* assistant_upstream;  // The assistant's `upstream`.
+  const char* run_upstream;        // What the run records.
+  const char* path;                // Where fake-openai sees the turns.
+};
+
+void PrintTo(const Backend& backend, std::ostream* os) {
+  *os << backend.test_name;
+}
+
+class SeedStreamTest : public RunsE2eTest,
+                       public ::testing::WithParamInterface<Backend> {};
+
+TEST_P(SeedStreamTest, StreamedSeedRunFollowsTheHostedEventOrder) {
+  const Backend& backend = GetParam();
+  StartGateway({}, {{"ASSISTANTS_DEFAULT_UPSTREAM", backend.default_upstream}});
+  if (HasFatalFailure()) return;
+  const std::string assistant_id =
+      CreateAssistant(SeedTools(), backend.assistant_upstream);
+
+  v1::RunEventsRequest request;
+  *request.mutable_create_thread_and_run() =
+      ThreadAndRun(assistant_id, kSeedQuestion);
+  EventStream stream(clients().runs.get(), request);
+  std::vector<v1::RunEvent> events;
+  grpc::Status status = ReadAnswering(stream, &events);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.back().event(), "done");
+
+  v1::Run run = events[1].run();
+  const v1::Run final_run = GetRun(run);
+  ExpectSeedRun(events, final_run);
+  EXPECT_EQ(final_run.upstream(), backend.run_upstream);
+  // Three model turns, all on the expected wire API.
+  EXPECT_EQ(ModelRequests(), std::vector<std::string>(3, backend.path));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Backends, SeedStreamTest,
+    ::testing::Values(
+        Backend{"Responses", "openai", "", "openai", "/v1/responses"},
+        Backend{"ChatCompletionsByDefault", "openai-chat", "", "openai-chat",
+                "/v1/chat/completions"},
+        Backend{"ChatCompletionsPerAssistant", "openai", "openai-chat",
+                "openai-chat", "/v1/chat/completions"}),
+    [](const ::testing::TestParamInfo<Backend>& info) {
+      return std::string(info.param.test_name);
+    });
+
+// --- The seed's polling loop -------------------------------------------------
+
+TEST_F(RunsE2eTest, PolledSeedRunCompletes) {
+  StartGateway();
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant(SeedTools());
+  v1::CreateThreadAndRunResponse created;
+  grpc::Status status = clients().runs->CreateThreadAndRun(
+      Context().get(), ThreadAndRun(assistant_id, kSeedQuestion), &created);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  const v1::Run& run = created.run();
+  EXPECT_EQ(run.status(), v1::RUN_STATUS_QUEUED);
+
+  // while run.status in (queued, in_progress, requires_action): ...
+  std::vector<std::string> answered;
+  v1::Run latest = run;
+  const bool ended = WaitUntil(
+      [&] {
+        latest = GetRun(run);
+        if (latest.status() == v1::RUN_STATUS_REQUIRES_ACTION) {
+          for (const auto& call :
+               latest.required_action().submit_tool_outputs().tool_calls()) {
+            answered.push_back(call.function().name());
+          }
+          grpc::Status submitted = Submit(latest, SeedAnswers(latest));
+          EXPECT_TRUE(submitted.ok()) << Describe(submitted);
+        }
+        return latest.status() != v1::RUN_STATUS_QUEUED &&
+               latest.status() != v1::RUN_STATUS_IN_PROGRESS &&
+               latest.status() != v1::RUN_STATUS_REQUIRES_ACTION;
+      },
+      seconds(20));
+  ASSERT_TRUE(ended) << v1::RunStatus_Name(latest.status());
+  EXPECT_EQ(answered,
+            (std::vector<std::string>{"get_stock_price", "calculator"}));
+
+  // The same run as the streamed one: events, steps, answer, usage.
+  ExpectSeedRun(Replay(run), latest);
+  const std::vector<v1::Message> messages = ListMessages(run.thread_id());
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(MessageText(messages[0]), kSeedQuestion);
+  EXPECT_THAT(MessageText(messages[1]), HasSubstr("237,500"));
+  const std::vector<v1::RunStep> steps = ListSteps(run);
+  ASSERT_EQ(steps.size(), 3u);
+  for (const v1::RunStep& step : steps) {
+    EXPECT_EQ(step.status(), v1::RUN_STEP_STATUS_COMPLETED) << step.id();
+  }
+}
+
+// --- Disconnect and resume ---------------------------------------------------
+
+TEST_F(RunsE2eTest, ResumedStreamDeliversEveryEventOnce) {
+  StartGateway();
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant({});
+  Script(Json::array({{{"text", std::string(120, 'x')},
+                       {"tokens", 24},
+                       {"token_delay_ms", 25}}}));
+
+  v1::RunEventsRequest request;
+  *request.mutable_create_thread_and_run() =
+      ThreadAndRun(assistant_id, "Tell me about Lisbon.");
+  auto first = std::make_unique<EventStream>(clients().runs.get(), request);
+  std::vector<v1::RunEvent> seen;
+  v1::RunEvent event;
+  // Up to the third text delta, then hang up.
+  int deltas = 0;
+  while (deltas < 3 && first->Next(&event)) {
+    seen.push_back(event);
+    if (event.event() == "thread.message.delta") ++deltas;
+  }
+  ASSERT_EQ(deltas, 3);
+  const v1::Run run = seen[1].run();
+
+  // A second watcher, from the start, while the run is live.
+  std::vector<v1::RunEvent> watched;
+  grpc::Status watched_status;
+  std::thread watcher([&] {
+    EventStream stream(clients().runs.get(), Attach(run, 0));
+    watched_status = stream.ReadAll(&watched);
+  });
+
+  EXPECT_EQ(first->Cancel().error_code(), grpc::StatusCode::CANCELLED);
+  first.reset();
+  const int64_t last_seen = seen.back().sequence();
+
+  EventStream resumed(clients().runs.get(), Attach(run, last_seen));
+  std::vector<v1::RunEvent> rest;
+  grpc::Status status = resumed.ReadAll(&rest);
+  watcher.join();
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_TRUE(watched_status.ok()) << Describe(watched_status);
+  ASSERT_FALSE(rest.empty());
+  EXPECT_EQ(rest.front().sequence(), last_seen + 1);
+  EXPECT_GT(DeltaText(rest).size(), 0u) << "the hang-up was not mid-stream";
+
+  std::vector<v1::RunEvent> all = seen;
+  all.insert(all.end(), rest.begin(), rest.end());
+  EXPECT_EQ(Sequences(all), OneTo(static_cast<int64_t>(all.size())));
+  EXPECT_EQ(all.back().event(), "done");
+  EXPECT_EQ(DeltaText(all), std::string(120, 'x'));
+  // The watcher saw exactly the same events.
+  ASSERT_EQ(watched.size(), all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_TRUE(MessageDifferencer::Equals(watched[i], all[i]))
+        << "event " << i + 1 << ":\n"
+        << watched[i].DebugString() << "vs\n"
+        << all[i].DebugString();
+  }
+  EXPECT_EQ(GetRun(run).status(), v1::RUN_STATUS_COMPLETED);
+
+  // Reconnecting to the finished run: from just before `done` gets `done`;
+  // from `done` itself there is nothing left to send.
+  for (const int64_t after : {static_cast<int64_t>(all.size()) - 1,
+                              static_cast<int64_t>(all.size())}) {
+    EventStream again(clients().runs.get(), Attach(run, after), seconds(5));
+    std::vector<v1::RunEvent> tail;
+    status = again.ReadAll(&tail);
+    EXPECT_TRUE(status.ok())
+        << "after_sequence=" << after << ": " << Describe(status);
+    EXPECT_EQ(
+        Sequences(tail),
+        std::vector<int64_t>(after < static_cast<int64_t>(all.size()) ? 1 : 0,
+                             all.size()));
+  }
+}
+
+TEST_F(RunsE2eTest, RetriedStartReattachesToTheSameRun) {
+  StartGateway();
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant({});
+  Script(Json::array({{{"text", std::string(40, 'w')},
+                       {"tokens", 20},
+                       {"token_delay_ms", 20}}}));
+  v1::RunEventsRequest request;
+  *request.mutable_create_thread_and_run() =
+      ThreadAndRun(assistant_id, "Tell me about Lisbon.");
+  request.mutable_create_thread_and_run()->set_request_id("retry-1");
+  std::vector<v1::RunEvent> seen;
+  {
+    EventStream first(clients().runs.get(), request);
+    v1::RunEvent event;
+    while (seen.size() < 5 && first.Next(&event)) seen.push_back(event);
+    ASSERT_EQ(seen.size(), 5u);
+  }  // Hangs up.
+  // The same start, resumed from the last event seen: the same run.
+  request.set_after_sequence(seen.back().sequence());
+  EventStream retried(clients().runs.get(), request);
+  std::vector<v1::RunEvent> rest;
+  grpc::Status status = retried.ReadAll(&rest);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_FALSE(rest.empty());
+  EXPECT_EQ(rest.front().sequence(), seen.back().sequence() + 1);
+  std::vector<v1::RunEvent> all = seen;
+  all.insert(all.end(), rest.begin(), rest.end());
+  EXPECT_EQ(Sequences(all), OneTo(static_cast<int64_t>(all.size())));
+  EXPECT_EQ(DeltaText(all), std::string(40, 'w'));
+  for (const v1::RunEvent& e : rest) {
+    if (e.has_run()) {
+      EXPECT_EQ(e.run().id(), seen[1].run().id());
+    }
+  }
+  v1::ListRunsRequest list;
+  list.set_thread_id(seen[1].run().thread_id());
+  v1::ListRunsResponse runs;
+  status = clients().runs->ListRuns(Context().get(), list, &runs);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_EQ(runs.data_size(), 1);
+  EXPECT_EQ(ModelRequests().size(), 1u);
+}
+
+// --- Cancel mid-stream -------------------------------------------------------
+
+TEST_F(RunsE2eTest, CancelWhileStreamingAbortsTheUpstreamRequest) {
+  StartGateway();
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant({});
+  // 100 deltas 50 ms apart: five seconds if nothing stopped it.
+  Script(Json::array({{{"text", std::string(100, 'y')},
+                       {"tokens", 100},
+                       {"token_delay_ms", 50}}}));
+  const int aborted_before = FakeStats()["streams_aborted"].get<int>();
+
+  v1::RunEventsRequest request;
+  *request.mutable_create_thread_and_run() =
+      ThreadAndRun(assistant_id, "Tell me about Lisbon.");
+  EventStream stream(clients().runs.get(), request);
+  std::vector<v1::RunEvent> events;
+  v1::RunEvent event;
+  while (stream.Next(&event)) {
+    events.push_back(event);
+    if (event.event() == "thread.message.delta") break;
+  }
+  ASSERT_FALSE(events.empty());
+  ASSERT_EQ(events.back().event(), "thread.message.delta");
+  const v1::Run run = events[1].run();
+
+  const auto cancel_start = SteadyClock::now();
+  v1::CancelRunRequest cancel;
+  cancel.set_thread_id(run.thread_id());
+  cancel.set_run_id(run.id());
+  v1::CancelRunResponse cancelled;
+  grpc::Status status =
+      clients().runs->CancelRun(Context().get(), cancel, &cancelled);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_THAT(
+      cancelled.run().status(),
+      ::testing::AnyOf(v1::RUN_STATUS_CANCELLING, v1::RUN_STATUS_CANCELLED));
+
+  const size_t before_cancel = events.size();
+  status = stream.ReadAll(&events);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  const auto cancel_took = SteadyClock::now() - cancel_start;
+  EXPECT_LT(cancel_took, seconds(3)) << "the model turn was not aborted";
+
+  std::vector<std::string> after;
+  for (size_t i = before_cancel; i < events.size(); ++i) {
+    after.push_back(events[i].event());
+  }
+  ASSERT_GE(after.size(), 3u);
+  const auto cancelling =
+      std::find(after.begin(), after.end(), "thread.run.cancelling");
+  ASSERT_NE(cancelling, after.end()) << ::testing::PrintToString(after);
+  EXPECT_EQ(std::find(cancelling, after.end(), "thread.message.delta"),
+            after.end())
+      << "text after cancelling: " << ::testing::PrintToString(after);
+  EXPECT_EQ(after[after.size() - 2], "thread.run.cancelled");
+  EXPECT_EQ(after.back(), "done");
+  EXPECT_EQ(Sequences(events), OneTo(static_cast<int64_t>(events.size())));
+  ExpectPayloads(events);
+
+  const v1::Run final_run = GetRun(run);
+  EXPECT_EQ(final_run.status(), v1::RUN_STATUS_CANCELLED);
+  EXPECT_TRUE(final_run.has_cancelled_at());
+  // fake-openai saw the gateway hang up mid-stream.
+  int aborted = aborted_before;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        aborted = FakeStats()["streams_aborted"].get<int>();
+        return aborted > aborted_before;
+      },
+      seconds(5)))
+      << "streams_aborted stayed " << aborted;
+  // Cancelling again: the run is over.
+  status = clients().runs->CancelRun(Context().get(), cancel, &cancelled);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(ErrorInfoOf(status).reason(), "RUN_NOT_ACTIVE");
+}
+
+// --- Upstream faults ---------------------------------------------------------
+
+// Starts a run of a tool-less assistant and streams it to its end.
+class UpstreamFaultTest : public RunsE2eTest {
+ protected:
+  v1::Run RunToEnd(std::vector<v1::RunEvent>* events,
+                   milliseconds timeout = seconds(20)) {
+    const std::string assistant_id = CreateAssistant({});
+    v1::RunEventsRequest request;
+    *request.mutable_create_thread_and_run() =
+        ThreadAndRun(assistant_id, "Tell me about Lisbon.");
+    EventStream stream(clients().runs.get(), request, timeout);
+    grpc::Status status = stream.ReadAll(events);
+    EXPECT_TRUE(status.ok()) << Describe(status);
+    if (events->size() < 2) {
+      ADD_FAILURE() << "no run events";
+      return v1::Run();
+    }
+    EXPECT_EQ(events->back().event(), "done");
+    EXPECT_EQ(Sequences(*events), OneTo(static_cast<int64_t>(events->size())));
+    ExpectPayloads(*events);
+    return GetRun((*events)[1].run());
+  }
+};
+
+TEST_F(UpstreamFaultTest, RateLimitIsRetriedAfterRetryAfter) {
+  StartGateway();
+  if (HasFatalFailure()) return;
+  Script(Json::array({{{"status", 429}, {"retry_after", 0.2}}}));
+  std::vector<v1::RunEvent> events;
+  const v1::Run run = RunToEnd(&events);
+  EXPECT_EQ(run.status(), v1::RUN_STATUS_COMPLETED)
+      << run.last_error().DebugString();
+  EXPECT_THAT(DeltaText(events), HasSubstr("Lisbon"));
+  EXPECT_EQ(ModelRequests().size(), 2u);  // The 429, then the answer.
+}
+
+TEST_F(UpstreamFaultTest, PersistentServerErrorFailsTheRun) {
+  StartGateway();
+  if (HasFatalFailure()) return;
+  Script(Json::array({{{"status", 500}, {"repeat", 10}}}));
+  std::vector<v1::RunEvent> events;
+  const v1::Run run = RunToEnd(&events);
+  EXPECT_EQ(run.status(), v1::RUN_STATUS_FAILED);
+  EXPECT_EQ(run.last_error().code(), "server_error");
+  EXPECT_FALSE(run.last_error().message().empty());
+  EXPECT_TRUE(run.has_failed_at());
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[events.size() - 2].event(), "thread.run.failed");
+  // Bounded retries: the default three attempts.
+  EXPECT_EQ(ModelRequests().size(), 3u);
+}
+
+TEST_F(UpstreamFaultTest, DroppedStreamFailsTheRun) {
+  StartGateway();
+  if (HasFatalFailure()) return;
+  // Cut after response.created, in_progress, output_item.added,
+  // content_part.added and two text deltas.
+  Script(Json::array({{{"text", "one two three four five six seven eight"},
+                       {"tokens", 8},
+                       {"drop_after_events", 6}}}));
+  std::vector<v1::RunEvent> events;
+  const v1::Run run = RunToEnd(&events);
+  EXPECT_EQ(run.status(), v1::RUN_STATUS_FAILED);
+  EXPECT_EQ(run.last_error().code(), "server_error");
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[events.size() - 2].event(), "thread.run.failed");
+  // The partial answer is kept, marked incomplete.
+  std::vector<v1::Message> messages = ListMessages(run.thread_id(), run.id());
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].status(), v1::MESSAGE_STATUS_INCOMPLETE);
+  EXPECT_EQ(MessageText(messages[0]), DeltaText(events));
+}
+
+TEST_F(UpstreamFaultTest, StalledStreamFailsOnTheIdleTimeout) {
+  StartGateway({}, {{"ASSISTANTS_UPSTREAM_IDLE_TIMEOUT_MS", "500"}});
+  if (HasFatalFailure()) return;
+  Script(Json::array({{{"text", "one two three four five six seven eight"},
+                       {"tokens", 8},
+                       {"stall_after_events", 6}}}));
+  const auto start = SteadyClock::now();
+  std::vector<v1::RunEvent> events;
+  const v1::Run run = RunToEnd(&events, seconds(15));
+  const auto took = SteadyClock::now() - start;
+  EXPECT_EQ(run.status(), v1::RUN_STATUS_FAILED);
+  EXPECT_EQ(run.last_error().code(), "server_error");
+  EXPECT_LT(took, seconds(5));
+  EXPECT_EQ(ModelRequests().size(), 1u);  // Not retried after output.
+  // The gateway hung up on the stalled request.
+  EXPECT_TRUE(
+      WaitUntil([&] { return FakeStats()["streams_aborted"].get<int>() == 1; },
+                seconds(5)));
+}
+
+// --- requires_action expiry --------------------------------------------------
+
+TEST_F(RunsE2eTest, UnansweredRequiresActionExpires) {
+  StartGateway({"--requires_action_timeout_s=1", "--heartbeat_ms=300"});
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant(SeedTools());
+  v1::RunEventsRequest request;
+  *request.mutable_create_thread_and_run() =
+      ThreadAndRun(assistant_id, kSeedQuestion);
+  EventStream stream(clients().runs.get(), request, seconds(15));
+  std::vector<v1::RunEvent> events;
+  const auto start = SteadyClock::now();
+  grpc::Status status = stream.ReadAll(&events);  // Answers nothing.
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_LT(SteadyClock::now() - start, seconds(5));
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.back().event(), "done");
+  EXPECT_EQ(events[events.size() - 2].event(), "thread.run.expired");
+  EXPECT_NE(std::find_if(events.begin(), events.end(),
+                         [](const v1::RunEvent& e) {
+                           return e.event() == "thread.run.requires_action";
+                         }),
+            events.end());
+  EXPECT_EQ(Sequences(events), OneTo(static_cast<int64_t>(events.size())));
+  ExpectPayloads(events);
+  // The silent wait for outputs was kept alive by heartbeats that repeat
+  // the last sequence.
+  EXPECT_FALSE(stream.heartbeats().empty());
+  for (const auto& [heartbeat, last_real] : stream.heartbeats()) {
+    EXPECT_EQ(heartbeat.sequence(), last_real);
+    EXPECT_TRUE(heartbeat.has_heartbeat());
+  }
+
+  const v1::Run run = GetRun(events[1].run());
+  EXPECT_EQ(run.status(), v1::RUN_STATUS_EXPIRED);
+  EXPECT_FALSE(run.has_required_action());
+  // Too late to answer.
+  const v1::Run waiting = [&] {
+    for (const v1::RunEvent& e : events) {
+      if (e.event() == "thread.run.requires_action") return e.run();
+    }
+    return v1::Run();
+  }();
+  status = Submit(waiting, SeedAnswers(waiting));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(ErrorInfoOf(status).reason(), "RUN_NOT_AWAITING_OUTPUTS");
+}
+
+// --- One active run per thread ---------------------------------------------
+
+TEST_F(RunsE2eTest, ThreadWithRunInRequiresActionRejectsWrites) {
+  StartGateway();
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant(SeedTools());
+  v1::CreateThreadAndRunResponse created;
+  grpc::Status status = clients().runs->CreateThreadAndRun(
+      Context().get(), ThreadAndRun(assistant_id, kSeedQuestion), &created);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  const v1::Run run =
+      WaitForStatus(created.run(), {v1::RUN_STATUS_REQUIRES_ACTION});
+  ASSERT_EQ(run.status(), v1::RUN_STATUS_REQUIRES_ACTION);
+
+  v1::CreateMessageRequest message;
+  message.set_thread_id(run.thread_id());
+  *message.mutable_message() = UserMessage("One more thing.");
+  v1::CreateMessageResponse message_response;
+  status = clients().messages->CreateMessage(Context().get(), message,
+                                             &message_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << Describe(status);
+  google::rpc::ErrorInfo info = ErrorInfoOf(status);
+  EXPECT_EQ(info.reason(), "THREAD_HAS_ACTIVE_RUN");
+  EXPECT_EQ(MetadataOf(info, "run_id"), run.id());
+
+  v1::CreateRunRequest second;
+  second.set_thread_id(run.thread_id());
+  second.mutable_options()->set_assistant_id(assistant_id);
+  v1::CreateRunResponse second_response;
+  status = clients().runs->CreateRun(Context().get(), second, &second_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << Describe(status);
+  info = ErrorInfoOf(status);
+  EXPECT_EQ(info.reason(), "THREAD_HAS_ACTIVE_RUN");
+  EXPECT_EQ(MetadataOf(info, "run_id"), run.id());
+  EXPECT_THAT(status.error_message(), HasSubstr(run.id()));
+
+  // Nothing was added, and the waiting run is untouched.
+  EXPECT_EQ(ListMessages(run.thread_id()).size(), 1u);
+  EXPECT_EQ(GetRun(run).status(), v1::RUN_STATUS_REQUIRES_ACTION);
+}
+
+// --- kill -9 and restart -----------------------------------------------------
+
+// The stored log after a crash: 1..N once each, and the events a client saw
+// before the crash are exactly the stored ones (nothing renumbered).
+void ExpectLogExtends(const std::vector<v1::RunEvent>& seen_before,
+                      const std::vector<v1::RunEvent>& log) {
+  EXPECT_EQ(Sequences(log), OneTo(static_cast<int64_t>(log.size())));
+  ASSERT_GE(log.size(), seen_before.size());
+  for (size_t i = 0; i < seen_before.size(); ++i) {
+    EXPECT_TRUE(MessageDifferencer::Equals(seen_before[i], log[i]))
+        << "event " << i + 1 << " changed across the restart:\n"
+        << seen_before[i].DebugString() << "now\n"
+        << log[i].DebugString();
+  }
+  ExpectPayloads(log);
+}
+
+TEST_F(RunsE2eTest, RunInRequiresActionSurvivesKill) {
+  TempDir dir;
+  StartGateway({"--db=" + dir.path() + "/gw.db"});
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant(SeedTools());
+  v1::RunEventsRequest request;
+  *request.mutable_create_thread_and_run() =
+      ThreadAndRun(assistant_id, kSeedQuestion);
+  std::vector<v1::RunEvent> before;
+  {
+    EventStream stream(clients().runs.get(), request);
+    v1::RunEvent event;
+    while (stream.Next(&event)) {
+      before.push_back(event);
+      if (event.event() == "thread.run.requires_action") break;
+    }
+    ASSERT_FALSE(before.empty());
+    ASSERT_EQ(before.back().event(), "thread.run.requires_action");
+    gateway_.Kill();
+  }
+  const v1::Run run = before.back().run();
+  const int64_t last_seen = before.back().sequence();
+
+  RestartGateway();
+  if (HasFatalFailure()) return;
+  v1::Run recovered = GetRun(run);
+  EXPECT_EQ(recovered.status(), v1::RUN_STATUS_REQUIRES_ACTION);
+  EXPECT_TRUE(MessageDifferencer::Equals(recovered.required_action(),
+                                         run.required_action()));
+
+  EventStream resumed(clients().runs.get(), Attach(run, last_seen));
+  grpc::Status status_of_submit =
+      Submit(recovered, SeedAnswers(recovered));  // Round 1.
+  EXPECT_TRUE(status_of_submit.ok()) << Describe(status_of_submit);
+  std::vector<v1::RunEvent> after;
+  grpc::Status status = ReadAnswering(resumed, &after);  // And round 2.
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_FALSE(after.empty());
+  EXPECT_EQ(after.front().sequence(), last_seen + 1);
+
+  std::vector<v1::RunEvent> all = before;
+  all.insert(all.end(), after.begin(), after.end());
+  const v1::Run final_run = GetRun(run);
+  ExpectSeedRun(all, final_run);
+  ExpectLogExtends(before, Replay(run));
+}
+
+TEST_F(RunsE2eTest, RunKilledMidTurnResumesAfterRestart) {
+  TempDir dir;
+  StartGateway({"--db=" + dir.path() + "/gw.db"});
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant({});
+  // A slow first turn (killed halfway); the retried turn gets the default,
+  // quick answer.
+  Script(Json::array({{{"text", std::string(60, 'z')},
+                       {"tokens", 60},
+                       {"token_delay_ms", 50}}}));
+  v1::RunEventsRequest request;
+  *request.mutable_create_thread_and_run() =
+      ThreadAndRun(assistant_id, "Tell me about Lisbon.");
+  std::vector<v1::RunEvent> before;
+  {
+    EventStream stream(clients().runs.get(), request);
+    v1::RunEvent event;
+    int deltas = 0;
+    while (deltas < 3 && stream.Next(&event)) {
+      before.push_back(event);
+      if (event.event() == "thread.message.delta") ++deltas;
+    }
+    ASSERT_EQ(deltas, 3);
+    gateway_.Kill();
+  }
+  const v1::Run run = before[1].run();
+  const int64_t last_seen = before.back().sequence();
+
+  RestartGateway();
+  if (HasFatalFailure()) return;
+  EventStream resumed(clients().runs.get(), Attach(run, last_seen));
+  std::vector<v1::RunEvent> after;
+  grpc::Status status = resumed.ReadAll(&after);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_FALSE(after.empty());
+  EXPECT_EQ(after.front().sequence(), last_seen + 1);
+  EXPECT_EQ(after.back().event(), "done");
+  ASSERT_GE(after.size(), 2u);
+  EXPECT_EQ(after[after.size() - 2].event(), "thread.run.completed");
+
+  const std::vector<v1::RunEvent> log = Replay(run);
+  ExpectLogExtends(before, log);
+  std::vector<v1::RunEvent> all = before;
+  all.insert(all.end(), after.begin(), after.end());
+  EXPECT_EQ(Sequences(all), OneTo(static_cast<int64_t>(all.size())));
+
+  const v1::Run final_run = GetRun(run);
+  EXPECT_EQ(final_run.status(), v1::RUN_STATUS_COMPLETED);
+  // The interrupted step failed; the retried turn's step completed.
+  const std::vector<v1::RunStep> steps = ListSteps(run);
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].status(), v1::RUN_STEP_STATUS_FAILED);
+  EXPECT_EQ(steps[0].last_error().code(), "server_error");
+  EXPECT_EQ(steps[1].status(), v1::RUN_STEP_STATUS_COMPLETED);
+  // Its partial message is kept as incomplete; the answer completed.
+  const std::vector<v1::Message> messages =
+      ListMessages(run.thread_id(), run.id());
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[0].status(), v1::MESSAGE_STATUS_INCOMPLETE);
+  EXPECT_EQ(messages[1].status(), v1::MESSAGE_STATUS_COMPLETED);
+  EXPECT_THAT(MessageText(messages[1]), HasSubstr("Lisbon"));
+}
+
+}  // namespace
+}  // namespace assistants::test_support
