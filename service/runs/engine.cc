@@ -186,10 +186,6 @@ absl::Status RunEngine::StartRun(RunCreation& creation,
                                  const v1::RunOptions& options) {
   const v1::ActiveRunPolicy policy =
       EffectivePolicy(options.active_run_policy());
-  const int64_t timeout_ms =
-      options.requires_action_timeout_seconds() > 0
-          ? int64_t{options.requires_action_timeout_seconds()} * 1000
-          : context_.options.requires_action_timeout_ms;
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) {
@@ -199,7 +195,6 @@ absl::Status RunEngine::StartRun(RunCreation& creation,
     }
   }
   const v1::Run& run = creation.run;
-  RETURN_IF_ERROR(context_.resolve_provider(run.upstream()).status());
   creation.reject_if_thread_active = policy != v1::ACTIVE_RUN_POLICY_QUEUE;
   const int64_t now_ms = context_.clock->NowMillis();
   int64_t sequence = 0;
@@ -230,7 +225,7 @@ absl::Status RunEngine::StartRun(RunCreation& creation,
   }
   hub_.Publish(run.id(), std::move(events));
   Admit(std::make_shared<RunActor>(&context_, run, std::vector<v1::RunStep>{},
-                                   sequence, timeout_ms));
+                                   sequence));
   return absl::OkStatus();
 }
 
@@ -245,10 +240,6 @@ absl::StatusOr<v1::CreateRunResponse> RunEngine::CreateRun(
       "CreateRun", request,
       [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
         const v1::RunOptions& options = request.options();
-        if (EffectivePolicy(options.active_run_policy()) ==
-            v1::ACTIVE_RUN_POLICY_INTERRUPT) {
-          RETURN_IF_ERROR(InterruptActive(request.thread_id()));
-        }
         ASSIGN_OR_RETURN(v1::Thread thread,
                          context_.store->GetThread(request.thread_id()));
         (void)thread;
@@ -258,6 +249,13 @@ absl::StatusOr<v1::CreateRunResponse> RunEngine::CreateRun(
         creation.run = ComposeRun(options, assistant, request.thread_id(),
                                   context_.options.default_upstream,
                                   context_.clock->NowSeconds());
+        RETURN_IF_ERROR(
+            context_.resolve_provider(creation.run.upstream()).status());
+        // Only a request that is otherwise valid may stop the active run.
+        if (EffectivePolicy(options.active_run_policy()) ==
+            v1::ACTIVE_RUN_POLICY_INTERRUPT) {
+          RETURN_IF_ERROR(InterruptActive(request.thread_id()));
+        }
         for (const v1::MessageInput& input : options.additional_messages()) {
           creation.messages.push_back(NewMessage(input, request.thread_id(),
                                                  context_.clock->NowSeconds()));
@@ -297,6 +295,8 @@ absl::StatusOr<v1::CreateThreadAndRunResponse> RunEngine::CreateThreadAndRun(
         }
         creation.run = ComposeRun(options, assistant, thread.id(),
                                   context_.options.default_upstream, now);
+        RETURN_IF_ERROR(
+            context_.resolve_provider(creation.run.upstream()).status());
         Response response;
         *response.mutable_run() = creation.run;
         if (record != nullptr) {
@@ -510,9 +510,8 @@ absl::Status RunEngine::Recover() {
       last_sequence = events.back().sequence();
     }
     hub_.Open(run.id(), last_sequence);
-    Admit(std::make_shared<RunActor>(
-        &context_, std::move(run), std::move(steps), last_sequence,
-        context_.options.requires_action_timeout_ms));
+    Admit(std::make_shared<RunActor>(&context_, std::move(run),
+                                     std::move(steps), last_sequence));
   }
   return absl::OkStatus();
 }

@@ -14,8 +14,7 @@
 namespace assistants::runs {
 namespace {
 
-// Marks a step abandoned by a gateway restart (counted against
-// EngineOptions::max_restart_resumes).
+// Marks a step abandoned by a gateway restart.
 constexpr absl::string_view kInterruptedKey = "gateway.interrupted";
 
 constexpr absl::string_view kStepStatusEvent[] = {
@@ -74,12 +73,15 @@ class RunActor::TurnObserver : public upstream::TurnObserver {
 };
 
 RunActor::RunActor(EngineContext* context, v1::Run run,
-                   std::vector<v1::RunStep> steps, int64_t last_sequence,
-                   int64_t requires_action_timeout_ms)
+                   std::vector<v1::RunStep> steps, int64_t last_sequence)
     : context_(context),
       run_id_(run.id()),
       thread_id_(run.thread_id()),
-      requires_action_timeout_ms_(requires_action_timeout_ms),
+      // The run's own timeout is stored with it, so it survives restarts.
+      requires_action_timeout_ms_(
+          run.requires_action_timeout_seconds() > 0
+              ? int64_t{run.requires_action_timeout_seconds()} * 1000
+              : context->options.requires_action_timeout_ms),
       run_(std::move(run)),
       steps_(std::move(steps)),
       last_sequence_(last_sequence) {}
@@ -320,12 +322,13 @@ void RunActor::StartOnStrand() {
 }
 
 void RunActor::ResumeInProgress() {
-  int interrupted = 0;
-  for (const v1::RunStep& step : steps_) {
-    if (step.metadata().count(std::string(kInterruptedKey)) > 0) ++interrupted;
-  }
+  // Counted on the run itself (stored before the turn is retried), so a
+  // turn that crashes the process before any output still ends the loop.
+  run_.set_restart_resumes(run_.restart_resumes() + 1);
+  pending_.run = run_;
   // The model turn in flight when the process stopped is lost; its output
-  // so far is kept (marked incomplete / failed) and the turn runs again.
+  // so far is kept (the message ends incomplete, the step failed) and the
+  // turn runs again.
   v1::LastError error;
   error.set_code("server_error");
   error.set_message(
@@ -338,6 +341,7 @@ void RunActor::ResumeInProgress() {
           thread_id_, step.step_details().message_creation().message_id());
       if (message.ok() && message->status() == v1::MESSAGE_STATUS_IN_PROGRESS) {
         message_ = *std::move(message);
+        RestoreStreamedContent();
         message_.set_status(v1::MESSAGE_STATUS_INCOMPLETE);
         message_.set_incomplete_at(context_->clock->NowSeconds());
         message_.mutable_incomplete_details()->set_reason("run_failed");
@@ -347,9 +351,16 @@ void RunActor::ResumeInProgress() {
     }
     for (const v1::ToolCall& call :
          step.step_details().tool_calls().tool_calls()) {
-      if (call.has_function() && !call.function().has_output())
+      if (call.has_function() && !call.function().has_output()) {
         pending_calls = true;
+      }
     }
+  }
+  if (run_.restart_resumes() > context_->options.max_restart_resumes) {
+    Fail("server_error",
+         absl::StrCat("The gateway restarted ", run_.restart_resumes(),
+                      " times during this run; it was not resumed again."));
+    return;
   }
   if (pending_calls && !tool_step_id_.empty()) {
     // The turn had ended with function calls (handed to workers): hand the
@@ -364,16 +375,40 @@ void RunActor::ResumeInProgress() {
     *step.mutable_last_error() = error;
     (*step.mutable_metadata())[std::string(kInterruptedKey)] = "restart";
     EmitStep(StepEvent(step.status()), step);
-    ++interrupted;
   }
   tool_step_id_.clear();
-  if (interrupted > context_->options.max_restart_resumes) {
-    Fail("server_error",
-         absl::StrCat("The gateway restarted ", interrupted,
-                      " times during this run; it was not resumed again."));
-    return;
-  }
   BeginTurn();
+}
+
+void RunActor::RestoreStreamedContent() {
+  // Text is stored with the message only when it closes; what streamed
+  // before the restart is in the log as deltas.
+  int64_t after = 0;
+  while (true) {
+    absl::StatusOr<std::vector<v1::RunEvent>> events =
+        context_->store->ListRunEvents(run_id_, after, 1000);
+    if (!events.ok() || events->empty()) return;
+    after = events->back().sequence();
+    for (const v1::RunEvent& event : *events) {
+      if (!event.has_message_delta() ||
+          event.message_delta().id() != message_.id()) {
+        continue;
+      }
+      for (const v1::MessageContentDelta& delta :
+           event.message_delta().delta().content()) {
+        if (delta.index() < 0 || delta.index() > message_.content_size()) {
+          continue;
+        }
+        if (delta.index() == message_.content_size()) message_.add_content();
+        v1::MessageContent* part = message_.mutable_content(delta.index());
+        if (delta.has_text()) {
+          part->mutable_text()->mutable_value()->append(delta.text().value());
+        } else if (delta.content_case() == v1::MessageContentDelta::kRefusal) {
+          part->mutable_refusal()->append(delta.refusal());
+        }
+      }
+    }
+  }
 }
 
 void RunActor::BeginTurn() {

@@ -34,7 +34,7 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   // `steps` and `last_sequence` describe what is already stored (empty and
   // the count of the creation events for a new run).
   RunActor(EngineContext* context, v1::Run run, std::vector<v1::RunStep> steps,
-           int64_t last_sequence, int64_t requires_action_timeout_ms);
+           int64_t last_sequence);
 
   const std::string& run_id() const { return run_id_; }
   const std::string& thread_id() const { return thread_id_; }
@@ -76,6 +76,8 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   void OnExpiryTimer();
   void ArmExpiry();
   void ResumeInProgress();
+  // Refills message_'s content from the stored delta events.
+  void RestoreStreamedContent();
 
   // Ends the run (strand only).
   void Fail(absl::string_view code, absl::string_view message);

@@ -205,6 +205,7 @@ v1::Run ComposeRun(const v1::RunOptions& o, const v1::Assistant& assistant,
   }
   run.set_upstream(assistant.upstream().empty() ? std::string(default_upstream)
                                                 : assistant.upstream());
+  run.set_requires_action_timeout_seconds(o.requires_action_timeout_seconds());
   return run;
 }
 

@@ -46,17 +46,21 @@ upstream::Turn BuildTurn(const TurnInputs& in) {
     turn.max_output_tokens = std::max<int64_t>(
         1, run.max_completion_tokens() - in.completion_tokens_used);
   }
-  // The thread's resources win over the assistant's, as in OpenAI.
-  const v1::ToolResources& resources =
-      in.thread != nullptr && in.thread->has_tool_resources()
-          ? in.thread->tool_resources()
-          : in.assistant->tool_resources();
-  turn.code_interpreter_file_ids.assign(
-      resources.code_interpreter().file_ids().begin(),
-      resources.code_interpreter().file_ids().end());
-  turn.vector_store_ids.assign(
-      resources.file_search().vector_store_ids().begin(),
-      resources.file_search().vector_store_ids().end());
+  // Per tool, the thread's resources win over the assistant's (a thread
+  // with only vector stores keeps the assistant's code_interpreter files).
+  const v1::ToolResources empty;
+  const v1::ToolResources& thread_resources =
+      in.thread != nullptr ? in.thread->tool_resources() : empty;
+  const v1::ToolResources& fallback = in.assistant->tool_resources();
+  const auto& files = thread_resources.code_interpreter().file_ids_size() > 0
+                          ? thread_resources.code_interpreter().file_ids()
+                          : fallback.code_interpreter().file_ids();
+  turn.code_interpreter_file_ids.assign(files.begin(), files.end());
+  const auto& stores =
+      thread_resources.file_search().vector_store_ids_size() > 0
+          ? thread_resources.file_search().vector_store_ids()
+          : fallback.file_search().vector_store_ids();
+  turn.vector_store_ids.assign(stores.begin(), stores.end());
 
   // History: the thread's messages that are not this run's.
   std::vector<upstream::TurnItem> history;
