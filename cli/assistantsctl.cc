@@ -600,6 +600,7 @@ absl::Status FillAssistantFields(const Args& args, Request* request) {
   if (auto v = args.Get("name")) request->set_name(*v);
   if (auto v = args.Get("description")) request->set_description(*v);
   if (auto v = args.Get("instructions")) request->set_instructions(*v);
+  if (auto v = args.Get("upstream")) request->set_upstream(*v);
   if (auto v = args.Get("tools-json")) {
     absl::Status status = ParseToolsJson(*v, request->mutable_tools());
     if (!status.ok()) return status;
@@ -1018,8 +1019,8 @@ struct Command {
 
 const std::vector<Command>& Commands() {
   static const std::set<std::string> kAssistantFields = {
-      "model",      "name",     "description", "instructions",
-      "tools-json", "metadata", "temperature", "top-p"};
+      "model",    "name",        "description", "instructions", "tools-json",
+      "metadata", "temperature", "top-p",       "upstream"};
   static const std::set<std::string> kPaging = {"limit", "order", "after",
                                                 "before"};
   auto with = [](std::set<std::string> flags, const std::string& extra) {
@@ -1031,7 +1032,7 @@ const std::vector<Command>& Commands() {
        "create",
        "--model M [--name N] [--description D] [--instructions I]\n"
        "[--tools-json JSON] [--metadata k=v ...] [--temperature T]\n"
-       "[--top-p P] [--request-id ID]",
+       "[--top-p P] [--upstream BACKEND] [--request-id ID]",
        "",
        with(kAssistantFields, "request-id"),
        {"metadata"},
@@ -1048,7 +1049,7 @@ const std::vector<Command>& Commands() {
        "update",
        "ID [--model M] [--name N] [--description D] [--instructions I]\n"
        "[--tools-json JSON] [--metadata k=v ...] [--temperature T]\n"
-       "[--top-p P]",
+       "[--top-p P] [--upstream BACKEND]",
        "ID",
        kAssistantFields,
        {"metadata"},

@@ -11,9 +11,10 @@
 
 namespace assistants {
 
-void StreamRegistry::Add(const std::shared_ptr<Member>& member) {
+bool StreamRegistry::Add(const std::shared_ptr<Member>& member) {
   absl::MutexLock lock(&mu_);
   members_[member.get()] = member;
+  return !draining_;
 }
 
 void StreamRegistry::Remove(const Member* member) {
@@ -25,6 +26,7 @@ void StreamRegistry::DrainAll() {
   std::vector<std::shared_ptr<Member>> members;
   {
     absl::MutexLock lock(&mu_);
+    draining_ = true;
     for (auto& [key, weak] : members_) {
       if (auto member = weak.lock()) members.push_back(std::move(member));
     }
@@ -41,6 +43,17 @@ namespace {
 
 using runs::EventPtr;
 using runs::RunEventHub;
+
+// How a stream ends when the gateway shuts down: clients retry elsewhere (or
+// after the restart) with their last sequence.
+grpc::Status DrainingStatus() {
+  absl::Status status = MakeError(
+      absl::StatusCode::kUnavailable, "GATEWAY_DRAINING",
+      "The gateway is shutting down; reconnect with after_sequence to "
+      "resume");
+  SetRetryDelay(status, std::chrono::milliseconds(1000));
+  return ToGrpcStatus(status);
+}
 
 // The part of a stream that outlives the reactor: hub waiters, timers,
 // store reads and the registry hold it, and reach the reactor only while it
@@ -73,7 +86,12 @@ class RunEventsStream final
         options_(options),
         core_(std::make_shared<StreamCore>()) {
     core_->reactor = this;
-    registry_->Add(core_);
+    if (!registry_->Add(core_)) {
+      // The gateway is shutting down: no new runs, no new streams.
+      absl::MutexLock lock(&core_->mu);
+      FinishLocked(DrainingStatus());
+      return;
+    }
     // Opening may create the run or read the store: off the gRPC thread.
     // The task must not touch `this` until it knows the reactor is alive.
     executor_->Schedule([core = core_, engine = engine_, request = request_] {
@@ -142,12 +160,7 @@ class RunEventsStream final
       event->set_event("draining");
       event->set_created_at_ms(clock_->NowMillis());
       event->mutable_draining();
-      absl::Status status = MakeError(
-          absl::StatusCode::kUnavailable, "GATEWAY_DRAINING",
-          "The gateway is shutting down; reconnect with after_sequence to "
-          "resume");
-      SetRetryDelay(status, std::chrono::milliseconds(1000));
-      pending_finish_ = ToGrpcStatus(status);
+      pending_finish_ = DrainingStatus();
       WriteLocked(std::move(draining));
       return;
     }
@@ -280,8 +293,7 @@ class RunEventsStream final
   void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
     draining_ = true;
     if (!opened_) {
-      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                "the gateway is shutting down"));
+      FinishLocked(DrainingStatus());
       return;
     }
     PumpLocked();

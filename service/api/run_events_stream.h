@@ -29,7 +29,9 @@ class StreamRegistry {
     virtual ~Member() = default;
     virtual void Drain() = 0;
   };
-  void Add(const std::shared_ptr<Member>& member);
+  // Registers an open stream; false once DrainAll has run (the caller
+  // drains at once: no new stream may start on a gateway shutting down).
+  bool Add(const std::shared_ptr<Member>& member);
   void Remove(const Member* member);
   // Sends `draining` on every open stream and ends it.
   void DrainAll();
@@ -39,6 +41,7 @@ class StreamRegistry {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<const Member*, std::weak_ptr<Member>> members_
       ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 struct StreamOptions {
