@@ -40,10 +40,11 @@ ABSL_FLAG(std::string, db, EnvOr("ASSISTANTS_DB", "assistants.db"),
           "ASSISTANTS_DB)");
 ABSL_FLAG(int, shutdown_grace_ms, 5000,
           "on SIGTERM/SIGINT, how long calls in flight may finish");
-ABSL_FLAG(int, requires_action_timeout_s,
-          std::atoi(EnvOr("ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S", "600").c_str()),
-          "how long a run may wait for tool outputs before it expires (env "
-          "ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S)");
+ABSL_FLAG(
+    int, requires_action_timeout_s,
+    std::atoi(EnvOr("ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S", "600").c_str()),
+    "how long a run may wait for tool outputs before it expires (env "
+    "ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S)");
 ABSL_FLAG(std::string, active_run_policy,
           EnvOr("ASSISTANTS_ACTIVE_RUN_POLICY", "reject"),
           "default for a run created on a thread with an active run: reject, "
@@ -91,8 +92,7 @@ int main(int argc, char** argv) {
   auto providers = assistants::upstream::ProviderRegistry::Create(
       *backends, default_upstream, http.get());
   if (!providers.ok()) {
-    std::cerr << "assistants-gateway: " << providers.status().message()
-              << "\n";
+    std::cerr << "assistants-gateway: " << providers.status().message() << "\n";
     return 1;
   }
 

@@ -96,10 +96,10 @@ absl::Status ReadPositive(const char* name, int64_t* value) {
   if (text.empty()) return absl::OkStatus();
   int64_t parsed = 0;
   if (!absl::SimpleAtoi(text, &parsed) || parsed <= 0) {
-    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_CONFIG",
-                     absl::StrCat(name, " must be a positive integer, not \"",
-                                  text, "\""),
-                     {{"variable", name}});
+    return MakeError(
+        absl::StatusCode::kInvalidArgument, "INVALID_CONFIG",
+        absl::StrCat(name, " must be a positive integer, not \"", text, "\""),
+        {{"variable", name}});
   }
   *value = parsed;
   return absl::OkStatus();
@@ -126,7 +126,8 @@ absl::Status ApplyTransportEnvironment(ProviderConfig& config) {
     *t.field = std::chrono::milliseconds(ms);
   }
   int64_t attempts = config.retry.max_attempts;
-  if (absl::Status s = ReadPositive("ASSISTANTS_UPSTREAM_MAX_ATTEMPTS", &attempts);
+  if (absl::Status s =
+          ReadPositive("ASSISTANTS_UPSTREAM_MAX_ATTEMPTS", &attempts);
       !s.ok()) {
     return s;
   }

@@ -87,8 +87,7 @@ int ManualTimers::RunDue() {
     std::function<void()> callback;
     {
       absl::MutexLock lock(&mu_);
-      if (queue_.empty() ||
-          queue_.begin()->first.first > clock_->NowMillis()) {
+      if (queue_.empty() || queue_.begin()->first.first > clock_->NowMillis()) {
         break;
       }
       auto node = queue_.extract(queue_.begin());

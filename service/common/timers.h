@@ -24,7 +24,8 @@ class Timers {
   // Runs `callback` once at or after `deadline_ms` (Clock milliseconds).
   // Callbacks run on the timers' own thread, one at a time, and must not
   // block. Thread-safe.
-  virtual Id ScheduleAt(int64_t deadline_ms, std::function<void()> callback) = 0;
+  virtual Id ScheduleAt(int64_t deadline_ms,
+                        std::function<void()> callback) = 0;
   // Forgets a timer that has not fired yet; a no-op otherwise. Does not wait
   // for a callback that is already running.
   virtual void Cancel(Id id) = 0;

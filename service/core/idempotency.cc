@@ -55,18 +55,17 @@ absl::StatusOr<std::optional<IdempotencyRecord>> IdempotencyGuard::Replayable(
   if (!record.has_value()) return std::nullopt;
   if (record->created_at_ms < clock_->NowMillis() - kIdempotencyWindowMs) {
     // Expired: forget it (and its peers) so the key can be used afresh.
-    RETURN_IF_ERROR(
-        store_->PruneIdempotencyRecords(clock_->NowMillis() -
-                                        kIdempotencyWindowMs)
-            .status());
+    RETURN_IF_ERROR(store_
+                        ->PruneIdempotencyRecords(clock_->NowMillis() -
+                                                  kIdempotencyWindowMs)
+                        .status());
     return std::nullopt;
   }
   if (record->request_fingerprint != fingerprint) {
-    return MakeError(absl::StatusCode::kFailedPrecondition,
-                     "IDEMPOTENCY_KEY_REUSED",
-                     "request_id was already used with a different request",
-                     {{"field", "request_id"},
-                      {"request_id", std::string(request_id)}});
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, "IDEMPOTENCY_KEY_REUSED",
+        "request_id was already used with a different request",
+        {{"field", "request_id"}, {"request_id", std::string(request_id)}});
   }
   return record;
 }

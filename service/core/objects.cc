@@ -38,5 +38,4 @@ absl::Status InRequestPaths(absl::Status status) {
                     "INVALID_CURSOR", violation.description());
 }
 
-
 }  // namespace assistants
