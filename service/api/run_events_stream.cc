@@ -108,6 +108,7 @@ class RunEventsStream final
       return;
     }
     run_id_ = run->id();
+    thread_id_ = run->thread_id();
     next_ = request_.after_sequence() + 1;
     opened_ = true;
     last_write_ms_ = clock_->NowMillis();
@@ -212,14 +213,14 @@ class RunEventsStream final
   void ReadStoreLocked(bool not_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
     reading_ = true;
     executor_->Schedule([core = core_, engine = engine_, not_live,
-                         run_id = run_id_, after = next_ - 1,
-                         limit = options_.read_ahead] {
+                         thread_id = thread_id_, run_id = run_id_,
+                         after = next_ - 1, limit = options_.read_ahead] {
       absl::StatusOr<std::vector<v1::RunEvent>> events =
           engine->ReadEvents(run_id, after, limit);
       // A cursor at the end of a finished run: nothing more will come.
       bool ended = false;
       if (not_live && events.ok() && events->empty()) {
-        ended = engine->RunEnded(run_id, after);
+        ended = engine->RunEnded(thread_id, run_id);
       }
       absl::MutexLock lock(&core->mu);
       if (core->reactor == nullptr) return;
@@ -311,6 +312,7 @@ class RunEventsStream final
   const std::shared_ptr<StreamCore> core_;
 
   // Guarded by core_->mu.
+  std::string thread_id_;
   std::string run_id_;
   int64_t next_ = 1;
   bool opened_ = false;

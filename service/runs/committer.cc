@@ -96,9 +96,14 @@ void RunCommitter::Loop() {
     {
       absl::MutexLock lock(&mu_);
       for (size_t i = 0; i < batch.size(); ++i) {
-        auto it = poisoned_.find(batch[i].changes.run_id);
+        const RunChanges& c = batch[i].changes;
+        auto it = poisoned_.find(c.run_id);
         if (it != poisoned_.end()) {
           outcome[i] = it->second;
+        } else if (c.events.empty() && !c.run.has_value() && c.steps.empty() &&
+                   c.messages.empty() && c.idempotency == nullptr) {
+          // Nothing to write: it only orders its callback after the run's
+          // earlier changes.
         } else {
           to_commit.push_back(&batch[i].changes);
           committed_index.push_back(i);
@@ -107,10 +112,12 @@ void RunCommitter::Loop() {
     }
     if (!to_commit.empty()) {
       absl::Status status = CommitWithRetry(to_commit);
-      if (!status.ok() && to_commit.size() > 1) {
+      if (!status.ok() && to_commit.size() > 1 &&
+          status.code() != absl::StatusCode::kUnavailable) {
         // Find the culprit(s): commit each change alone, in order, so one
         // bad run does not fail the others. After a change fails, the rest
-        // of its run fail too (no gaps in a log).
+        // of its run fail too (no gaps in a log). Not for an unavailable
+        // store: every change would wait out its own retries.
         for (size_t k = 0; k < to_commit.size(); ++k) {
           const std::string& run_id = to_commit[k]->run_id;
           absl::Status alone;
@@ -132,7 +139,9 @@ void RunCommitter::Loop() {
         }
         if (!status.ok()) {
           absl::MutexLock lock(&mu_);
-          poisoned_.emplace(to_commit[0]->run_id, status);
+          for (const RunChanges* changes : to_commit) {
+            poisoned_.emplace(changes->run_id, status);
+          }
         }
       }
     }

@@ -49,22 +49,12 @@ v1::RunEvent InitialEvent(int64_t sequence, absl::string_view name,
   return event;
 }
 
-// The gateway cannot act on an active run that no actor here drives (its
-// changes could not be stored, or another process owns it).
-absl::Status NotDriven(absl::string_view run_id) {
-  return MakeError(absl::StatusCode::kUnavailable, "RUN_NOT_DRIVEN",
-                   absl::StrCat("Run ", run_id,
-                                " is not being driven by this gateway; retry "
-                                "after it is resumed"),
-                   {{"run_id", std::string(run_id)}});
-}
-
 }  // namespace
 
 RunEngine::RunEngine(Store* store, ProviderResolver resolve_provider,
                      ToolDispatcher* dispatcher, const Clock* clock,
                      Timers* timers, Executor* executor, EngineOptions options)
-    : committer_(store, &hub_), idempotency_(store, clock) {
+    : idempotency_(store, clock), committer_(store, &hub_) {
   context_.store = store;
   context_.resolve_provider = std::move(resolve_provider);
   context_.dispatcher = dispatcher;
@@ -344,7 +334,7 @@ absl::StatusOr<v1::UpdateRunResponse> RunEngine::UpdateRun(
   // Not driven here: the run is terminal, so nothing else writes it.
   ASSIGN_OR_RETURN(v1::Run run, context_.store->GetRun(request.thread_id(),
                                                        request.run_id()));
-  if (!IsTerminal(run.status())) return NotDriven(run.id());
+  if (!IsTerminal(run.status())) return RunNotDriven(run.id());
   *run.mutable_metadata() = request.metadata();
   RunChanges changes;
   changes.thread_id = run.thread_id();
@@ -368,7 +358,7 @@ absl::StatusOr<v1::CancelRunResponse> RunEngine::CancelRun(
   }
   ASSIGN_OR_RETURN(v1::Run run, context_.store->GetRun(request.thread_id(),
                                                        request.run_id()));
-  if (!IsTerminal(run.status())) return NotDriven(run.id());
+  if (!IsTerminal(run.status())) return RunNotDriven(run.id());
   return MakeError(
       absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
       absl::StrCat("Run ", run.id(), " is ", RunStatusName(run.status()),
@@ -390,7 +380,7 @@ absl::StatusOr<v1::SubmitToolOutputsResponse> RunEngine::SubmitToolOutputs(
           ASSIGN_OR_RETURN(
               v1::Run run,
               context_.store->GetRun(request.thread_id(), request.run_id()));
-          if (!IsTerminal(run.status())) return NotDriven(run.id());
+          if (!IsTerminal(run.status())) return RunNotDriven(run.id());
           return MakeError(
               absl::StatusCode::kFailedPrecondition, "RUN_NOT_AWAITING_OUTPUTS",
               absl::StrCat(
@@ -475,12 +465,11 @@ absl::StatusOr<std::vector<v1::RunEvent>> RunEngine::ReadEvents(
   return context_.store->ListRunEvents(run_id, after_sequence, limit);
 }
 
-bool RunEngine::RunEnded(const std::string& run_id, int64_t last_seen) {
-  if (hub_.LastSequence(run_id) >= 0 || last_seen < 1) return false;
-  absl::StatusOr<std::vector<v1::RunEvent>> events =
-      context_.store->ListRunEvents(run_id, last_seen - 1, 1);
-  return events.ok() && events->size() == 1 &&
-         events->front().event() == "done";
+bool RunEngine::RunEnded(const std::string& thread_id,
+                         const std::string& run_id) {
+  if (hub_.LastSequence(run_id) >= 0) return false;  // still live
+  absl::StatusOr<v1::Run> run = context_.store->GetRun(thread_id, run_id);
+  return run.ok() && IsTerminal(run->status());
 }
 
 // --- Recovery ---

@@ -116,9 +116,9 @@ class RunEngine {
   // Stored events of a run after `after_sequence` (at most `limit`).
   absl::StatusOr<std::vector<v1::RunEvent>> ReadEvents(
       const std::string& run_id, int64_t after_sequence, int limit);
-  // Whether the run is no longer live and its event `last_seen` is `done`
-  // (a client resuming after the end).
-  bool RunEnded(const std::string& run_id, int64_t last_seen);
+  // Whether the run is no longer live here and has ended (its log is
+  // complete: a reader with nothing left to read is done).
+  bool RunEnded(const std::string& thread_id, const std::string& run_id);
   RunEventHub* hub() { return &hub_; }
 
   // Runs driven by this engine now.
@@ -141,7 +141,6 @@ class RunEngine {
 
   RunEventHub hub_;
   EngineContext context_;
-  RunCommitter committer_;
   IdempotencyGuard idempotency_;
 
   mutable absl::Mutex mu_;
@@ -151,6 +150,9 @@ class RunEngine {
   // Per thread, its active runs in order; the front one is being driven.
   absl::flat_hash_map<std::string, std::deque<std::shared_ptr<RunActor>>>
       threads_ ABSL_GUARDED_BY(mu_);
+  // Last: destroyed (and joined) first, while everything its callbacks
+  // reach is still alive.
+  RunCommitter committer_;
 };
 
 }  // namespace assistants::runs

@@ -124,7 +124,11 @@ void RunActor::Start() {
 
 void RunActor::Cancel(RunReply reply) {
   Post([self = shared_from_this(), reply = std::move(reply)]() mutable {
-    if (self->stopped_ || IsTerminal(self->run_.status())) {
+    if (self->stopped_ && !IsTerminal(self->run_.status())) {
+      reply(RunNotDriven(self->run_id_));
+      return;
+    }
+    if (IsTerminal(self->run_.status())) {
       reply(MakeError(
           absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
           absl::StrCat("Run ", self->run_id_, " is ",
@@ -160,8 +164,11 @@ void RunActor::SubmitToolOutputs(std::vector<v1::ToolOutput> outputs,
                                  RunReply reply) {
   Post([self = shared_from_this(), outputs = std::move(outputs), idempotency,
         reply = std::move(reply)]() mutable {
-    if (self->stopped_ ||
-        self->run_.status() != v1::RUN_STATUS_REQUIRES_ACTION) {
+    if (self->stopped_ && !IsTerminal(self->run_.status())) {
+      reply(RunNotDriven(self->run_id_));
+      return;
+    }
+    if (self->run_.status() != v1::RUN_STATUS_REQUIRES_ACTION) {
       reply(MakeError(
           absl::StatusCode::kFailedPrecondition, "RUN_NOT_AWAITING_OUTPUTS",
           absl::StrCat("Run ", self->run_id_, " is ",
@@ -250,6 +257,12 @@ void RunActor::UpdateMetadata(
     google::protobuf::Map<std::string, std::string> metadata, RunReply reply) {
   Post([self = shared_from_this(), metadata = std::move(metadata),
         reply = std::move(reply)]() mutable {
+    if (self->stopped_) {
+      // Terminal runs are updated by the engine directly; a stopped actor
+      // of an active run must not write any more.
+      reply(RunNotDriven(self->run_id_));
+      return;
+    }
     *self->run_.mutable_metadata() = std::move(metadata);
     self->pending_.run = self->run_;
     v1::Run snapshot = self->run_;
@@ -550,6 +563,9 @@ void RunActor::OnProviderEvent(uint64_t turn,
                         ->mutable_tool_calls()
                         ->mutable_tool_calls();
       auto [it, created] = call_position_.emplace(event.index, calls->size());
+      if (!created && it->second >= calls->size()) {
+        return;  // a call of a step already closed: nothing to attach to
+      }
       v1::RunEvent& out = NewEvent("thread.run.step.delta");
       v1::RunStepDelta* delta = out.mutable_step_delta();
       delta->set_id(step->id());
@@ -867,10 +883,13 @@ void RunActor::Terminate(v1::RunStatus status) {
   NewEvent("done").mutable_done();
   stopped_ = true;
   Commit([self = shared_from_this()](const absl::Status&) {
-    if (!self->finished_) {
-      self->finished_ = true;
-      self->context_->on_finished(self);
-    }
+    // Back on the strand: finished_ is strand state.
+    self->Post([self] {
+      if (!self->finished_) {
+        self->finished_ = true;
+        self->context_->on_finished(self);
+      }
+    });
   });
 }
 
@@ -968,6 +987,8 @@ void RunActor::EnsureToolStep() {
   v1::RunStep step = NewStep(v1::RUN_STEP_TYPE_TOOL_CALLS);
   step.mutable_step_details()->mutable_tool_calls();
   tool_step_id_ = step.id();
+  // The provider's call indexes map to positions in this step only.
+  call_position_.clear();
   steps_.push_back(step);
   EmitStep("thread.run.step.created", step);
   EmitStep("thread.run.step.in_progress", step);
@@ -1060,10 +1081,12 @@ void RunActor::AddUsage(const v1::Usage& usage) {
 void RunActor::Commit(std::function<void(const absl::Status&)> done) {
   if (pending_.events.empty() && !pending_.run.has_value() &&
       pending_.steps.empty() && pending_.messages.empty() &&
-      pending_.idempotency == nullptr) {
-    if (done) done(absl::OkStatus());
+      pending_.idempotency == nullptr && !done) {
     return;
   }
+  // An empty change with `done` still goes through the committer: its reply
+  // must follow this run's earlier changes (a cancel answered before the
+  // cancellation is durable would be a lie).
   pending_.run_id = run_id_;
   pending_.thread_id = thread_id_;
   DedupeById(pending_.steps);

@@ -111,4 +111,12 @@ absl::string_view RunStatusEvent(RunStatus status) {
   }
 }
 
+absl::Status RunNotDriven(absl::string_view run_id) {
+  return MakeError(absl::StatusCode::kUnavailable, "RUN_NOT_DRIVEN",
+                   absl::StrCat("Run ", run_id,
+                                " is not being driven by this gateway; retry "
+                                "after it is resumed"),
+                   {{"run_id", std::string(run_id)}});
+}
+
 }  // namespace assistants::runs

@@ -31,6 +31,11 @@ absl::string_view RunStatusName(v1::RunStatus status);
 // The stream event announcing `status` ("thread.run.requires_action").
 absl::string_view RunStatusEvent(v1::RunStatus status);
 
+// UNAVAILABLE (RUN_NOT_DRIVEN): the run is active but no actor here drives
+// it (its changes could not be stored, or the gateway is stopping); it is
+// resumed by the next process, so the caller should retry.
+absl::Status RunNotDriven(absl::string_view run_id);
+
 }  // namespace assistants::runs
 
 #endif  // SERVICE_RUNS_RUN_STATUS_H_

@@ -1000,6 +1000,11 @@ TEST_F(EngineTest, CancelInRequiresAction) {
   ASSERT_TRUE(reply.ok()) << reply.status();
   // Nothing was in flight: the run is cancelled at once.
   EXPECT_EQ(reply->status(), v1::RUN_STATUS_CANCELLED);
+  // The reply comes after the cancellation is durable: the store already
+  // says so, and the thread takes a new run right away.
+  absl::StatusOr<v1::Run> stored = store_->GetRun(run.thread_id(), run.id());
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->status(), v1::RUN_STATUS_CANCELLED);
   const v1::Run cancelled = WaitDone(run);
   EXPECT_EQ(cancelled.status(), v1::RUN_STATUS_CANCELLED);
   EXPECT_FALSE(cancelled.has_required_action());
