@@ -359,12 +359,7 @@ absl::StatusOr<v1::CancelRunResponse> RunEngine::CancelRun(
   ASSIGN_OR_RETURN(v1::Run run, context_.store->GetRun(request.thread_id(),
                                                        request.run_id()));
   if (!IsTerminal(run.status())) return RunNotDriven(run.id());
-  return MakeError(
-      absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
-      absl::StrCat("Run ", run.id(), " is ", RunStatusName(run.status()),
-                   " and cannot be cancelled"),
-      {{"run_id", run.id()},
-       {"status", std::string(RunStatusName(run.status()))}});
+  return RunNotActive(run);
 }
 
 absl::StatusOr<v1::SubmitToolOutputsResponse> RunEngine::SubmitToolOutputs(
@@ -381,13 +376,7 @@ absl::StatusOr<v1::SubmitToolOutputsResponse> RunEngine::SubmitToolOutputs(
               v1::Run run,
               context_.store->GetRun(request.thread_id(), request.run_id()));
           if (!IsTerminal(run.status())) return RunNotDriven(run.id());
-          return MakeError(
-              absl::StatusCode::kFailedPrecondition, "RUN_NOT_AWAITING_OUTPUTS",
-              absl::StrCat(
-                  "Run ", run.id(), " is ", RunStatusName(run.status()),
-                  ", not requires_action; no tool outputs are awaited"),
-              {{"run_id", run.id()},
-               {"status", std::string(RunStatusName(run.status()))}});
+          return RunNotAwaitingOutputs(run);
         }
         RunReplyWaiter waiter;
         actor->SubmitToolOutputs(

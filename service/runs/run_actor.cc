@@ -129,13 +129,7 @@ void RunActor::Cancel(RunReply reply) {
       return;
     }
     if (IsTerminal(self->run_.status())) {
-      reply(MakeError(
-          absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
-          absl::StrCat("Run ", self->run_id_, " is ",
-                       RunStatusName(self->run_.status()),
-                       " and cannot be cancelled"),
-          {{"run_id", self->run_id_},
-           {"status", std::string(RunStatusName(self->run_.status()))}}));
+      reply(RunNotActive(self->run_));
       return;
     }
     if (self->run_.status() != v1::RUN_STATUS_CANCELLING) {
@@ -147,15 +141,7 @@ void RunActor::Cancel(RunReply reply) {
         self->FinishCancelled();
       }
     }
-    v1::Run snapshot = self->run_;
-    self->Commit([reply = std::move(reply),
-                  snapshot = std::move(snapshot)](const absl::Status& status) {
-      if (status.ok()) {
-        reply(snapshot);
-      } else {
-        reply(status);
-      }
-    });
+    self->ReplyAfterCommit(std::move(reply));
   });
 }
 
@@ -169,13 +155,7 @@ void RunActor::SubmitToolOutputs(std::vector<v1::ToolOutput> outputs,
       return;
     }
     if (self->run_.status() != v1::RUN_STATUS_REQUIRES_ACTION) {
-      reply(MakeError(
-          absl::StatusCode::kFailedPrecondition, "RUN_NOT_AWAITING_OUTPUTS",
-          absl::StrCat("Run ", self->run_id_, " is ",
-                       RunStatusName(self->run_.status()),
-                       ", not requires_action; no tool outputs are awaited"),
-          {{"run_id", self->run_id_},
-           {"status", std::string(RunStatusName(self->run_.status()))}}));
+      reply(RunNotAwaitingOutputs(self->run_));
       return;
     }
     // The exact set: every output names a pending call, once, and every
@@ -229,21 +209,13 @@ void RunActor::SubmitToolOutputs(std::vector<v1::ToolOutput> outputs,
     self->run_.clear_required_action();
     self->run_.clear_expires_at();
     self->SetStatus(v1::RUN_STATUS_QUEUED);
-    v1::Run snapshot = self->run_;
     if (idempotency != nullptr) {
       v1::SubmitToolOutputsResponse response;
-      *response.mutable_run() = snapshot;
+      *response.mutable_run() = self->run_;
       idempotency->response = response.SerializeAsString();
       self->pending_.idempotency = idempotency;
     }
-    self->Commit([reply = std::move(reply),
-                  snapshot = std::move(snapshot)](const absl::Status& status) {
-      if (status.ok()) {
-        reply(snapshot);
-      } else {
-        reply(status);
-      }
-    });
+    self->ReplyAfterCommit(std::move(reply));
     if (self->workers_outstanding_ == 0) {
       self->ContinueAfterOutputs();
     } else {
@@ -265,15 +237,7 @@ void RunActor::UpdateMetadata(
     }
     *self->run_.mutable_metadata() = std::move(metadata);
     self->pending_.run = self->run_;
-    v1::Run snapshot = self->run_;
-    self->Commit([reply = std::move(reply),
-                  snapshot = std::move(snapshot)](const absl::Status& status) {
-      if (status.ok()) {
-        reply(snapshot);
-      } else {
-        reply(status);
-      }
-    });
+    self->ReplyAfterCommit(std::move(reply));
   });
 }
 
@@ -1103,6 +1067,17 @@ void RunActor::Commit(std::function<void(const absl::Status&)> done) {
         if (done) done(status);
       });
   pending_ = RunChanges();
+}
+
+void RunActor::ReplyAfterCommit(RunReply reply) {
+  Commit(
+      [reply = std::move(reply), snapshot = run_](const absl::Status& status) {
+        if (status.ok()) {
+          reply(snapshot);
+        } else {
+          reply(status);
+        }
+      });
 }
 
 void RunActor::OnCommitFailed(const absl::Status& status) {

@@ -106,6 +106,9 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   void AddUsage(const v1::Usage& usage);
   // Hands the pending changes to the committer.
   void Commit(std::function<void(const absl::Status&)> done = nullptr);
+  // Commits what is pending, then replies with the run as it is now (or
+  // with the commit's error).
+  void ReplyAfterCommit(RunReply reply);
   void OnCommitFailed(const absl::Status& status);
 
   EngineContext* const context_;

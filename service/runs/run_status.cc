@@ -119,4 +119,22 @@ absl::Status RunNotDriven(absl::string_view run_id) {
                    {{"run_id", std::string(run_id)}});
 }
 
+absl::Status RunNotActive(const v1::Run& run) {
+  const std::string status(RunStatusName(run.status()));
+  return MakeError(absl::StatusCode::kFailedPrecondition, "RUN_NOT_ACTIVE",
+                   absl::StrCat("Run ", run.id(), " is ", status,
+                                " and cannot be cancelled"),
+                   {{"run_id", run.id()}, {"status", status}});
+}
+
+absl::Status RunNotAwaitingOutputs(const v1::Run& run) {
+  const std::string status(RunStatusName(run.status()));
+  return MakeError(absl::StatusCode::kFailedPrecondition,
+                   "RUN_NOT_AWAITING_OUTPUTS",
+                   absl::StrCat("Run ", run.id(), " is ", status,
+                                ", not requires_action; no tool outputs are "
+                                "awaited"),
+                   {{"run_id", run.id()}, {"status", status}});
+}
+
 }  // namespace assistants::runs

@@ -36,6 +36,13 @@ absl::string_view RunStatusEvent(v1::RunStatus status);
 // resumed by the next process, so the caller should retry.
 absl::Status RunNotDriven(absl::string_view run_id);
 
+// FAILED_PRECONDITION (RUN_NOT_ACTIVE): a cancel of a run already ended.
+absl::Status RunNotActive(const v1::Run& run);
+
+// FAILED_PRECONDITION (RUN_NOT_AWAITING_OUTPUTS): tool outputs for a run
+// that is not in requires_action.
+absl::Status RunNotAwaitingOutputs(const v1::Run& run);
+
 }  // namespace assistants::runs
 
 #endif  // SERVICE_RUNS_RUN_STATUS_H_
