@@ -4,14 +4,18 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "google/protobuf/util/json_util.h"
 #include "service/api/server.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
@@ -20,6 +24,9 @@
 #include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
 #include "service/store/sqlite_store.h"
+#include "tool_workers/dispatcher.h"
+#include "tool_workers/registry.h"
+#include "tool_workers/worker_transport.h"
 #include "upstream/http/curl_http_client.h"
 #include "upstream/provider_registry.h"
 
@@ -52,6 +59,86 @@ ABSL_FLAG(std::string, active_run_policy,
 ABSL_FLAG(int, heartbeat_ms, 15000,
           "silence after which a RunEvents stream gets a heartbeat event");
 ABSL_FLAG(int, engine_threads, 4, "threads that drive runs");
+ABSL_FLAG(std::string, worker_token_file,
+          EnvOr("ASSISTANTS_WORKER_TOKEN_FILE", ""),
+          "file holding the token tool workers register with (env "
+          "ASSISTANTS_WORKER_TOKEN_FILE, or the token itself in "
+          "ASSISTANTS_WORKER_TOKEN); without one, only static workers serve");
+ABSL_FLAG(std::string, worker_allowlist,
+          EnvOr("ASSISTANTS_WORKER_ALLOWLIST", "127.0.0.0/8,[::1],localhost"),
+          "endpoints tool workers may register, comma-separated: IPv4 "
+          "blocks (10.0.0.0/8), addresses, host globs (*.svc.cluster.local) "
+          "or * (env ASSISTANTS_WORKER_ALLOWLIST)");
+ABSL_FLAG(std::string, workers_config, EnvOr("ASSISTANTS_WORKERS_CONFIG", ""),
+          "JSON file of static tool workers, {\"workers\": [{\"worker_id\", "
+          "\"endpoint\", \"tools\": [...]}]} as in ListWorkers (env "
+          "ASSISTANTS_WORKERS_CONFIG)");
+ABSL_FLAG(int, worker_lease_ttl_ms, 15000,
+          "default lease of a registered tool worker");
+ABSL_FLAG(int, worker_wait_ms, 15000,
+          "how long a resumed run's tool call waits for its worker to "
+          "register again after a gateway restart");
+
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError("cannot read " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The registry from the worker flags: token, allow-list, static workers.
+absl::StatusOr<std::unique_ptr<assistants::tool_workers::ToolRegistry>>
+MakeToolRegistry(const assistants::Clock* clock) {
+  namespace tw = assistants::tool_workers;
+  tw::RegistryOptions options;
+  const std::string token_file = absl::GetFlag(FLAGS_worker_token_file);
+  if (!token_file.empty()) {
+    auto token = ReadFile(token_file);
+    if (!token.ok()) return token.status();
+    options.registration_token =
+        std::string(absl::StripAsciiWhitespace(*token));
+    if (options.registration_token.empty()) {
+      return absl::InvalidArgumentError("--worker_token_file " + token_file +
+                                        " is empty");
+    }
+  } else {
+    options.registration_token = EnvOr("ASSISTANTS_WORKER_TOKEN", "");
+  }
+  auto allowlist =
+      tw::EndpointAllowList::Parse(absl::GetFlag(FLAGS_worker_allowlist));
+  if (!allowlist.ok()) return allowlist.status();
+  options.allowlist = *std::move(allowlist);
+  if (absl::GetFlag(FLAGS_worker_lease_ttl_ms) < options.min_lease_ttl_ms) {
+    return absl::InvalidArgumentError(
+        "--worker_lease_ttl_ms must be at least 1000");
+  }
+  options.default_lease_ttl_ms = absl::GetFlag(FLAGS_worker_lease_ttl_ms);
+  auto registry = std::make_unique<tw::ToolRegistry>(options, clock);
+  const std::string config = absl::GetFlag(FLAGS_workers_config);
+  if (!config.empty()) {
+    auto text = ReadFile(config);
+    if (!text.ok()) return text.status();
+    assistants::v1::ListWorkersResponse workers;
+    auto parsed = google::protobuf::util::JsonStringToMessage(*text, &workers);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError("--workers_config " + config + ": " +
+                                        parsed.ToString());
+    }
+    for (const assistants::v1::Worker& worker : workers.workers()) {
+      if (absl::Status added = registry->AddStatic(worker); !added.ok()) {
+        return absl::InvalidArgumentError("--workers_config " + config +
+                                          ": worker " + worker.worker_id() +
+                                          ": " + std::string(added.message()));
+      }
+    }
+  }
+  return registry;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -126,7 +213,18 @@ int main(int argc, char** argv) {
   assistants::ThreadTimers timers(&clock);
   assistants::Executor engine_executor(
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_engine_threads))));
-  assistants::runs::CallerOnlyDispatcher dispatcher;
+  auto tool_registry = MakeToolRegistry(&clock);
+  if (!tool_registry.ok()) {
+    std::cerr << "assistants-gateway: " << tool_registry.status().message()
+              << "\n";
+    return 1;
+  }
+  assistants::tool_workers::GrpcWorkerTransport worker_transport(&clock);
+  assistants::tool_workers::DispatcherOptions dispatcher_options;
+  dispatcher_options.no_worker_wait_ms = absl::GetFlag(FLAGS_worker_wait_ms);
+  assistants::tool_workers::WorkerDispatcher dispatcher(
+      tool_registry->get(), &worker_transport, &clock, &timers,
+      dispatcher_options);
   auto* registry = providers->get();
   auto engine = std::make_unique<assistants::runs::RunEngine>(
       store.get(),
@@ -141,6 +239,7 @@ int main(int argc, char** argv) {
   assistants::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.streams.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+  options.tool_registry = tool_registry->get();
   auto server = assistants::GatewayServer::Start(options, store.get(), &clock,
                                                  engine.get(), &timers);
   if (!server.ok()) {
@@ -165,6 +264,7 @@ int main(int argc, char** argv) {
   signal_waiter.join();
   // Turns in flight hold requests of the HTTP client: the engine goes first.
   engine->Stop();
+  dispatcher.Shutdown();
   server->reset();
   engine.reset();
   http.reset();

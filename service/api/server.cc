@@ -18,7 +18,14 @@ GatewayServer::GatewayServer(const ServerOptions& options, Store* store,
       thread_service_(&resources_, &executor_),
       message_service_(&resources_, &executor_),
       engine_(engine),
-      run_service_(engine, &executor_, timers, clock, options.streams) {}
+      run_service_(engine, &executor_, timers, clock, options.streams),
+      own_registry_(options.tool_registry != nullptr
+                        ? nullptr
+                        : std::make_unique<tool_workers::ToolRegistry>(
+                              tool_workers::RegistryOptions(), clock)),
+      tool_registry_service_(options.tool_registry != nullptr
+                                 ? options.tool_registry
+                                 : own_registry_.get()) {}
 
 absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     const ServerOptions& options, Store* store, const Clock* clock,

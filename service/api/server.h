@@ -24,6 +24,9 @@ struct ServerOptions {
   size_t executor_threads = 4;
   // RunEvents stream settings (heartbeat interval, read-ahead).
   StreamOptions streams;
+  // The tool-worker registry served by ToolRegistryService; null serves a
+  // private one that accepts no registrations.
+  tool_workers::ToolRegistry* tool_registry = nullptr;
 };
 
 class GatewayServer {
@@ -55,7 +58,9 @@ class GatewayServer {
   MessageServiceImpl message_service_;
   runs::RunEngine* engine_;
   RunServiceImpl run_service_;
-  ToolRegistryServiceUnimplemented tool_registry_service_;
+  // Used when ServerOptions names no registry.
+  std::unique_ptr<tool_workers::ToolRegistry> own_registry_;
+  ToolRegistryServiceImpl tool_registry_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

@@ -14,6 +14,7 @@
 #include "service/common/timers.h"
 #include "service/core/resources.h"
 #include "service/runs/engine.h"
+#include "tool_workers/registry.h"
 
 namespace assistants {
 
@@ -165,25 +166,35 @@ class RunServiceImpl final : public v1::RunService::CallbackService {
   StreamRegistry streams_;
 };
 
-// The tool-worker registry is a later milestone; same treatment as runs.
-class ToolRegistryServiceUnimplemented final
+// ToolRegistryService over the registry. The registry is in memory and
+// never blocks, so calls are answered on the callback thread.
+class ToolRegistryServiceImpl final
     : public v1::ToolRegistryService::CallbackService {
  public:
+  explicit ToolRegistryServiceImpl(tool_workers::ToolRegistry* registry)
+      : registry_(registry) {}
+
   grpc::ServerUnaryReactor* RegisterWorker(
-      grpc::CallbackServerContext* context, const v1::RegisterWorkerRequest*,
-      v1::RegisterWorkerResponse*) override;
+      grpc::CallbackServerContext* context,
+      const v1::RegisterWorkerRequest* request,
+      v1::RegisterWorkerResponse* response) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
-                                      const v1::HeartbeatRequest*,
-                                      v1::HeartbeatResponse*) override;
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
   grpc::ServerUnaryReactor* UnregisterWorker(
-      grpc::CallbackServerContext* context, const v1::UnregisterWorkerRequest*,
-      v1::UnregisterWorkerResponse*) override;
+      grpc::CallbackServerContext* context,
+      const v1::UnregisterWorkerRequest* request,
+      v1::UnregisterWorkerResponse* response) override;
   grpc::ServerUnaryReactor* ListTools(grpc::CallbackServerContext* context,
-                                      const v1::ListToolsRequest*,
-                                      v1::ListToolsResponse*) override;
-  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
-                                        const v1::ListWorkersRequest*,
-                                        v1::ListWorkersResponse*) override;
+                                      const v1::ListToolsRequest* request,
+                                      v1::ListToolsResponse* response) override;
+  grpc::ServerUnaryReactor* ListWorkers(
+      grpc::CallbackServerContext* context,
+      const v1::ListWorkersRequest* request,
+      v1::ListWorkersResponse* response) override;
+
+ private:
+  tool_workers::ToolRegistry* registry_;
 };
 
 }  // namespace assistants

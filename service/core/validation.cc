@@ -68,19 +68,6 @@ absl::Status CheckObjectSchema(const google::protobuf::Struct& schema,
   return absl::OkStatus();
 }
 
-absl::Status ValidateFunction(const v1::FunctionDefinition& function,
-                              absl::string_view field) {
-  RETURN_IF_ERROR(CheckName(function.name(), absl::StrCat(field, ".name")));
-  RETURN_IF_ERROR(CheckLength(function.description(),
-                              kMaxFunctionDescriptionChars,
-                              absl::StrCat(field, ".description")));
-  if (function.has_parameters()) {
-    RETURN_IF_ERROR(CheckObjectSchema(function.parameters(),
-                                      absl::StrCat(field, ".parameters")));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CheckImageDetail(int detail, absl::string_view field) {
   if (v1::ImageDetail_IsValid(detail)) return absl::OkStatus();
   return FieldError(field, kInvalidValue, "unknown image detail level");
@@ -136,6 +123,19 @@ absl::Status ValidateContentPart(const v1::MessageContent& part,
 }
 
 }  // namespace
+
+absl::Status ValidateFunction(const v1::FunctionDefinition& function,
+                              absl::string_view field) {
+  RETURN_IF_ERROR(CheckName(function.name(), absl::StrCat(field, ".name")));
+  RETURN_IF_ERROR(CheckLength(function.description(),
+                              kMaxFunctionDescriptionChars,
+                              absl::StrCat(field, ".description")));
+  if (function.has_parameters()) {
+    RETURN_IF_ERROR(CheckObjectSchema(function.parameters(),
+                                      absl::StrCat(field, ".parameters")));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateRange(double value, double low, double high,
                            absl::string_view field) {

@@ -72,6 +72,11 @@ absl::Status ValidateMetadata(
     const google::protobuf::Map<std::string, std::string>& metadata,
     absl::string_view field);
 
+// A function definition: name ^[a-zA-Z0-9_-]{1,64}$, description <= 1,024
+// characters, parameters (when set) a JSON Schema object.
+absl::Status ValidateFunction(const v1::FunctionDefinition& function,
+                              absl::string_view field);
+
 // <= 128 tools, each with exactly one type; function names
 // ^[a-zA-Z0-9_-]{1,64}$ and unique; parameters a JSON Schema object.
 absl::Status ValidateTools(

@@ -253,6 +253,9 @@ void RunActor::Stop(std::function<void()> done) {
       self->context_->timers->Cancel(self->expiry_timer_);
       self->expiry_timer_ = 0;
     }
+    // Calls in flight go out again, with the same ids, when a process
+    // resumes the run.
+    self->AbandonWorkerCalls();
     done();
   });
 }
@@ -285,6 +288,7 @@ void RunActor::StartOnStrand() {
         caller_pending_.insert(call.id());
       }
       ArmExpiry();
+      DispatchToWorkers(UnansweredWorkerCalls());
       return;
     case v1::RUN_STATUS_CANCELLING:
       FinishCancelled();
@@ -340,9 +344,12 @@ void RunActor::ResumeInProgress() {
     return;
   }
   if (pending_calls && !tool_step_id_.empty()) {
-    // The turn had ended with function calls (handed to workers): hand the
-    // unanswered ones out again.
-    HandleFunctionCalls();
+    // The turn had ended with function calls and the caller's were answered
+    // (or there were none): the rest were with workers. Send them again with
+    // the same ids; a worker that finished one answers from its
+    // idempotency cache instead of running it twice.
+    pending_.steps.push_back(*ToolStep());
+    DispatchToWorkers(UnansweredWorkerCalls());
     return;
   }
   for (v1::RunStep& step : steps_) {
@@ -449,6 +456,7 @@ void RunActor::BeginTurn() {
   inputs.own_messages = &own_messages_;
   inputs.steps = &steps_;
   inputs.completion_tokens_used = run_.usage().completion_tokens();
+  inputs.tool_definitions = context_->dispatcher;
   upstream::Turn turn = BuildTurn(inputs);
 
   ++turns_taken_;
@@ -672,7 +680,6 @@ void RunActor::OnTurnDone(uint64_t turn,
 void RunActor::HandleFunctionCalls() {
   v1::RunStep* step = ToolStep();
   if (step == nullptr) return;
-  ToolCallContext tool_context{run_id_, thread_id_, run_.assistant_id()};
   std::vector<v1::RequiredToolCall> for_caller;
   std::vector<ToolInvocation> for_workers;
   for (const v1::ToolCall& call :
@@ -690,23 +697,8 @@ void RunActor::HandleFunctionCalls() {
       for_caller.push_back(std::move(required));
     }
   }
-  // The step is stored with its calls before anyone acts on them.
   pending_.steps.push_back(*step);
-  workers_outstanding_ += static_cast<int>(for_workers.size());
-  for (ToolInvocation& invocation : for_workers) {
-    std::weak_ptr<RunActor> weak = weak_from_this();
-    const uint64_t turn = turn_;
-    const std::string call_id = invocation.call_id;
-    context_->dispatcher->Invoke(
-        tool_context, invocation, [weak, turn, call_id](std::string output) {
-          if (auto actor = weak.lock()) {
-            actor->Post(
-                [actor, turn, call_id, output = std::move(output)]() mutable {
-                  actor->OnWorkerOutput(turn, call_id, std::move(output));
-                });
-          }
-        });
-  }
+  DispatchToWorkers(std::move(for_workers));
   if (for_caller.empty()) return;  // workers answer; the run stays in_progress
   v1::SubmitToolOutputsAction* action =
       run_.mutable_required_action()->mutable_submit_tool_outputs();
@@ -721,6 +713,58 @@ void RunActor::HandleFunctionCalls() {
       1000);
   SetStatus(v1::RUN_STATUS_REQUIRES_ACTION);
   ArmExpiry();
+}
+
+std::vector<ToolInvocation> RunActor::UnansweredWorkerCalls() {
+  std::vector<ToolInvocation> calls;
+  const v1::RunStep* step = ToolStep();
+  if (step == nullptr) return calls;
+  for (const v1::ToolCall& call :
+       step->step_details().tool_calls().tool_calls()) {
+    // Stored calls without an output that the caller was not asked for
+    // were handed to workers.
+    if (call.has_function() && !call.function().has_output() &&
+        caller_pending_.count(call.id()) == 0) {
+      calls.push_back(
+          {call.id(), call.function().name(), call.function().arguments()});
+    }
+  }
+  return calls;
+}
+
+void RunActor::DispatchToWorkers(std::vector<ToolInvocation> calls) {
+  if (calls.empty()) return;
+  workers_outstanding_ += static_cast<int>(calls.size());
+  // Workers see a call only once its step is durable: a restart then sends
+  // the same call ids (the idempotency keys) again rather than re-running
+  // the turn and inventing new ones.
+  std::weak_ptr<RunActor> weak = weak_from_this();
+  const uint64_t turn = turn_;
+  Commit([weak, turn, calls = std::move(calls)](const absl::Status& status) {
+    if (!status.ok()) return;  // OnCommitFailed stops the run here
+    if (auto actor = weak.lock()) {
+      actor->Post([actor, turn, calls] { actor->SendToWorkers(turn, calls); });
+    }
+  });
+}
+
+void RunActor::SendToWorkers(uint64_t turn,
+                             const std::vector<ToolInvocation>& calls) {
+  if (turn != turn_ || stopped_) return;
+  const ToolCallContext tool_context{run_id_, thread_id_, run_.assistant_id()};
+  for (const ToolInvocation& invocation : calls) {
+    std::weak_ptr<RunActor> weak = weak_from_this();
+    const std::string call_id = invocation.call_id;
+    context_->dispatcher->Invoke(
+        tool_context, invocation, [weak, turn, call_id](std::string output) {
+          if (auto actor = weak.lock()) {
+            actor->Post(
+                [actor, turn, call_id, output = std::move(output)]() mutable {
+                  actor->OnWorkerOutput(turn, call_id, std::move(output));
+                });
+          }
+        });
+  }
 }
 
 void RunActor::OnWorkerOutput(uint64_t turn, const std::string& call_id,
@@ -754,6 +798,14 @@ void RunActor::OnWorkerOutput(uint64_t turn, const std::string& call_id,
       run_.status() == v1::RUN_STATUS_IN_PROGRESS) {
     ContinueAfterOutputs();
   }
+}
+
+void RunActor::AbandonWorkerCalls() {
+  if (workers_outstanding_ == 0) return;
+  workers_outstanding_ = 0;
+  // Their outputs, if any still come, find a stale turn.
+  ++turn_;
+  context_->dispatcher->CancelRun(run_id_);
 }
 
 void RunActor::ContinueAfterOutputs() {
@@ -837,6 +889,7 @@ void RunActor::FinishCompleted() {
 }
 
 void RunActor::Terminate(v1::RunStatus status) {
+  AbandonWorkerCalls();
   if (expiry_timer_ != 0) {
     context_->timers->Cancel(expiry_timer_);
     expiry_timer_ = 0;
@@ -1090,6 +1143,7 @@ void RunActor::OnCommitFailed(const absl::Status& status) {
   }
   ++turn_;
   stopped_ = true;
+  AbandonWorkerCalls();
   pending_ = RunChanges();
   if (!finished_) {
     finished_ = true;

@@ -23,6 +23,7 @@
 #include "assistants/v1/run_service.pb.h"
 #include "service/common/timers.h"
 #include "service/runs/engine.h"
+#include "service/runs/tool_dispatcher.h"
 #include "upstream/provider.h"
 
 namespace assistants::runs {
@@ -70,6 +71,14 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   void OnTurnDone(uint64_t turn,
                   const std::optional<upstream::TurnError>& error);
   void HandleFunctionCalls();
+  // Function calls of the open tool step that went to workers and have no
+  // output yet (after a restart: those not asked of the caller).
+  std::vector<ToolInvocation> UnansweredWorkerCalls();
+  // Hands `calls` to the dispatcher once the step holding them is durable.
+  void DispatchToWorkers(std::vector<ToolInvocation> calls);
+  void SendToWorkers(uint64_t turn, const std::vector<ToolInvocation>& calls);
+  // Stops waiting for worker outputs (the run ended or is not driven here).
+  void AbandonWorkerCalls();
   void OnWorkerOutput(uint64_t turn, const std::string& call_id,
                       std::string output);
   void ContinueAfterOutputs();

@@ -6,9 +6,11 @@
 #define SERVICE_RUNS_TOOL_DISPATCHER_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "assistants/v1/common.pb.h"
 
 namespace assistants::runs {
 
@@ -31,12 +33,22 @@ class ToolDispatcher {
   virtual ~ToolDispatcher() = default;
   // Whether a live worker serves `tool_name` now.
   virtual bool Handles(absl::string_view tool_name) const = 0;
+  // The served definition of `tool_name`, used for function tools that
+  // name a worker's tool without parameters.
+  virtual std::optional<v1::FunctionDefinition> Definition(
+      absl::string_view tool_name) const {
+    return std::nullopt;
+  }
   // Invokes one call; `done` runs exactly once, on any thread, with the
   // output the model will read (failures as a JSON {"error": ...} output).
-  // Must not block.
+  // Must not block. A call whose tool has no live worker at the moment may
+  // wait a while for one (a run resumed before its workers re-registered).
   virtual void Invoke(const ToolCallContext& context,
                       const ToolInvocation& invocation,
                       std::function<void(std::string output)> done) = 0;
+  // Gives up on the calls of `run_id` still in flight (the run ended or is
+  // no longer driven here); their `done` still runs.
+  virtual void CancelRun(absl::string_view run_id) {}
 };
 
 // No workers: every call goes to the caller.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -37,6 +38,26 @@ upstream::Turn BuildTurn(const TurnInputs& in) {
   turn.model = run.model();
   turn.instructions = run.instructions();
   turn.tools.assign(run.tools().begin(), run.tools().end());
+  if (in.tool_definitions != nullptr) {
+    // A function tool named without parameters takes the definition its
+    // worker registered (its own description and strict win when set).
+    for (v1::Tool& tool : turn.tools) {
+      if (!tool.has_function()) continue;
+      v1::FunctionDefinition* function =
+          tool.mutable_function()->mutable_function();
+      if (function->has_parameters()) continue;
+      std::optional<v1::FunctionDefinition> served =
+          in.tool_definitions->Definition(function->name());
+      if (!served.has_value()) continue;
+      *function->mutable_parameters() = served->parameters();
+      if (function->description().empty()) {
+        function->set_description(served->description());
+      }
+      if (!function->has_strict() && served->has_strict()) {
+        function->set_strict(served->strict());
+      }
+    }
+  }
   turn.tool_choice = run.tool_choice();
   turn.parallel_tool_calls = run.parallel_tool_calls();
   turn.response_format = run.response_format();

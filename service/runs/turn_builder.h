@@ -13,6 +13,7 @@
 #include "assistants/v1/message.pb.h"
 #include "assistants/v1/run.pb.h"
 #include "assistants/v1/thread.pb.h"
+#include "service/runs/tool_dispatcher.h"
 #include "upstream/provider.h"
 
 namespace assistants::runs {
@@ -31,6 +32,8 @@ struct TurnInputs {
   const std::vector<v1::RunStep>* steps = nullptr;
   // Completion tokens the run has used so far (for max_completion_tokens).
   int64_t completion_tokens_used = 0;
+  // Definitions of worker-served tools; may be null.
+  const ToolDispatcher* tool_definitions = nullptr;
 };
 
 // A rough token count of text (about 4 characters per token, as OpenAI's

@@ -1442,14 +1442,7 @@ TEST_F(ServiceTest, ConcurrentConflictingRequestsUnderOneKey) {
   EXPECT_EQ(store().writes(), 1);
 }
 
-// ===================== Unimplemented services and health =====================
-
-void ExpectNotImplemented(const grpc::Status& status,
-                          const std::string& method) {
-  ExpectError(status, grpc::StatusCode::UNIMPLEMENTED, "NOT_IMPLEMENTED",
-              "method", method);
-  EXPECT_THAT(status.error_message(), ::testing::HasSubstr(method));
-}
+// ===================== Run and registry services, health =====================
 
 // The run RPCs are served (their behaviour is tested in tests/runs and
 // tests/e2e); here: they answer typed errors for bad input and unknown ids.
@@ -1483,14 +1476,20 @@ TEST_F(ServiceTest, RunEventsUnknownRunIsNotFound) {
               "THREAD_NOT_FOUND");
 }
 
-TEST_F(ServiceTest, ToolRegistryServiceIsUnimplemented) {
-  ExpectNotImplemented(client().Call(v1::RegisterWorkerRequest()),
-                       "RegisterWorker");
-  ExpectNotImplemented(client().Call(v1::HeartbeatRequest()), "Heartbeat");
-  ExpectNotImplemented(client().Call(v1::UnregisterWorkerRequest()),
-                       "UnregisterWorker");
-  ExpectNotImplemented(client().Call(v1::ListToolsRequest()), "ListTools");
-  ExpectNotImplemented(client().Call(v1::ListWorkersRequest()), "ListWorkers");
+// The registry's rules are tested in tests/tool_workers; here: the adapter
+// is wired, and a gateway without a registration token refuses workers.
+TEST_F(ServiceTest, ToolRegistryWithoutTokenRefusesRegistration) {
+  v1::RegisterWorkerRequest request;
+  request.set_worker_id("w1");
+  request.set_endpoint("127.0.0.1:7000");
+  ExpectError(client().Call(request), grpc::StatusCode::PERMISSION_DENIED,
+              "REGISTRATION_DISABLED");
+  v1::ListToolsResponse tools;
+  ASSERT_TRUE(client().Call(v1::ListToolsRequest(), &tools).ok());
+  EXPECT_EQ(tools.tools_size(), 0);
+  v1::ListWorkersResponse workers;
+  ASSERT_TRUE(client().Call(v1::ListWorkersRequest(), &workers).ok());
+  EXPECT_EQ(workers.workers_size(), 0);
 }
 
 // No generated health stubs: call grpc.health.v1.Health/Check generically

@@ -17,6 +17,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -310,13 +311,44 @@ class FakeDispatcher : public ToolDispatcher {
     hold_ = hold;
   }
 
+  // The worker goes away (Handles() turns false; calls still answer).
+  void Unserve(const std::string& tool) {
+    absl::MutexLock lock(&mu_);
+    unserved_.insert(tool);
+  }
+  // Runs inside Invoke, before anything else (e.g. to read the store).
+  void set_on_invoke(
+      std::function<void(const ToolCallContext&, const ToolInvocation&)>
+          on_invoke) {
+    absl::MutexLock lock(&mu_);
+    on_invoke_ = std::move(on_invoke);
+  }
+
   bool Handles(absl::string_view tool_name) const override {
     absl::MutexLock lock(&mu_);
-    return outputs_.contains(tool_name);
+    return outputs_.contains(tool_name) &&
+           !unserved_.contains(std::string(tool_name));
+  }
+
+  void CancelRun(absl::string_view run_id) override {
+    absl::MutexLock lock(&mu_);
+    cancelled_runs_.push_back(std::string(run_id));
+  }
+
+  std::vector<std::string> cancelled_runs() const {
+    absl::MutexLock lock(&mu_);
+    return cancelled_runs_;
   }
 
   void Invoke(const ToolCallContext& context, const ToolInvocation& invocation,
               std::function<void(std::string)> done) override {
+    std::function<void(const ToolCallContext&, const ToolInvocation&)>
+        on_invoke;
+    {
+      absl::MutexLock lock(&mu_);
+      on_invoke = on_invoke_;
+    }
+    if (on_invoke) on_invoke(context, invocation);
     std::string output;
     {
       absl::MutexLock lock(&mu_);
@@ -350,6 +382,10 @@ class FakeDispatcher : public ToolDispatcher {
  private:
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::string> outputs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> unserved_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const ToolCallContext&, const ToolInvocation&)> on_invoke_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> cancelled_runs_ ABSL_GUARDED_BY(mu_);
   bool hold_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::pair<std::string, std::function<void(std::string)>>> held_
       ABSL_GUARDED_BY(mu_);

@@ -1096,6 +1096,8 @@ TEST_F(EngineTest, CancelWhileAWorkerRuns) {
   std::vector<v1::RunStep> steps = Steps(run);
   ASSERT_THAT(steps, SizeIs(1));
   EXPECT_EQ(steps[0].status(), v1::RUN_STEP_STATUS_CANCELLED);
+  // The dispatcher was told to give up on the run's calls.
+  EXPECT_THAT(dispatcher_.cancelled_runs(), ElementsAre(run.id()));
 }
 
 TEST_F(EngineTest, CancelACompletedRunIsRefused) {
@@ -1818,6 +1820,33 @@ TEST_F(EngineTest, HandledToolsAreInvokedAndTheRunContinues) {
                                     ":{\"temp\":21}")));
 }
 
+TEST_F(EngineTest, WorkersSeeACallOnlyOnceItsStepIsDurable) {
+  dispatcher_.Serve("get_weather", "{\"temp\":21}");
+  // At the moment of the invocation the stored step already holds the call,
+  // so a restart re-sends this call id instead of inventing a new one.
+  std::atomic<int> stored_before_invoke{0};
+  dispatcher_.set_on_invoke(
+      [&](const ToolCallContext& context, const ToolInvocation& invocation) {
+        ListQuery query;
+        query.limit = 100;
+        absl::StatusOr<Page<v1::RunStep>> steps =
+            store_->ListRunSteps(context.thread_id, context.run_id, query);
+        if (!steps.ok()) return;
+        for (const v1::RunStep& step : steps->items) {
+          for (const v1::ToolCall& call :
+               step.step_details().tool_calls().tool_calls()) {
+            if (call.id() == invocation.call_id) ++stored_before_invoke;
+          }
+        }
+      });
+  provider_.Add(ToolReply({WeatherCall()}));
+  provider_.Add(TextReply({"21 degrees."}));
+  const v1::Run run = Create(NewThread());
+  EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
+  ASSERT_EQ(dispatcher_.invocations().size(), 1u);
+  EXPECT_EQ(stored_before_invoke.load(), 1);
+}
+
 TEST_F(EngineTest, MixedWorkerAndCallerCalls) {
   dispatcher_.Serve("get_weather", "{\"temp\":21}");
   provider_.Add(
@@ -2253,6 +2282,77 @@ TEST_F(EngineTest, RecoveredRunWithWorkerCallsInFlightReinvokesThem) {
                           }),
             1);
   ExpectConsecutive(Events(run));
+}
+
+TEST_F(EngineTest, RecoveredRunInRequiresActionResendsItsWorkerCalls) {
+  dispatcher_.Serve("get_weather", "{\"temp\":21}");
+  dispatcher_.set_hold(true);
+  provider_.Add(ToolReply({WeatherCall(), {"ask_user", {"{}"}}}));
+  provider_.Add(TextReply({"Done."}));
+  const v1::Run run = Create(NewThread());
+  const v1::Run waiting = WaitForStatus(run, v1::RUN_STATUS_REQUIRES_ACTION);
+  ASSERT_TRUE(WaitUntil([&] { return dispatcher_.invocations().size() == 1; }));
+  engine_->FlushForTesting();
+
+  // After the restart the worker has not registered again yet: its call
+  // still goes to the dispatcher (which waits for a worker), never to the
+  // caller.
+  dispatcher_.Unserve("get_weather");
+  RestartEngine();
+  ASSERT_TRUE(WaitUntil([&] { return dispatcher_.invocations().size() == 2; }));
+  const auto invocations = dispatcher_.invocations();
+  EXPECT_EQ(invocations[1].invocation.call_id,
+            invocations[0].invocation.call_id);
+  const v1::Run stored = Stored(run);
+  EXPECT_EQ(stored.status(), v1::RUN_STATUS_REQUIRES_ACTION);
+  EXPECT_EQ(RequiredCallIds(stored), RequiredCallIds(waiting));
+
+  ASSERT_TRUE(
+      TrySubmit(waiting, {{RequiredCallIds(waiting).at(0), "answer"}}).ok());
+  EXPECT_EQ(provider_.calls(), 1);  // the worker's output is still missing
+  EXPECT_EQ(dispatcher_.ReleaseAll(), 2);
+  EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
+  ASSERT_EQ(provider_.calls(), 2);
+  const std::vector<std::string> items = ItemTexts(provider_.turn(1));
+  EXPECT_EQ(std::count_if(items.begin(), items.end(),
+                          [](const std::string& item) {
+                            return absl::StartsWith(item, "output:");
+                          }),
+            2);
+  ExpectConsecutive(Events(run));
+}
+
+TEST_F(EngineTest, RecoveredInProgressWorkerCallsNeverGoToTheCaller) {
+  dispatcher_.Serve("get_weather", "{\"temp\":21}");
+  dispatcher_.set_hold(true);
+  provider_.Add(ToolReply({WeatherCall()}));
+  provider_.Add(TextReply({"21 degrees."}));
+  const v1::Run run = Create(NewThread());
+  ASSERT_TRUE(WaitUntil([&] { return dispatcher_.invocations().size() == 1; }));
+  engine_->FlushForTesting();
+
+  dispatcher_.Unserve("get_weather");
+  RestartEngine();
+  ASSERT_TRUE(WaitUntil([&] { return dispatcher_.invocations().size() == 2; }));
+  EXPECT_EQ(dispatcher_.ReleaseAll(), 2);
+  EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
+  EXPECT_THAT(Names(Events(run)), Not(Contains("thread.run.requires_action")));
+}
+
+TEST_F(EngineTest, ExpiryAbandonsWorkerCallsStillRunning) {
+  dispatcher_.Serve("get_weather", "{\"temp\":21}");
+  dispatcher_.set_hold(true);
+  provider_.Add(ToolReply({WeatherCall(), {"ask_user", {"{}"}}}));
+  const v1::Run run = Create(NewThread());
+  WaitForStatus(run, v1::RUN_STATUS_REQUIRES_ACTION);
+  ASSERT_TRUE(WaitUntil([&] { return timers_.pending() == 1u; }));
+  clock_.Advance(std::chrono::seconds(601));
+  EXPECT_EQ(timers_.RunDue(), 1);
+  EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_EXPIRED);
+  EXPECT_THAT(dispatcher_.cancelled_runs(), ElementsAre(run.id()));
+  EXPECT_EQ(dispatcher_.ReleaseAll(), 1);
+  engine_->FlushForTesting();
+  EXPECT_EQ(Names(Events(run)).back(), "done");
 }
 
 TEST_F(EngineTest, RecoveredQueueKeepsItsOrder) {

@@ -4,6 +4,7 @@
 #include "service/runs/turn_builder.h"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,7 @@ class TurnBuilderTest : public ::testing::Test {
     inputs.own_messages = &own_messages_;
     inputs.steps = &steps_;
     inputs.completion_tokens_used = completion_tokens_used_;
+    inputs.tool_definitions = tool_definitions_;
     return BuildTurn(inputs);
   }
 
@@ -113,6 +115,29 @@ class TurnBuilderTest : public ::testing::Test {
   std::map<std::string, v1::Message> own_messages_;
   std::vector<v1::RunStep> steps_;
   int64_t completion_tokens_used_ = 0;
+  const ToolDispatcher* tool_definitions_ = nullptr;
+};
+
+// Serves one worker tool definition.
+class DefinitionsOnly : public ToolDispatcher {
+ public:
+  explicit DefinitionsOnly(v1::FunctionDefinition served)
+      : served_(std::move(served)) {}
+  bool Handles(absl::string_view name) const override {
+    return name == served_.name();
+  }
+  std::optional<v1::FunctionDefinition> Definition(
+      absl::string_view name) const override {
+    if (name != served_.name()) return std::nullopt;
+    return served_;
+  }
+  void Invoke(const ToolCallContext&, const ToolInvocation&,
+              std::function<void(std::string)> done) override {
+    done("");
+  }
+
+ private:
+  v1::FunctionDefinition served_;
 };
 
 TEST_F(TurnBuilderTest, CopiesTheRunsSettings) {
@@ -135,6 +160,60 @@ TEST_F(TurnBuilderTest, CopiesTheRunsSettings) {
   EXPECT_EQ(turn.top_p, 0.9);
   EXPECT_FALSE(turn.max_output_tokens.has_value());
   EXPECT_THAT(turn.items, IsEmpty());
+}
+
+TEST_F(TurnBuilderTest, WorkerToolsNamedWithoutParametersTakeTheServedSchema) {
+  v1::FunctionDefinition served;
+  served.set_name("get_stock_price");
+  served.set_description("Get the current stock price");
+  (*served.mutable_parameters()->mutable_fields())["type"].set_string_value(
+      "object");
+  served.set_strict(true);
+  DefinitionsOnly definitions(served);
+  tool_definitions_ = &definitions;
+  // By name only; with its own schema; a client tool; a hosted tool.
+  run_.add_tools()->mutable_function()->mutable_function()->set_name(
+      "get_stock_price");
+  v1::FunctionDefinition* own =
+      run_.add_tools()->mutable_function()->mutable_function();
+  own->set_name("get_stock_price_v2");
+  (*own->mutable_parameters()->mutable_fields())["type"].set_string_value(
+      "object");
+  run_.add_tools()->mutable_function()->mutable_function()->set_name(
+      "ask_user");
+  run_.add_tools()->mutable_code_interpreter();
+
+  upstream::Turn turn = Build();
+  ASSERT_EQ(turn.tools.size(), 4u);
+  const v1::FunctionDefinition& filled = turn.tools[0].function().function();
+  EXPECT_EQ(filled.description(), "Get the current stock price");
+  EXPECT_EQ(filled.parameters().fields().at("type").string_value(), "object");
+  EXPECT_TRUE(filled.strict());
+  EXPECT_EQ(turn.tools[1].function().function().description(), "");
+  EXPECT_FALSE(turn.tools[2].function().function().has_parameters());
+  EXPECT_TRUE(turn.tools[3].has_code_interpreter());
+  // The run keeps what the client wrote.
+  EXPECT_FALSE(run_.tools(0).function().function().has_parameters());
+}
+
+TEST_F(TurnBuilderTest, OwnDescriptionWinsOverTheServedOne) {
+  v1::FunctionDefinition served;
+  served.set_name("calculator");
+  served.set_description("Evaluate arithmetic");
+  (*served.mutable_parameters()->mutable_fields())["type"].set_string_value(
+      "object");
+  DefinitionsOnly definitions(served);
+  tool_definitions_ = &definitions;
+  v1::FunctionDefinition* named =
+      run_.add_tools()->mutable_function()->mutable_function();
+  named->set_name("calculator");
+  named->set_description("Do the maths");
+  named->set_strict(false);
+  upstream::Turn turn = Build();
+  const v1::FunctionDefinition& filled = turn.tools[0].function().function();
+  EXPECT_EQ(filled.description(), "Do the maths");
+  EXPECT_TRUE(filled.has_parameters());
+  EXPECT_FALSE(filled.strict());
 }
 
 TEST_F(TurnBuilderTest, UnsetSamplingStaysUnset) {

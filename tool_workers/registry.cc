@@ -1,0 +1,468 @@
+#include "tool_workers/registry.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "service/common/errors.h"
+#include "service/common/ids.h"
+#include "service/common/status_macros.h"
+#include "service/core/validation.h"
+
+namespace assistants::tool_workers {
+namespace {
+
+constexpr int kMaxWorkerTools = 128;
+constexpr size_t kMaxWorkerIdChars = 128;
+
+// Compares without an early exit, so the time taken does not reveal how
+// much of a guessed token was right.
+bool SameSecret(absl::string_view presented, absl::string_view expected) {
+  if (expected.empty()) return false;
+  unsigned char diff = presented.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < presented.size(); ++i) {
+    diff |= static_cast<unsigned char>(presented[i] ^
+                                       expected[i % expected.size()]);
+  }
+  return diff == 0;
+}
+
+absl::Status CheckWorkerId(absl::string_view id) {
+  if (id.empty()) return FieldError("worker_id", kFieldRequired, "is required");
+  if (id.size() > kMaxWorkerIdChars) {
+    return FieldError("worker_id", kFieldTooLong,
+                      "must be at most 128 characters long");
+  }
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+        c != '_' && c != '-' && c != ':') {
+      return FieldError("worker_id", kInvalidFormat,
+                        "must match ^[a-zA-Z0-9._:-]{1,128}$");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// What must agree between replicas of one tool: what the model sees and
+// whether a call may run twice.
+bool SameDefinition(const v1::WorkerTool& a, const v1::WorkerTool& b) {
+  return a.idempotent() == b.idempotent() &&
+         google::protobuf::util::MessageDifferencer::Equals(a.function(),
+                                                            b.function());
+}
+
+}  // namespace
+
+ToolRegistry::ToolRegistry(RegistryOptions options, const Clock* clock)
+    : options_(std::move(options)), clock_(clock) {}
+
+absl::Status ToolRegistry::CheckToken(absl::string_view token) const {
+  if (options_.registration_token.empty()) {
+    return MakeError(absl::StatusCode::kPermissionDenied,
+                     "REGISTRATION_DISABLED",
+                     "this gateway accepts no worker registrations: it has no "
+                     "registration token configured (--worker_token_file)");
+  }
+  if (!SameSecret(token, options_.registration_token)) {
+    return MakeError(absl::StatusCode::kUnauthenticated,
+                     "BAD_REGISTRATION_TOKEN",
+                     token.empty() ? "send the registration token as "
+                                     "authorization: Bearer <token>"
+                                   : "the registration token is not valid");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, ToolRegistry::ToolState>>
+ToolRegistry::ValidateTools(
+    const google::protobuf::RepeatedPtrField<v1::WorkerTool>& tools) const {
+  if (tools.empty()) {
+    return FieldError("tools", kFieldRequired,
+                      "a worker must serve at least one tool");
+  }
+  if (tools.size() > kMaxWorkerTools) {
+    return FieldError("tools", kValueOutOfRange,
+                      "a worker may serve at most 128 tools");
+  }
+  std::map<std::string, ToolState> out;
+  for (int i = 0; i < tools.size(); ++i) {
+    const std::string field = absl::StrCat("tools[", i, "]");
+    const v1::WorkerTool& tool = tools[i];
+    RETURN_IF_ERROR(
+        ValidateFunction(tool.function(), absl::StrCat(field, ".function")));
+    if (tool.timeout_ms() < 0 || tool.timeout_ms() > options_.max_timeout_ms) {
+      return FieldError(absl::StrCat(field, ".timeout_ms"), kValueOutOfRange,
+                        absl::StrCat("must be between 0 (the default) and ",
+                                     options_.max_timeout_ms));
+    }
+    if (tool.max_concurrency() < 0 ||
+        tool.max_concurrency() > options_.max_max_concurrency) {
+      return FieldError(absl::StrCat(field, ".max_concurrency"),
+                        kValueOutOfRange,
+                        absl::StrCat("must be between 0 (the default) and ",
+                                     options_.max_max_concurrency));
+    }
+    ToolState state;
+    state.tool = tool;
+    if (state.tool.timeout_ms() == 0) {
+      state.tool.set_timeout_ms(options_.default_timeout_ms);
+    }
+    if (state.tool.max_concurrency() == 0) {
+      state.tool.set_max_concurrency(options_.default_max_concurrency);
+    }
+    if (!out.emplace(tool.function().name(), std::move(state)).second) {
+      return FieldError(
+          absl::StrCat(field, ".function.name"), kDuplicateValue,
+          absl::StrCat("tool '", tool.function().name(), "' is listed twice"));
+    }
+  }
+  return out;
+}
+
+absl::Status ToolRegistry::CheckConflicts(
+    const std::string& worker_id,
+    const std::map<std::string, ToolState>& tools) const {
+  for (const auto& [id, worker] : workers_) {
+    if (id == worker_id || !Live(worker)) continue;
+    for (const auto& [name, state] : tools) {
+      auto other = worker.tools.find(name);
+      if (other == worker.tools.end() ||
+          SameDefinition(other->second.tool, state.tool)) {
+        continue;
+      }
+      return MakeError(
+          absl::StatusCode::kAlreadyExists, "TOOL_DEFINITION_CONFLICT",
+          absl::StrCat("tool '", name, "' is already served by worker ", id,
+                       " with a different definition (description, "
+                       "parameters, strict or idempotent); one tool name has "
+                       "one definition"),
+          {{"tool", name}, {"worker_id", id}});
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ToolRegistry::Put(WorkerState state) {
+  auto it = workers_.find(state.worker_id);
+  if (it != workers_.end()) {
+    for (auto& [name, tool] : state.tools) {
+      auto old = it->second.tools.find(name);
+      if (old != it->second.tools.end()) tool.in_flight = old->second.in_flight;
+    }
+    it->second = std::move(state);
+  } else {
+    std::string id = state.worker_id;
+    workers_.emplace(std::move(id), std::move(state));
+  }
+}
+
+absl::StatusOr<v1::RegisterWorkerResponse> ToolRegistry::Register(
+    absl::string_view token, const v1::RegisterWorkerRequest& request) {
+  RETURN_IF_ERROR(CheckToken(token));
+  RETURN_IF_ERROR(CheckWorkerId(request.worker_id()));
+  ASSIGN_OR_RETURN(HostPort endpoint,
+                   ParseEndpoint(request.endpoint(), "endpoint"));
+  if (!options_.allowlist.Allows(endpoint)) {
+    return MakeError(
+        absl::StatusCode::kPermissionDenied, "ENDPOINT_NOT_ALLOWED",
+        absl::StrCat("endpoint ", request.endpoint(),
+                     " is not in the gateway's worker allow-list (",
+                     options_.allowlist.description(), ")"),
+        {{"endpoint", request.endpoint()}});
+  }
+  if (request.lease_ttl_ms() < 0) {
+    return FieldError("lease_ttl_ms", kValueOutOfRange,
+                      "must be 0 (the default) or positive");
+  }
+  ASSIGN_OR_RETURN(auto tools, ValidateTools(request.tools()));
+  const int64_t ttl = request.lease_ttl_ms() == 0
+                          ? options_.default_lease_ttl_ms
+                          : std::clamp<int64_t>(request.lease_ttl_ms(),
+                                                options_.min_lease_ttl_ms,
+                                                options_.max_lease_ttl_ms);
+  const int64_t now = clock_->NowMillis();
+  WorkerState state;
+  state.worker_id = request.worker_id();
+  state.endpoint = request.endpoint();
+  state.lease_id = NewId("lease_");
+  state.lease_ttl_ms = ttl;
+  state.lease_expires_at_ms = now + ttl;
+  state.heartbeat_interval_ms = std::max<int64_t>(ttl / 3, 1);
+  state.last_heartbeat_ms = now;
+  state.tools = std::move(tools);
+  v1::RegisterWorkerResponse response;
+  response.set_lease_id(state.lease_id);
+  response.set_lease_ttl_ms(static_cast<int32_t>(ttl));
+  response.set_heartbeat_interval_ms(
+      static_cast<int32_t>(state.heartbeat_interval_ms));
+  {
+    absl::MutexLock lock(&mu_);
+    Prune();
+    auto existing = workers_.find(state.worker_id);
+    if (existing != workers_.end() && existing->second.is_static) {
+      return MakeError(absl::StatusCode::kAlreadyExists, "WORKER_ID_TAKEN",
+                       absl::StrCat("worker id ", state.worker_id,
+                                    " belongs to a statically configured "
+                                    "worker; register with another id"),
+                       {{"worker_id", state.worker_id}});
+    }
+    RETURN_IF_ERROR(CheckConflicts(state.worker_id, state.tools));
+    Put(std::move(state));
+  }
+  NotifyCapacity();
+  return response;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> ToolRegistry::Heartbeat(
+    absl::string_view token, const v1::HeartbeatRequest& request) {
+  RETURN_IF_ERROR(CheckToken(token));
+  absl::MutexLock lock(&mu_);
+  Prune();
+  auto it = workers_.find(request.worker_id());
+  if (it == workers_.end() || it->second.is_static || it->second.draining ||
+      it->second.lease_id != request.lease_id()) {
+    return MakeError(absl::StatusCode::kNotFound, "LEASE_NOT_FOUND",
+                     absl::StrCat("worker ", request.worker_id(),
+                                  " has no live lease ", request.lease_id(),
+                                  " (expired or replaced); register again"),
+                     {{"worker_id", request.worker_id()}});
+  }
+  const int64_t now = clock_->NowMillis();
+  it->second.last_heartbeat_ms = now;
+  it->second.lease_expires_at_ms = now + it->second.lease_ttl_ms;
+  v1::HeartbeatResponse response;
+  response.set_lease_expires_at_ms(it->second.lease_expires_at_ms);
+  return response;
+}
+
+absl::Status ToolRegistry::Unregister(
+    absl::string_view token, const v1::UnregisterWorkerRequest& request) {
+  RETURN_IF_ERROR(CheckToken(token));
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(request.worker_id());
+  // Unknown or replaced: that lease is gone already, which is what the
+  // caller asked for.
+  if (it == workers_.end() || it->second.is_static ||
+      it->second.lease_id != request.lease_id()) {
+    return absl::OkStatus();
+  }
+  it->second.draining = true;  // calls in flight finish; Prune drops it
+  Prune();
+  return absl::OkStatus();
+}
+
+absl::Status ToolRegistry::AddStatic(const v1::Worker& worker) {
+  RETURN_IF_ERROR(CheckWorkerId(worker.worker_id()));
+  RETURN_IF_ERROR(ParseEndpoint(worker.endpoint(), "endpoint").status());
+  ASSIGN_OR_RETURN(auto tools, ValidateTools(worker.tools()));
+  WorkerState state;
+  state.worker_id = worker.worker_id();
+  state.endpoint = worker.endpoint();
+  state.is_static = true;
+  state.tools = std::move(tools);
+  {
+    absl::MutexLock lock(&mu_);
+    if (workers_.contains(state.worker_id)) {
+      return MakeError(
+          absl::StatusCode::kAlreadyExists, "WORKER_ID_TAKEN",
+          absl::StrCat("worker id ", state.worker_id, " is configured twice"),
+          {{"worker_id", state.worker_id}});
+    }
+    RETURN_IF_ERROR(CheckConflicts(state.worker_id, state.tools));
+    Put(std::move(state));
+  }
+  NotifyCapacity();
+  return absl::OkStatus();
+}
+
+bool ToolRegistry::Live(const WorkerState& worker) const {
+  return !worker.draining &&
+         (worker.is_static || worker.lease_expires_at_ms > clock_->NowMillis());
+}
+
+void ToolRegistry::Prune() const {
+  const int64_t now = clock_->NowMillis();
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    const WorkerState& worker = it->second;
+    bool busy = false;
+    for (const auto& [name, tool] : worker.tools) busy |= tool.in_flight > 0;
+    const bool expired = !worker.is_static && worker.lease_expires_at_ms <= now;
+    // An expired worker goes at once (its calls fail on their own); one
+    // that unregistered stays listed as draining until its calls end.
+    if (expired || (worker.draining && !busy)) {
+      workers_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+v1::WorkerHealth ToolRegistry::Health(const WorkerState& worker,
+                                      int64_t now) const {
+  if (worker.draining) return v1::WORKER_HEALTH_DRAINING;
+  if (now < worker.suspect_until_ms) return v1::WORKER_HEALTH_SUSPECT;
+  if (!worker.is_static &&
+      now > worker.last_heartbeat_ms + 2 * worker.heartbeat_interval_ms) {
+    return v1::WORKER_HEALTH_SUSPECT;
+  }
+  return v1::WORKER_HEALTH_SERVING;
+}
+
+v1::ListToolsResponse ToolRegistry::ListTools() const {
+  std::map<std::string, v1::RegisteredTool> tools;
+  {
+    absl::MutexLock lock(&mu_);
+    Prune();
+    for (const auto& [id, worker] : workers_) {
+      if (!Live(worker)) continue;
+      for (const auto& [name, state] : worker.tools) {
+        auto [it, created] = tools.emplace(name, v1::RegisteredTool());
+        if (created) *it->second.mutable_tool() = state.tool;
+        it->second.add_worker_ids(id);
+      }
+    }
+  }
+  v1::ListToolsResponse response;
+  for (auto& [name, tool] : tools) {
+    std::sort(tool.mutable_worker_ids()->begin(),
+              tool.mutable_worker_ids()->end());
+    *response.add_tools() = std::move(tool);
+  }
+  return response;
+}
+
+v1::ListWorkersResponse ToolRegistry::ListWorkers() const {
+  std::vector<v1::Worker> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    Prune();
+    const int64_t now = clock_->NowMillis();
+    for (const auto& [id, state] : workers_) {
+      v1::Worker& worker = workers.emplace_back();
+      worker.set_worker_id(id);
+      worker.set_endpoint(state.endpoint);
+      worker.set_health(Health(state, now));
+      worker.set_lease_expires_at_ms(
+          state.is_static ? 0 : state.lease_expires_at_ms);
+      worker.set_static_(state.is_static);
+      int in_flight = 0;
+      for (const auto& [name, tool] : state.tools) {
+        *worker.add_tools() = tool.tool;
+        in_flight += tool.in_flight;
+      }
+      worker.set_in_flight(in_flight);
+    }
+  }
+  std::sort(workers.begin(), workers.end(),
+            [](const v1::Worker& a, const v1::Worker& b) {
+              return a.worker_id() < b.worker_id();
+            });
+  v1::ListWorkersResponse response;
+  for (v1::Worker& worker : workers) *response.add_workers() = worker;
+  return response;
+}
+
+bool ToolRegistry::Serves(absl::string_view tool) const {
+  return Tool(tool).has_value();
+}
+
+std::optional<v1::WorkerTool> ToolRegistry::Tool(absl::string_view tool) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, worker] : workers_) {
+    if (!Live(worker)) continue;
+    auto it = worker.tools.find(std::string(tool));
+    if (it != worker.tools.end()) return it->second.tool;
+  }
+  return std::nullopt;
+}
+
+AcquireResult ToolRegistry::Acquire(absl::string_view tool,
+                                    const std::set<std::string>& exclude,
+                                    WorkerSlot* slot) {
+  absl::MutexLock lock(&mu_);
+  Prune();
+  const int64_t now = clock_->NowMillis();
+  const std::string name(tool);
+  // The best candidate so far: healthy first, then the lowest load.
+  WorkerState* best = nullptr;
+  ToolState* best_tool = nullptr;
+  bool best_healthy = false;
+  double best_load = 0;
+  bool any = false;
+  std::vector<WorkerState*> ties;
+  for (auto& [id, worker] : workers_) {
+    if (!Live(worker) || exclude.count(id) > 0) continue;
+    auto it = worker.tools.find(name);
+    if (it == worker.tools.end()) continue;
+    any = true;
+    ToolState& state = it->second;
+    if (state.in_flight >= state.tool.max_concurrency()) continue;
+    const bool healthy = Health(worker, now) == v1::WORKER_HEALTH_SERVING;
+    const double load =
+        static_cast<double>(state.in_flight) / state.tool.max_concurrency();
+    if (best == nullptr || (healthy && !best_healthy) ||
+        (healthy == best_healthy && load < best_load)) {
+      best = &worker;
+      best_tool = &state;
+      best_healthy = healthy;
+      best_load = load;
+      ties.assign(1, &worker);
+    } else if (healthy == best_healthy && load == best_load) {
+      ties.push_back(&worker);
+    }
+  }
+  if (best == nullptr) {
+    return any ? AcquireResult::kAllBusy : AcquireResult::kNoWorker;
+  }
+  if (ties.size() > 1) {
+    // Equal candidates take turns (the map's order is arbitrary but
+    // stable, so sort by id to make the rotation fair).
+    std::sort(ties.begin(), ties.end(),
+              [](const WorkerState* a, const WorkerState* b) {
+                return a->worker_id < b->worker_id;
+              });
+    best = ties[turn_++ % ties.size()];
+    best_tool = &best->tools.find(name)->second;
+  }
+  ++best_tool->in_flight;
+  slot->worker_id = best->worker_id;
+  slot->endpoint = best->endpoint;
+  slot->tool = name;
+  slot->timeout_ms = best_tool->tool.timeout_ms();
+  slot->idempotent = best_tool->tool.idempotent();
+  return AcquireResult::kAcquired;
+}
+
+void ToolRegistry::Release(const WorkerSlot& slot, CallOutcome outcome) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(slot.worker_id);
+    if (it != workers_.end()) {
+      auto tool = it->second.tools.find(slot.tool);
+      if (tool != it->second.tools.end() && tool->second.in_flight > 0) {
+        --tool->second.in_flight;
+      }
+      if (outcome == CallOutcome::kUnavailable) {
+        it->second.suspect_until_ms = clock_->NowMillis() + options_.suspect_ms;
+      } else if (outcome == CallOutcome::kOk) {
+        it->second.suspect_until_ms = 0;
+      }
+    }
+    Prune();
+  }
+  NotifyCapacity();
+}
+
+void ToolRegistry::NotifyCapacity() {
+  std::function<void()> listener;
+  {
+    absl::MutexLock lock(&mu_);
+    listener = capacity_listener_;
+  }
+  if (listener) listener();
+}
+
+}  // namespace assistants::tool_workers
