@@ -13,10 +13,12 @@ namespace {
 
 std::string ErrorOutput(absl::string_view type, absl::string_view tool,
                         absl::string_view message) {
+  // Messages quote workers and parsers, byte for byte: invalid UTF-8 must
+  // not make dump() throw.
   return nlohmann::json{{"error", std::string(message)},
                         {"error_type", std::string(type)},
                         {"tool", std::string(tool)}}
-      .dump();
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // The model's arguments as the worker will get them, or why they are
@@ -31,7 +33,8 @@ bool NormalizeArguments(std::string* arguments, std::string* problem) {
       *problem = "the arguments are JSON but not an object";
       return false;
     }
-  } catch (const nlohmann::json::parse_error& error) {
+  } catch (const nlohmann::json::exception& error) {
+    // parse_error, or out_of_range for a number such as 1e999.
     *problem =
         absl::StrCat("the arguments are not valid JSON (", error.what(), ")");
     return false;
@@ -47,6 +50,9 @@ struct WorkerDispatcher::Call {
   std::function<void(std::string)> done;
   // Set by the first placement (the tool's timeout) or the first wait.
   int64_t deadline_ms = 0;
+  // deadline_ms ends a wait for a worker to register, not the call: the
+  // first placement (or wait for a slot) sets the call's own deadline.
+  bool worker_wait = false;
   int attempts = 0;
   std::set<std::string> tried;  // replicas that failed with UNAVAILABLE
   std::string last_failure;
@@ -138,7 +144,14 @@ void WorkerDispatcher::TryStart(const CallPtr& call) {
     if (call->finished) {
       release = result == AcquireResult::kAcquired;
     } else if (result == AcquireResult::kAcquired) {
-      if (call->deadline_ms == 0) call->deadline_ms = now + slot.timeout_ms;
+      if (call->deadline_ms == 0 || call->worker_wait) {
+        call->deadline_ms = now + slot.timeout_ms;
+        call->worker_wait = false;
+        if (call->timer != 0) {
+          timers_->Cancel(call->timer);
+          call->timer = 0;
+        }
+      }
       if (now < call->deadline_ms) {
         ++call->attempts;
         ++attempts_in_flight_;
@@ -153,7 +166,12 @@ void WorkerDispatcher::TryStart(const CallPtr& call) {
       const bool busy = result == AcquireResult::kAllBusy;
       const bool may_wait =
           busy || (call->attempts == 0 && options_.no_worker_wait_ms > 0);
-      if (call->deadline_ms == 0 && may_wait) {
+      if (may_wait && (call->deadline_ms == 0 || (busy && call->worker_wait))) {
+        if (call->timer != 0) {
+          timers_->Cancel(call->timer);
+          call->timer = 0;
+        }
+        call->worker_wait = !busy;
         call->deadline_ms =
             now + (busy && busy_tool.has_value() ? busy_tool->timeout_ms()
                                                  : options_.no_worker_wait_ms);
@@ -311,7 +329,11 @@ void WorkerDispatcher::OnCapacity() {
     if (full.count(call->invocation.name) == 0) {
       TryStart(call);
       absl::MutexLock lock(&mu_);
-      if (call->waiting) full.insert(call->invocation.name);
+      // A retry waits for a replica it has not tried yet; later calls may
+      // still fit on the ones it excluded.
+      if (call->waiting && call->tried.empty()) {
+        full.insert(call->invocation.name);
+      }
       continue;
     }
     absl::MutexLock lock(&mu_);

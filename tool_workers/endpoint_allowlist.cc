@@ -51,6 +51,13 @@ bool ValidHostChars(absl::string_view host) {
   return true;
 }
 
+bool AllDigits(absl::string_view text) {
+  for (char c : text) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::StatusOr<HostPort> ParseEndpoint(absl::string_view endpoint,
@@ -63,11 +70,14 @@ absl::StatusOr<HostPort> ParseEndpoint(absl::string_view endpoint,
   if (endpoint.empty()) return FieldError(field, kFieldRequired, "is required");
   if (endpoint.size() > 255) return bad("too long");
   const size_t colon = endpoint.rfind(':');
-  if (colon == absl::string_view::npos || colon == 0) return bad("no port");
+  if (colon == absl::string_view::npos) return bad("no port");
+  if (colon == 0) return bad("no host");
   HostPort out;
   out.host = absl::AsciiStrToLower(endpoint.substr(0, colon));
-  if (!absl::SimpleAtoi(endpoint.substr(colon + 1), &out.port) ||
-      out.port < 1 || out.port > 65535) {
+  // Digits only: SimpleAtoi would also take " 80" and "+80".
+  const absl::string_view port = endpoint.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || !AllDigits(port) ||
+      !absl::SimpleAtoi(port, &out.port) || out.port < 1 || out.port > 65535) {
     return bad("port 1..65535");
   }
   if (out.host.front() == '[') {

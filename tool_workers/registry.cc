@@ -148,12 +148,15 @@ absl::Status ToolRegistry::CheckConflicts(
 void ToolRegistry::Put(WorkerState state) {
   auto it = workers_.find(state.worker_id);
   if (it != workers_.end()) {
+    // The same registration continues (its calls still count).
+    state.registration = it->second.registration;
     for (auto& [name, tool] : state.tools) {
       auto old = it->second.tools.find(name);
       if (old != it->second.tools.end()) tool.in_flight = old->second.in_flight;
     }
     it->second = std::move(state);
   } else {
+    state.registration = next_registration_++;
     std::string id = state.worker_id;
     workers_.emplace(std::move(id), std::move(state));
   }
@@ -429,6 +432,7 @@ AcquireResult ToolRegistry::Acquire(absl::string_view tool,
   }
   ++best_tool->in_flight;
   slot->worker_id = best->worker_id;
+  slot->registration = best->registration;
   slot->endpoint = best->endpoint;
   slot->tool = name;
   slot->timeout_ms = best_tool->tool.timeout_ms();
@@ -440,7 +444,7 @@ void ToolRegistry::Release(const WorkerSlot& slot, CallOutcome outcome) {
   {
     absl::MutexLock lock(&mu_);
     auto it = workers_.find(slot.worker_id);
-    if (it != workers_.end()) {
+    if (it != workers_.end() && it->second.registration == slot.registration) {
       auto tool = it->second.tools.find(slot.tool);
       if (tool != it->second.tools.end() && tool->second.in_flight > 0) {
         --tool->second.in_flight;

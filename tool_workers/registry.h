@@ -48,6 +48,9 @@ struct RegistryOptions {
 // One call's place on a replica, from Acquire() until Release().
 struct WorkerSlot {
   std::string worker_id;
+  // Which registration of the worker the call counts against: one that
+  // expired and came back must not have its slots freed by old calls.
+  uint64_t registration = 0;
   std::string endpoint;
   std::string tool;
   int32_t timeout_ms = 0;
@@ -111,6 +114,7 @@ class ToolRegistry {
     std::string worker_id;
     std::string endpoint;
     std::string lease_id;
+    uint64_t registration = 0;
     bool is_static = false;
     bool draining = false;  // unregistered with calls still in flight
     int64_t lease_ttl_ms = 0;
@@ -146,6 +150,7 @@ class ToolRegistry {
   mutable absl::flat_hash_map<std::string, WorkerState> workers_
       ABSL_GUARDED_BY(mu_);
   uint64_t turn_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_registration_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace assistants::tool_workers
