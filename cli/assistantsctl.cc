@@ -40,6 +40,7 @@
 #include "assistants/v1/message.grpc.pb.h"
 #include "assistants/v1/run_service.grpc.pb.h"
 #include "assistants/v1/thread.grpc.pb.h"
+#include "assistants/v1/tool_worker.grpc.pb.h"
 #include "cli/rpc_error.h"
 #include "cli/run_flow.h"
 #include "cli/run_printer.h"
@@ -1001,6 +1002,60 @@ Outcome RunCommand(const Invocation& inv) {
   return grpc::Status::OK;
 }
 
+absl::string_view HealthName(v1::WorkerHealth health) {
+  switch (health) {
+    case v1::WORKER_HEALTH_SERVING:
+      return "serving";
+    case v1::WORKER_HEALTH_SUSPECT:
+      return "suspect";
+    case v1::WORKER_HEALTH_DRAINING:
+      return "draining";
+    default:
+      return "unknown";
+  }
+}
+
+Outcome WorkersList(const Invocation& inv) {
+  v1::ListWorkersResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::ToolRegistryService::NewStub(inv.channel);
+  const grpc::Status status =
+      stub->ListWorkers(&context, v1::ListWorkersRequest(), &response);
+  return Show(status, inv, response, [](const v1::ListWorkersResponse& list) {
+    for (const v1::Worker& worker : list.workers()) {
+      std::vector<std::string> tools;
+      for (const v1::WorkerTool& tool : worker.tools()) {
+        tools.push_back(tool.function().name());
+      }
+      std::cout << worker.worker_id() << "  " << HealthName(worker.health())
+                << "  " << worker.endpoint()
+                << "  in_flight=" << worker.in_flight()
+                << "  tools=" << absl::StrJoin(tools, ",")
+                << (worker.static_() ? "  static" : "") << "\n";
+    }
+  });
+}
+
+Outcome ToolsList(const Invocation& inv) {
+  v1::ListToolsResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::ToolRegistryService::NewStub(inv.channel);
+  const grpc::Status status =
+      stub->ListTools(&context, v1::ListToolsRequest(), &response);
+  return Show(status, inv, response, [](const v1::ListToolsResponse& list) {
+    for (const v1::RegisteredTool& tool : list.tools()) {
+      std::cout << tool.tool().function().name()
+                << "  workers=" << absl::StrJoin(tool.worker_ids(), ",")
+                << "  timeout_ms=" << tool.tool().timeout_ms()
+                << "  max_concurrency=" << tool.tool().max_concurrency()
+                << (tool.tool().idempotent() ? "  idempotent" : "") << "  "
+                << tool.tool().function().description() << "\n";
+    }
+  });
+}
+
 struct Command {
   std::string resource;
   // Empty for a command that is one word ("run").
@@ -1114,6 +1169,8 @@ const std::vector<Command>& Commands() {
        kPaging,
        {},
        RunsSteps},
+      {"workers", "list", "", "", {}, {}, WorkersList},
+      {"tools", "list", "", "", {}, {}, ToolsList},
   };
   return *commands;
 }

@@ -126,6 +126,18 @@ void RunPrinter::PrintStepDelta(const v1::RunStepDelta& delta) {
       code_printed_.insert(key);
       Write(call.code_interpreter().input());
     }
+    if (!call.function().name().empty()) {
+      function_names_[key] = call.function().name();
+    }
+    // A gateway extension: a tool worker's output arrives as a delta.
+    if (call.function().has_output()) {
+      auto name = function_names_.find(key);
+      EndLine();
+      Write(
+          absl::StrCat("[tool worker] ",
+                       name == function_names_.end() ? call.id() : name->second,
+                       " -> ", call.function().output(), "\n"));
+    }
   }
 }
 

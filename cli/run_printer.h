@@ -5,6 +5,7 @@
 #ifndef CLI_RUN_PRINTER_H_
 #define CLI_RUN_PRINTER_H_
 
+#include <map>
 #include <ostream>
 #include <set>
 #include <string>
@@ -76,6 +77,8 @@ class RunPrinter {
   std::set<PartKey> calls_announced_;
   // code_interpreter calls whose input was printed from deltas.
   std::set<PartKey> code_printed_;
+  // Function names by call, for announcing worker outputs.
+  std::map<PartKey, std::string> function_names_;
 };
 
 // The event as one line of proto3 JSON (field names as in the .proto files),

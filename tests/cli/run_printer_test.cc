@@ -163,6 +163,22 @@ TEST(RunPrinterTest, ToolCallsOfEachStepAreAnnounced) {
   EXPECT_EQ(printed.out, "\n[calling function]\n\n[calling function]\n");
 }
 
+TEST(RunPrinterTest, WorkerOutputsArePrintedWithTheToolName) {
+  v1::RunEvent output = FunctionDelta(2, "step_1", 0, "call_1", "", "");
+  output.mutable_step_delta()
+      ->mutable_delta()
+      ->mutable_tool_calls(0)
+      ->mutable_function()
+      ->set_output(R"({"price":237.5})");
+  const Printed printed = PrintAll({
+      FunctionDelta(1, "step_1", 0, "call_1", "get_stock_price", ""),
+      output,
+  });
+  EXPECT_EQ(printed.out,
+            "\n[calling function]\n"
+            "[tool worker] get_stock_price -> {\"price\":237.5}\n");
+}
+
 TEST(RunPrinterTest, TerminalStatuses) {
   v1::Run incomplete = SeedRun(v1::RUN_STATUS_INCOMPLETE);
   incomplete.mutable_incomplete_details()->set_reason("max_completion_tokens");
