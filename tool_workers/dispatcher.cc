@@ -4,6 +4,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "service/common/errors.h"
@@ -59,6 +60,7 @@ struct WorkerDispatcher::Call {
   bool waiting = false;
   bool finished = false;
   std::function<void()> cancel;  // of the attempt in flight
+  int completed_attempt = 0;     // the last attempt the transport answered
   Timers::Id timer = 0;
 };
 
@@ -129,7 +131,17 @@ void WorkerDispatcher::Invoke(const runs::ToolCallContext& context,
 }
 
 void WorkerDispatcher::TryStart(const CallPtr& call) {
+  while (TryStartOnce(call)) {
+  }
+}
+
+bool WorkerDispatcher::TryStartOnce(const CallPtr& call) {
   const std::string& tool = call->invocation.name;
+  uint64_t epoch = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    epoch = capacity_epoch_;
+  }
   WorkerSlot slot;
   const AcquireResult result = registry_->Acquire(tool, call->tried, &slot);
   // The tool's timeout bounds the wait for a free slot too.
@@ -162,6 +174,11 @@ void WorkerDispatcher::TryStart(const CallPtr& call) {
             "timeout", tool,
             absl::StrCat("no replica of ", tool, " had a free slot in time"));
       }
+    } else if (capacity_epoch_ != epoch) {
+      // Capacity changed after Acquire looked: OnCapacity may already have
+      // run without this call in the queue, so look again instead of
+      // waiting for a wake-up that will not come.
+      return true;
     } else {
       const bool busy = result == AcquireResult::kAllBusy;
       const bool may_wait =
@@ -204,7 +221,7 @@ void WorkerDispatcher::TryStart(const CallPtr& call) {
   }
   if (release) registry_->Release(slot, CallOutcome::kOther);
   if (!failure.empty()) Deliver(call, std::move(failure));
-  if (!start) return;
+  if (!start) return false;
 
   v1::InvokeToolRequest request;
   request.set_idempotency_key(
@@ -227,11 +244,13 @@ void WorkerDispatcher::TryStart(const CallPtr& call) {
     absl::MutexLock lock(&mu_);
     if (call->finished) {
       cancel_now = true;
-    } else if (call->attempts == attempt) {
+    } else if (call->attempts == attempt && call->completed_attempt < attempt) {
+      // Still in flight (the transport may have answered already).
       call->cancel = cancel;
     }
   }
   if (cancel_now) cancel();
+  return false;
 }
 
 void WorkerDispatcher::OnResult(const CallPtr& call, const WorkerSlot& slot,
@@ -241,14 +260,22 @@ void WorkerDispatcher::OnResult(const CallPtr& call, const WorkerSlot& slot,
                            : status.code() == absl::StatusCode::kUnavailable
                                ? CallOutcome::kUnavailable
                                : CallOutcome::kOther);
+  // Counted until the very end: the destructor waits for it, and a retry
+  // below still uses this dispatcher.
+  auto in_flight = absl::MakeCleanup([this] {
+    absl::MutexLock lock(&mu_);
+    --attempts_in_flight_;
+  });
   const std::string& tool = call->invocation.name;
   bool retry = false;
   std::string result;
   {
     absl::MutexLock lock(&mu_);
-    --attempts_in_flight_;
-    if (static_cast<uint64_t>(call->attempts) == attempt)
+    call->completed_attempt =
+        std::max(call->completed_attempt, static_cast<int>(attempt));
+    if (static_cast<uint64_t>(call->attempts) == attempt) {
       call->cancel = nullptr;
+    }
     if (call->finished) return;
     if (status.ok()) {
       if (output.size() > options_.max_output_bytes) {
@@ -319,6 +346,7 @@ void WorkerDispatcher::OnCapacity() {
   std::deque<CallPtr> candidates;
   {
     absl::MutexLock lock(&mu_);
+    ++capacity_epoch_;
     if (shut_down_ || waiting_.empty()) return;
     candidates.swap(waiting_);
     for (const CallPtr& call : candidates) call->waiting = false;
@@ -396,6 +424,8 @@ void WorkerDispatcher::Shutdown() {
 bool WorkerDispatcher::FinishLocked(const CallPtr& call) {
   if (call->finished) return false;
   call->finished = true;
+  // The attempt's handle refers back to the call: break the cycle.
+  call->cancel = nullptr;
   if (call->waiting) {
     call->waiting = false;
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), call),

@@ -71,6 +71,8 @@ class WorkerDispatcher final : public runs::ToolDispatcher {
 
   // Tries to place `call` on a replica; otherwise queues it or ends it.
   void TryStart(const CallPtr& call);
+  // One try; true when capacity changed meanwhile and it must look again.
+  bool TryStartOnce(const CallPtr& call);
   void OnResult(const CallPtr& call, const WorkerSlot& slot, uint64_t attempt,
                 const absl::Status& status, std::string output);
   void OnCapacity();
@@ -93,6 +95,9 @@ class WorkerDispatcher final : public runs::ToolDispatcher {
   absl::flat_hash_map<std::string, std::vector<CallPtr>> by_run_
       ABSL_GUARDED_BY(mu_);
   int attempts_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bumped by every capacity change; closes the gap between Acquire()
+  // failing and the call joining waiting_.
+  uint64_t capacity_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace assistants::tool_workers

@@ -273,11 +273,20 @@ void RunActor::StartOnStrand() {
   }
   switch (run_.status()) {
     case v1::RUN_STATUS_QUEUED:
-      if (!tool_step_id_.empty()) {
-        ContinueAfterOutputs();  // outputs were submitted before a restart
-      } else {
+      if (tool_step_id_.empty()) {
         BeginTurn();
+        return;
       }
+      // The caller's outputs were stored before a restart; worker calls of
+      // the same step may still lack theirs.
+      if (std::vector<ToolInvocation> calls = UnansweredWorkerCalls();
+          !calls.empty()) {
+        SetStatus(v1::RUN_STATUS_IN_PROGRESS);
+        pending_.steps.push_back(*ToolStep());
+        DispatchToWorkers(std::move(calls));
+        return;
+      }
+      ContinueAfterOutputs();
       return;
     case v1::RUN_STATUS_IN_PROGRESS:
       ResumeInProgress();
@@ -680,39 +689,48 @@ void RunActor::OnTurnDone(uint64_t turn,
 void RunActor::HandleFunctionCalls() {
   v1::RunStep* step = ToolStep();
   if (step == nullptr) return;
+  std::set<std::string> declared;
+  for (const v1::Tool& tool : run_.tools()) {
+    if (tool.has_function()) declared.insert(tool.function().function().name());
+  }
   std::vector<v1::RequiredToolCall> for_caller;
   std::vector<ToolInvocation> for_workers;
   for (const v1::ToolCall& call :
        step->step_details().tool_calls().tool_calls()) {
     if (!call.has_function() || call.function().has_output()) continue;
-    if (context_->dispatcher->Handles(call.function().name())) {
-      for_workers.push_back(
-          {call.id(), call.function().name(), call.function().arguments()});
+    const std::string& name = call.function().name();
+    // Only tools the run offers go to workers: a model (or an injected
+    // prompt) naming another team's worker tool must not reach it.
+    if (declared.count(name) > 0 && context_->dispatcher->Handles(name)) {
+      for_workers.push_back({call.id(), name, call.function().arguments()});
     } else {
       v1::RequiredToolCall required;
       required.set_id(call.id());
       required.set_type("function");
-      required.mutable_function()->set_name(call.function().name());
+      required.mutable_function()->set_name(name);
       required.mutable_function()->set_arguments(call.function().arguments());
       for_caller.push_back(std::move(required));
     }
   }
   pending_.steps.push_back(*step);
-  DispatchToWorkers(std::move(for_workers));
-  if (for_caller.empty()) return;  // workers answer; the run stays in_progress
-  v1::SubmitToolOutputsAction* action =
-      run_.mutable_required_action()->mutable_submit_tool_outputs();
-  run_.mutable_required_action()->set_type("submit_tool_outputs");
-  action->clear_tool_calls();
-  for (v1::RequiredToolCall& call : for_caller) {
-    caller_pending_.insert(call.id());
-    *action->add_tool_calls() = std::move(call);
+  if (!for_caller.empty()) {
+    v1::SubmitToolOutputsAction* action =
+        run_.mutable_required_action()->mutable_submit_tool_outputs();
+    run_.mutable_required_action()->set_type("submit_tool_outputs");
+    action->clear_tool_calls();
+    for (v1::RequiredToolCall& call : for_caller) {
+      caller_pending_.insert(call.id());
+      *action->add_tool_calls() = std::move(call);
+    }
+    run_.set_expires_at(
+        (context_->clock->NowMillis() + requires_action_timeout_ms_ + 999) /
+        1000);
+    SetStatus(v1::RUN_STATUS_REQUIRES_ACTION);
+    ArmExpiry();
   }
-  run_.set_expires_at(
-      (context_->clock->NowMillis() + requires_action_timeout_ms_ + 999) /
-      1000);
-  SetStatus(v1::RUN_STATUS_REQUIRES_ACTION);
-  ArmExpiry();
+  // Last: its commit carries the step and requires_action together, so a
+  // recovered run can always tell the caller's calls from the workers'.
+  DispatchToWorkers(std::move(for_workers));
 }
 
 std::vector<ToolInvocation> RunActor::UnansweredWorkerCalls() {

@@ -30,6 +30,7 @@
 #include "service/common/errors.h"
 #include "service/common/executor.h"
 #include "service/common/ids.h"
+#include "service/common/status_macros.h"
 #include "service/common/timers.h"
 #include "service/core/objects.h"
 #include "service/runs/run_options.h"
@@ -853,16 +854,17 @@ TEST_F(EngineTest, SubmitToolOutputsIsIdempotentWithRequestId) {
 TEST_F(EngineTest, SubmitRetryWhileStillWaitingDoesNotTransitionTwice) {
   // The worker holds the run in_progress after the submit, so the retry
   // reaches the engine while the run is still active.
-  dispatcher_.Serve("get_time", "12:00");
+  dispatcher_.Serve("get_weather", "20C");
   dispatcher_.set_hold(true);
   provider_.Add(ToolReply({WeatherCall(), {"get_time", {"{}"}}}));
   provider_.Add(TextReply({"Ok."}));
   const v1::Run run = Create(NewThread());
   const v1::Run waiting = WaitForStatus(run, v1::RUN_STATUS_REQUIRES_ACTION);
   const std::string id = RequiredCallIds(waiting).at(0);
-  ASSERT_TRUE(TrySubmit(waiting, {{id, "20C"}}, "submit-2").ok());
+  ASSERT_TRUE(TrySubmit(waiting, {{id, "12:00"}}, "submit-2").ok());
   WaitForStatus(run, v1::RUN_STATUS_IN_PROGRESS);
-  absl::StatusOr<v1::Run> retry = TrySubmit(waiting, {{id, "20C"}}, "submit-2");
+  absl::StatusOr<v1::Run> retry =
+      TrySubmit(waiting, {{id, "12:00"}}, "submit-2");
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_EQ(retry->status(), v1::RUN_STATUS_QUEUED);
   EXPECT_EQ(dispatcher_.ReleaseAll(), 1);
@@ -2548,6 +2550,117 @@ TEST_F(SqliteEngineTest, InProgressRunResumesAfterReopen) {
   ASSERT_THAT(steps, SizeIs(2));
   EXPECT_EQ(steps[0].status(), v1::RUN_STEP_STATUS_FAILED);
   EXPECT_EQ(steps[0].metadata().count("gateway.interrupted"), 1u);
+}
+
+// Stores the changes of a batch up to the first one that would store the
+// run in `failing`, then fails (the disk is gone): the state a crash between
+// two commits leaves behind.
+class FlakyStore : public MemoryStore {
+ public:
+  std::atomic<int> failing{v1::RUN_STATUS_UNSPECIFIED};
+  absl::Status CommitRunChanges(
+      const std::vector<const RunChanges*>& batch) override {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i]->run.has_value() &&
+          batch[i]->run->status() == failing.load()) {
+        std::vector<const RunChanges*> before(batch.begin(), batch.begin() + i);
+        if (!before.empty()) {
+          RETURN_IF_ERROR(MemoryStore::CommitRunChanges(before));
+        }
+        return StoreUnavailable("the disk is gone");
+      }
+    }
+    return MemoryStore::CommitRunChanges(batch);
+  }
+};
+
+class CommitWindowTest : public EngineTest {
+ protected:
+  CommitWindowTest() {
+    auto store = std::make_unique<FlakyStore>();
+    flaky_ = store.get();
+    store_ = std::move(store);
+  }
+  FlakyStore* flaky_ = nullptr;
+};
+
+TEST_F(CommitWindowTest, CallersCallsNeverReachWorkersWhenACommitIsLost) {
+  dispatcher_.Serve("get_weather", "{\"temp\":21}");
+  flaky_->failing = v1::RUN_STATUS_REQUIRES_ACTION;
+  provider_.Add(ToolReply({WeatherCall(), {"ask_user", {"{}"}}}));
+  provider_.Add(ToolReply({WeatherCall(), {"ask_user", {"{}"}}}));
+  provider_.Add(TextReply({"Done."}));
+  const v1::Run run = Create(NewThread());
+  // The commit holding the calls and requires_action fails: the actor
+  // stops, and no worker has been told anything.
+  ASSERT_TRUE(WaitUntil([&] { return engine_->active_runs() == 0; }));
+  EXPECT_THAT(dispatcher_.invocations(), IsEmpty());
+
+  flaky_->failing = v1::RUN_STATUS_UNSPECIFIED;
+  RestartEngine();
+  const v1::Run waiting = WaitForStatus(run, v1::RUN_STATUS_REQUIRES_ACTION);
+  const auto& required =
+      waiting.required_action().submit_tool_outputs().tool_calls();
+  ASSERT_EQ(required.size(), 1);
+  EXPECT_EQ(required[0].function().name(), "ask_user");
+  ASSERT_TRUE(WaitUntil([&] { return dispatcher_.invocations().size() == 1; }));
+  EXPECT_EQ(dispatcher_.invocations()[0].invocation.name, "get_weather");
+  SubmitAll(waiting, "yes");
+  EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
+  for (const auto& invocation : dispatcher_.invocations()) {
+    EXPECT_NE(invocation.invocation.name, "ask_user");
+  }
+}
+
+TEST_F(CommitWindowTest, QueuedRunRecoveredWithWorkerCallsOutstanding) {
+  dispatcher_.Serve("get_weather", "{\"temp\":21}");
+  dispatcher_.set_hold(true);
+  provider_.Add(ToolReply({WeatherCall(), {"ask_user", {"{}"}}}));
+  provider_.Add(TextReply({"Done."}));
+  const v1::Run run = Create(NewThread());
+  const v1::Run waiting = WaitForStatus(run, v1::RUN_STATUS_REQUIRES_ACTION);
+  ASSERT_TRUE(WaitUntil([&] { return dispatcher_.invocations().size() == 1; }));
+  engine_->FlushForTesting();
+  // The caller's output is stored with the run queued; the move back to
+  // in_progress (the worker is still busy) is lost.
+  flaky_->failing = v1::RUN_STATUS_IN_PROGRESS;
+  // The reply may report the failed batch; what counts is what is stored.
+  (void)TrySubmit(waiting, {{RequiredCallIds(waiting).at(0), "yes"}});
+  ASSERT_TRUE(WaitUntil([&] { return engine_->active_runs() == 0; }));
+  EXPECT_EQ(Stored(run).status(), v1::RUN_STATUS_QUEUED);
+
+  flaky_->failing = v1::RUN_STATUS_UNSPECIFIED;
+  RestartEngine();
+  // The worker's call goes out again (same id) instead of being dropped.
+  ASSERT_TRUE(WaitUntil([&] { return dispatcher_.invocations().size() == 2; }));
+  const auto invocations = dispatcher_.invocations();
+  EXPECT_EQ(invocations[1].invocation.call_id,
+            invocations[0].invocation.call_id);
+  EXPECT_EQ(provider_.calls(), 1);
+  EXPECT_EQ(dispatcher_.ReleaseAll(), 2);
+  EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
+  ASSERT_EQ(provider_.calls(), 2);
+  const std::vector<std::string> items = ItemTexts(provider_.turn(1));
+  EXPECT_EQ(std::count_if(items.begin(), items.end(),
+                          [](const std::string& item) {
+                            return absl::StartsWith(item, "output:");
+                          }),
+            2);
+}
+
+TEST_F(EngineTest, UndeclaredToolsNeverReachWorkers) {
+  // A worker serves delete_records, but this run does not offer it: the
+  // model's call to it goes to the caller, not to the worker.
+  dispatcher_.Serve("delete_records", "{\"deleted\":42}");
+  provider_.Add(ToolReply({{"delete_records", {"{}"}}}));
+  provider_.Add(TextReply({"Nothing deleted."}));
+  const v1::Run run = Create(NewThread());
+  const v1::Run waiting = WaitForStatus(run, v1::RUN_STATUS_REQUIRES_ACTION);
+  EXPECT_THAT(RequiredCallIds(waiting), SizeIs(1));
+  EXPECT_THAT(dispatcher_.invocations(), IsEmpty());
+  SubmitAll(waiting, "{\"error\":\"not allowed\"}");
+  EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
+  EXPECT_THAT(dispatcher_.invocations(), IsEmpty());
 }
 
 }  // namespace

@@ -1035,5 +1035,71 @@ TEST_F(DispatcherTest, EveryPathAnswersExactlyOnce) {
   EXPECT_EQ(InFlight("a") + InFlight("b"), 0);
 }
 
+// The dispatcher's clock, over the registry's: fires a hook on its first
+// read after Arm(), which in TryStart comes right after Acquire() and
+// before the call is queued.
+class HookClock : public Clock {
+ public:
+  explicit HookClock(const FakeClock* base) : base_(base) {}
+  int64_t NowMillis() const override {
+    std::function<void()> hook;
+    hook.swap(hook_);
+    if (hook) hook();
+    return base_->NowMillis();
+  }
+  void Arm(std::function<void()> hook) { hook_ = std::move(hook); }
+
+ private:
+  const FakeClock* base_;
+  mutable std::function<void()> hook_;
+};
+
+class RecordingTransport : public WorkerTransport {
+ public:
+  std::function<void()> Invoke(const std::string&,
+                               const v1::InvokeToolRequest& request, int64_t,
+                               Done done) override {
+    calls.push_back({request.tool_call_id(), std::move(done)});
+    return [] {};
+  }
+  std::vector<std::pair<std::string, Done>> calls;
+};
+
+TEST(DispatcherRaceTest, SlotFreedBetweenAcquireAndQueueingIsNotMissed) {
+  FakeClock clock;
+  HookClock dispatcher_clock(&clock);
+  RegistryOptions options;
+  options.registration_token = "t";
+  ToolRegistry registry(options, &clock);
+  ManualTimers timers(&clock);
+  RecordingTransport transport;
+  v1::RegisterWorkerRequest request;
+  request.set_worker_id("w1");
+  request.set_endpoint("127.0.0.1:7001");
+  v1::WorkerTool* tool = request.add_tools();
+  tool->mutable_function()->set_name("add");
+  tool->set_max_concurrency(1);
+  ASSERT_TRUE(registry.Register("t", request).ok());
+  WorkerDispatcher dispatcher(&registry, &transport, &dispatcher_clock, &timers,
+                              DispatcherOptions());
+  std::vector<std::string> a, b;
+  dispatcher.Invoke({"run_1", "thread_1", "asst_1"}, {"call_a", "add", "{}"},
+                    [&](std::string output) { a.push_back(output); });
+  ASSERT_EQ(transport.calls.size(), 1u);
+  // B finds the only slot busy; A finishes before B joins the queue.
+  dispatcher_clock.Arm([&] {
+    WorkerTransport::Done done = std::move(transport.calls[0].second);
+    done(absl::OkStatus(), "{}");
+  });
+  dispatcher.Invoke({"run_1", "thread_1", "asst_1"}, {"call_b", "add", "{}"},
+                    [&](std::string output) { b.push_back(output); });
+  EXPECT_THAT(a, ElementsAre("{}"));
+  EXPECT_EQ(dispatcher.waiting(), 0u);
+  ASSERT_EQ(transport.calls.size(), 2u);
+  EXPECT_EQ(transport.calls[1].first, "call_b");
+  transport.calls[1].second(absl::OkStatus(), "{\"b\":1}");
+  EXPECT_THAT(b, ElementsAre("{\"b\":1}"));
+}
+
 }  // namespace
 }  // namespace assistants::tool_workers

@@ -188,8 +188,13 @@ absl::StatusOr<std::string> RunHandler(const ToolSpec& spec,
     return result->dump(-1, ' ', false,
                         nlohmann::json::error_handler_t::replace);
   } catch (const std::exception& e) {
+    // The message goes to the model; the exception's text may hold
+    // secrets, so it stays in the worker's log.
+    std::cerr << "tool '" << spec.name << "' threw: " << e.what() << "\n";
     return SdkError(absl::StatusCode::kInternal, "TOOL_HANDLER_FAILED",
-                    absl::StrCat("tool '", spec.name, "' failed: ", e.what()));
+                    absl::StrCat("tool '", spec.name,
+                                 "' failed with an exception (see the "
+                                 "worker's log)"));
   } catch (...) {
     return SdkError(
         absl::StatusCode::kInternal, "TOOL_HANDLER_FAILED",
@@ -419,7 +424,15 @@ absl::Status ToolWorker::Impl::Start() {
 
   registry_ = v1::ToolRegistryService::NewStub(grpc::CreateChannel(
       options_.gateway, grpc::InsecureChannelCredentials()));
-  if (absl::Status registered = RegisterWithRetry(); !registered.ok()) {
+  absl::Status registered = RegisterWithRetry();
+  // Shutdown() may have run meanwhile (from another thread): it found no
+  // heartbeat thread to stop, so clean up here instead of starting one.
+  absl::MutexLock shutdown_lock(&shutdown_mu_);
+  if (shut_down_) {
+    if (registered.ok()) Unregister();
+    return absl::CancelledError("Shutdown() was called during Start()");
+  }
+  if (!registered.ok()) {
     StopServing();
     return registered;
   }
@@ -670,9 +683,15 @@ grpc::ServerUnaryReactor* ToolWorker::Impl::InvokeTool(
     CallResult result{ToGrpcStatus(output.status()),
                       output.ok() ? *std::move(output) : std::string()};
     if (!key.empty()) {
-      dedupe_.Complete(key, result,
-                       /*remember=*/output.status().code() !=
-                           absl::StatusCode::kUnavailable);
+      // A handler that gave up (cancelled, out of time) or invites a retry
+      // did not answer the call: a retry of the same key (e.g. after a
+      // gateway restart) runs the tool again. Anything else, success
+      // included even when the gateway stopped waiting, is the answer.
+      const absl::StatusCode code = output.status().code();
+      const bool remember = code != absl::StatusCode::kUnavailable &&
+                            code != absl::StatusCode::kCancelled &&
+                            code != absl::StatusCode::kDeadlineExceeded;
+      dedupe_.Complete(key, result, remember);
     }
     reply(result);
   });

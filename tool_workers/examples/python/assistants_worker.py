@@ -318,11 +318,14 @@ class _Dedupe:
 
     def finish(self, key, result: _Result):
         """Hands `result` to the waiting duplicates and remembers it, unless
-        it is UNAVAILABLE: a retry of that deserves a fresh attempt."""
+        the handler gave up or invites a retry (UNAVAILABLE, CANCELLED,
+        DEADLINE_EXCEEDED): a retry of those (e.g. after a gateway restart)
+        runs the tool again."""
         with self._lock:
             future = self._running.pop(key)
-            if (result.error is None or
-                    result.error.code != grpc.StatusCode.UNAVAILABLE):
+            if result.error is None or result.error.code not in (
+                    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                    grpc.StatusCode.DEADLINE_EXCEEDED):
                 self._done[key] = result
                 while len(self._done) > self._capacity:
                     self._done.popitem(last=False)

@@ -1,0 +1,231 @@
+// Helpers shared by the end-to-end tests that drive the gateway over gRPC in
+// front of fake-openai: deadlines, bounded polling, fake-openai's control API,
+// a RunEvents reader and checks on streamed events. Header-only; a test that
+// includes it links gRPC, the protos, nlohmann_json, libcurl and GoogleTest.
+#ifndef TESTS_E2E_E2E_HELPERS_H_
+#define TESTS_E2E_E2E_HELPERS_H_
+
+#include <curl/curl.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "assistants/v1/event.pb.h"
+#include "assistants/v1/message.pb.h"
+#include "assistants/v1/run_service.grpc.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace assistants::test_support {
+
+inline std::string Describe(const grpc::Status& status) {
+  return std::to_string(status.error_code()) + ": " + status.error_message();
+}
+
+// A context whose deadline is `timeout` from now.
+inline std::unique_ptr<grpc::ClientContext> Context(
+    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + timeout);
+  return context;
+}
+
+// Polls `done` every 20 ms until it holds or `timeout` passes.
+inline bool WaitUntil(const std::function<bool()>& done,
+                      std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// --- fake-openai's control API -------------------------------------------
+
+namespace e2e_internal {
+inline size_t AppendBody(char* data, size_t size, size_t n, void* arg) {
+  static_cast<std::string*>(arg)->append(data, size * n);
+  return size * n;
+}
+}  // namespace e2e_internal
+
+// Calls `method path` on fake-openai; returns the parsed JSON body
+// (discarded on a transport error or a non-JSON body). Needs
+// curl_global_init() first.
+inline nlohmann::json FakeCall(int port, const std::string& method,
+                               const std::string& path,
+                               const std::string& body = "") {
+  CURL* curl = curl_easy_init();
+  std::string out;
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
+  curl_slist* headers =
+      curl_slist_append(nullptr, "Content-Type: application/json");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  if (!body.empty()) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
+                     static_cast<long>(body.size()));
+  }
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &e2e_internal::AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+  const CURLcode code = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  EXPECT_EQ(code, CURLE_OK) << method << " " << path;
+  EXPECT_EQ(status, 200) << method << " " << path << ": " << out;
+  return nlohmann::json::parse(out, nullptr, false);
+}
+
+// --- Events --------------------------------------------------------------
+
+// Sequences of `events`, in order.
+inline std::vector<int64_t> Sequences(const std::vector<v1::RunEvent>& events) {
+  std::vector<int64_t> out;
+  for (const v1::RunEvent& event : events) out.push_back(event.sequence());
+  return out;
+}
+
+inline std::vector<int64_t> OneTo(int64_t n) {
+  std::vector<int64_t> out;
+  for (int64_t i = 1; i <= n; ++i) out.push_back(i);
+  return out;
+}
+
+// The concatenated text of every thread.message.delta.
+inline std::string DeltaText(const std::vector<v1::RunEvent>& events) {
+  std::string text;
+  for (const v1::RunEvent& event : events) {
+    if (!event.has_message_delta()) continue;
+    for (const v1::MessageContentDelta& part :
+         event.message_delta().delta().content()) {
+      text += part.text().value();
+    }
+  }
+  return text;
+}
+
+inline std::string MessageText(const v1::Message& message) {
+  std::string text;
+  for (const v1::MessageContent& content : message.content()) {
+    text += content.text().value();
+  }
+  return text;
+}
+
+// Each event carries the payload its name calls for.
+inline void ExpectPayloads(const std::vector<v1::RunEvent>& events) {
+  for (const v1::RunEvent& e : events) {
+    const std::string& name = e.event();
+    v1::RunEvent::DataCase want = v1::RunEvent::DATA_NOT_SET;
+    if (name == "thread.created") {
+      want = v1::RunEvent::kThread;
+    } else if (name == "thread.run.step.delta") {
+      want = v1::RunEvent::kStepDelta;
+    } else if (name.rfind("thread.run.step.", 0) == 0) {
+      want = v1::RunEvent::kStep;
+    } else if (name.rfind("thread.run.", 0) == 0) {
+      want = v1::RunEvent::kRun;
+    } else if (name == "thread.message.delta") {
+      want = v1::RunEvent::kMessageDelta;
+    } else if (name.rfind("thread.message.", 0) == 0) {
+      want = v1::RunEvent::kMessage;
+    } else if (name == "done") {
+      want = v1::RunEvent::kDone;
+    } else if (name == "error") {
+      want = v1::RunEvent::kError;
+    }
+    EXPECT_NE(want, v1::RunEvent::DATA_NOT_SET) << "unknown event " << name;
+    EXPECT_EQ(e.data_case(), want) << e.DebugString();
+    EXPECT_GT(e.created_at_ms(), 0) << name;
+  }
+}
+
+// One RunEvents call, read on the caller's thread, with a deadline.
+class EventStream {
+ public:
+  EventStream(v1::RunService::Stub* stub, const v1::RunEventsRequest& request,
+              std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    context_.set_deadline(std::chrono::system_clock::now() + timeout);
+    reader_ = stub->RunEvents(&context_, request);
+  }
+  ~EventStream() {
+    if (!finished_) Cancel();
+  }
+  EventStream(const EventStream&) = delete;
+  EventStream& operator=(const EventStream&) = delete;
+
+  // The next event (heartbeats skipped); false when the stream ended.
+  bool Next(v1::RunEvent* event) {
+    v1::RunEventsResponse response;
+    while (reader_->Read(&response)) {
+      if (response.event().event() == "heartbeat") {
+        // Its sequence is that of the last real event.
+        heartbeats_.push_back({response.event(), last_sequence_});
+        continue;
+      }
+      *event = response.event();
+      last_sequence_ = event->sequence();
+      return true;
+    }
+    return false;
+  }
+
+  // The heartbeats skipped so far, each with the sequence of the real event
+  // before it.
+  const std::vector<std::pair<v1::RunEvent, int64_t>>& heartbeats() const {
+    return heartbeats_;
+  }
+
+  // Reads to the end, appending to `events`; returns the final status.
+  grpc::Status ReadAll(std::vector<v1::RunEvent>* events) {
+    v1::RunEvent event;
+    while (Next(&event)) events->push_back(event);
+    return Finish();
+  }
+
+  grpc::Status Finish() {
+    finished_ = true;
+    return reader_->Finish();
+  }
+
+  // Hangs up: what arrived but was not read is dropped, as if never sent.
+  grpc::Status Cancel() {
+    context_.TryCancel();
+    v1::RunEventsResponse ignored;
+    while (reader_->Read(&ignored)) {
+    }
+    return Finish();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::RunEventsResponse>> reader_;
+  bool finished_ = false;
+  int64_t last_sequence_ = 0;
+  std::vector<std::pair<v1::RunEvent, int64_t>> heartbeats_;
+};
+
+inline v1::RunEventsRequest Attach(const v1::Run& run, int64_t after_sequence) {
+  v1::RunEventsRequest request;
+  request.set_thread_id(run.thread_id());
+  request.set_run_id(run.id());
+  request.set_after_sequence(after_sequence);
+  return request;
+}
+
+}  // namespace assistants::test_support
+
+#endif  // TESTS_E2E_E2E_HELPERS_H_
