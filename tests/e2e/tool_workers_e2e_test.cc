@@ -633,15 +633,17 @@ TEST_F(ToolWorkersE2eTest, RefusedRegistrationsExitWithTheReason) {
   WriteFile(wrong_token_file, "not-the-registration-token\n");
   const std::string wrong_token = refused(
       "wrong-token", {"--tools=other", "--token_file=" + wrong_token_file});
-  // The SDK reports the gRPC code and the gateway's message (the reasons,
-  // BAD_REGISTRATION_TOKEN and so on, travel in the ErrorInfo).
+  // The SDK reports the gRPC code, the ErrorInfo reason and the gateway's
+  // message.
   EXPECT_THAT(wrong_token, HasSubstr("UNAUTHENTICATED")) << wrong_token;
+  EXPECT_THAT(wrong_token, HasSubstr("BAD_REGISTRATION_TOKEN")) << wrong_token;
   EXPECT_THAT(wrong_token, HasSubstr("registration token is not valid"))
       << wrong_token;
 
   const std::string outside =
       refused("outside", {"--tools=other", "--advertise=10.1.2.3:7000"});
   EXPECT_THAT(outside, HasSubstr("PERMISSION_DENIED")) << outside;
+  EXPECT_THAT(outside, HasSubstr("ENDPOINT_NOT_ALLOWED")) << outside;
   EXPECT_THAT(outside, HasSubstr("10.1.2.3:7000 is not in the gateway's "
                                  "worker allow-list"))
       << outside;
@@ -649,6 +651,7 @@ TEST_F(ToolWorkersE2eTest, RefusedRegistrationsExitWithTheReason) {
   // Same name, different definition (not idempotent this time).
   const std::string conflict = refused("conflicting", {"--tools=shared"});
   EXPECT_THAT(conflict, HasSubstr("ALREADY_EXISTS")) << conflict;
+  EXPECT_THAT(conflict, HasSubstr("TOOL_DEFINITION_CONFLICT")) << conflict;
   EXPECT_THAT(conflict, HasSubstr("tool 'shared' is already served by worker "
                                   "first with a different definition"))
       << conflict;

@@ -79,12 +79,27 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(code, message, rich.SerializeAsString());
 }
 
+// The gateway's error with its ErrorInfo reason (BAD_REGISTRATION_TOKEN,
+// ENDPOINT_NOT_ALLOWED, TOOL_DEFINITION_CONFLICT, ...) up front, so an
+// operator reading the worker's log knows what to fix.
 absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view rpc,
                             absl::string_view gateway) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(
-      static_cast<absl::StatusCode>(status.error_code()),
-      absl::StrCat(rpc, " to ", gateway, " failed: ", status.error_message()));
+  std::string reason;
+  google::rpc::Status details;
+  if (!status.error_details().empty() &&
+      details.ParseFromString(status.error_details())) {
+    for (const google::protobuf::Any& any : details.details()) {
+      google::rpc::ErrorInfo info;
+      if (any.UnpackTo(&info) && !info.reason().empty()) {
+        reason = absl::StrCat(info.reason(), ": ");
+        break;
+      }
+    }
+  }
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(rpc, " to ", gateway, " failed: ", reason,
+                                   status.error_message()));
 }
 
 bool IsTransient(absl::StatusCode code) {
