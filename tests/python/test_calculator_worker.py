@@ -639,6 +639,12 @@ class SdkTest(InvokeMixin, unittest.TestCase):
                                      key="run_s:done"), done)
         duplicate = self.pool.submit(self.invoke, '{"n": 8}', "slow",
                                      "run_s:slow")
+        # The duplicate must be inside the worker before the first call ends
+        # (after that the drained worker stops serving).
+        deadline = time.monotonic() + WAIT_SECONDS
+        while self.worker._in_flight < 2:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
 
         # The call in flight still completes, then shutdown returns.
         self.assertFalse(stopping.done())
