@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "assistants/v1/assistant.grpc.pb.h"
 #include "assistants/v1/event.pb.h"
 #include "assistants/v1/message.pb.h"
 #include "assistants/v1/run_service.grpc.pb.h"
@@ -217,6 +218,72 @@ class EventStream {
   int64_t last_sequence_ = 0;
   std::vector<std::pair<v1::RunEvent, int64_t>> heartbeats_;
 };
+
+// --- Objects and calls both suites make ---------------------------------
+
+inline v1::MessageInput UserMessage(const std::string& text) {
+  v1::MessageInput message;
+  message.set_role(v1::MESSAGE_ROLE_USER);
+  message.set_text(text);
+  return message;
+}
+
+// A new thread holding `question`, run by `assistant_id`.
+inline v1::CreateThreadAndRunRequest ThreadAndRun(
+    const std::string& assistant_id, const std::string& question) {
+  v1::CreateThreadAndRunRequest request;
+  *request.mutable_thread()->add_messages() = UserMessage(question);
+  request.mutable_options()->set_assistant_id(assistant_id);
+  return request;
+}
+
+// The seed's "Data Analyst" with `tools`; its id.
+inline std::string CreateAssistant(v1::AssistantService::Stub* stub,
+                                   const std::vector<v1::Tool>& tools,
+                                   const std::string& upstream = "") {
+  v1::CreateAssistantRequest request;
+  request.set_model("gpt-4o");
+  request.set_name("Data Analyst");
+  request.set_instructions("You are a data analyst agent.");
+  for (const v1::Tool& tool : tools) *request.add_tools() = tool;
+  request.set_upstream(upstream);
+  v1::CreateAssistantResponse response;
+  grpc::Status status =
+      stub->CreateAssistant(Context().get(), request, &response);
+  EXPECT_TRUE(status.ok()) << Describe(status);
+  return response.assistant().id();
+}
+
+inline v1::Run GetRun(v1::RunService::Stub* stub, const v1::Run& run) {
+  v1::GetRunRequest request;
+  request.set_thread_id(run.thread_id());
+  request.set_run_id(run.id());
+  v1::GetRunResponse response;
+  grpc::Status status = stub->GetRun(Context().get(), request, &response);
+  EXPECT_TRUE(status.ok()) << Describe(status);
+  return response.run();
+}
+
+// The run's steps, oldest first.
+inline std::vector<v1::RunStep> ListSteps(v1::RunService::Stub* stub,
+                                          const v1::Run& run) {
+  v1::ListRunStepsRequest request;
+  request.set_thread_id(run.thread_id());
+  request.set_run_id(run.id());
+  request.mutable_options()->set_order(v1::LIST_ORDER_ASC);
+  v1::ListRunStepsResponse response;
+  grpc::Status status = stub->ListRunSteps(Context().get(), request, &response);
+  EXPECT_TRUE(status.ok()) << Describe(status);
+  return {response.data().begin(), response.data().end()};
+}
+
+// Queues `steps` (scripted model turns) on the fake at `port`.
+inline void ScriptFake(int port, const nlohmann::json& steps) {
+  const nlohmann::json reply =
+      FakeCall(port, "POST", "/_fake/script",
+               nlohmann::json{{"responses", steps}}.dump());
+  EXPECT_EQ(reply.value("added", 0u), steps.size()) << reply.dump();
+}
 
 inline v1::RunEventsRequest Attach(const v1::Run& run, int64_t after_sequence) {
   v1::RunEventsRequest request;

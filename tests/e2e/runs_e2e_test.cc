@@ -87,21 +87,6 @@ std::vector<v1::Tool> SeedTools() {
                            "type":"string"}},"required":["expression"]})")};
 }
 
-v1::MessageInput UserMessage(const std::string& text) {
-  v1::MessageInput message;
-  message.set_role(v1::MESSAGE_ROLE_USER);
-  message.set_text(text);
-  return message;
-}
-
-v1::CreateThreadAndRunRequest ThreadAndRun(const std::string& assistant_id,
-                                           const std::string& question) {
-  v1::CreateThreadAndRunRequest request;
-  *request.mutable_thread()->add_messages() = UserMessage(question);
-  request.mutable_options()->set_assistant_id(assistant_id);
-  return request;
-}
-
 // The seed's answers: the stock price, then the calculator's result. Checks
 // the model's arguments on the way.
 std::vector<v1::ToolOutput> SeedAnswers(const v1::Run& run) {
@@ -284,28 +269,12 @@ class RunsE2eTest : public ::testing::Test {
 
   std::string CreateAssistant(const std::vector<v1::Tool>& tools,
                               const std::string& upstream = "") {
-    v1::CreateAssistantRequest request;
-    request.set_model("gpt-4o");
-    request.set_name("Data Analyst");
-    request.set_instructions("You are a data analyst agent.");
-    for (const v1::Tool& tool : tools) *request.add_tools() = tool;
-    request.set_upstream(upstream);
-    v1::CreateAssistantResponse response;
-    grpc::Status status = clients().assistants->CreateAssistant(
-        Context().get(), request, &response);
-    EXPECT_TRUE(status.ok()) << Describe(status);
-    return response.assistant().id();
+    return test_support::CreateAssistant(clients().assistants.get(), tools,
+                                         upstream);
   }
 
   v1::Run GetRun(const v1::Run& run) {
-    v1::GetRunRequest request;
-    request.set_thread_id(run.thread_id());
-    request.set_run_id(run.id());
-    v1::GetRunResponse response;
-    grpc::Status status =
-        clients().runs->GetRun(Context().get(), request, &response);
-    EXPECT_TRUE(status.ok()) << Describe(status);
-    return response.run();
+    return test_support::GetRun(clients().runs.get(), run);
   }
 
   // Polls GetRun until the run's status is one of `want` (bounded).
@@ -380,22 +349,10 @@ class RunsE2eTest : public ::testing::Test {
   }
 
   std::vector<v1::RunStep> ListSteps(const v1::Run& run) {
-    v1::ListRunStepsRequest request;
-    request.set_thread_id(run.thread_id());
-    request.set_run_id(run.id());
-    request.mutable_options()->set_order(v1::LIST_ORDER_ASC);
-    v1::ListRunStepsResponse response;
-    grpc::Status status =
-        clients().runs->ListRunSteps(Context().get(), request, &response);
-    EXPECT_TRUE(status.ok()) << Describe(status);
-    return {response.data().begin(), response.data().end()};
+    return test_support::ListSteps(clients().runs.get(), run);
   }
 
-  void Script(const Json& steps) {
-    const Json reply = FakeCall(fake_.port(), "POST", "/_fake/script",
-                                Json{{"responses", steps}}.dump());
-    EXPECT_EQ(reply.value("added", 0u), steps.size()) << reply.dump();
-  }
+  void Script(const Json& steps) { ScriptFake(fake_.port(), steps); }
   Json FakeStats() { return FakeCall(fake_.port(), "GET", "/_fake/stats"); }
   // Paths of the model requests fake-openai received, in order.
   std::vector<std::string> ModelRequests() {

@@ -183,16 +183,6 @@ v1::Tool CallerTool(const std::string& name, const std::string& parameters) {
   return tool;
 }
 
-v1::CreateThreadAndRunRequest ThreadAndRun(const std::string& assistant_id,
-                                           const std::string& question) {
-  v1::CreateThreadAndRunRequest request;
-  v1::MessageInput* message = request.mutable_thread()->add_messages();
-  message->set_role(v1::MESSAGE_ROLE_USER);
-  message->set_text(question);
-  request.mutable_options()->set_assistant_id(assistant_id);
-  return request;
-}
-
 // A scripted model turn calling `calls` (name, arguments text) in parallel.
 Json ToolCallsStep(
     const std::vector<std::pair<std::string, std::string>>& calls) {
@@ -459,17 +449,8 @@ class ToolWorkersE2eTest : public ::testing::Test {
 
   std::string CreateAssistant(const std::vector<v1::Tool>& tools,
                               const std::string& upstream = "") {
-    v1::CreateAssistantRequest request;
-    request.set_model("gpt-4o");
-    request.set_name("Data Analyst");
-    request.set_instructions("You are a data analyst agent.");
-    for (const v1::Tool& tool : tools) *request.add_tools() = tool;
-    request.set_upstream(upstream);
-    v1::CreateAssistantResponse response;
-    grpc::Status status = clients().assistants->CreateAssistant(
-        Context().get(), request, &response);
-    EXPECT_TRUE(status.ok()) << Describe(status);
-    return response.assistant().id();
+    return test_support::CreateAssistant(clients().assistants.get(), tools,
+                                         upstream);
   }
 
   // Starts a run on a new thread and streams it to its end; checks the
@@ -505,26 +486,11 @@ class ToolWorkersE2eTest : public ::testing::Test {
   }
 
   v1::Run GetRun(const v1::Run& run) {
-    v1::GetRunRequest request;
-    request.set_thread_id(run.thread_id());
-    request.set_run_id(run.id());
-    v1::GetRunResponse response;
-    grpc::Status status =
-        clients().runs->GetRun(Context().get(), request, &response);
-    EXPECT_TRUE(status.ok()) << Describe(status);
-    return response.run();
+    return test_support::GetRun(clients().runs.get(), run);
   }
 
   std::vector<v1::RunStep> ListSteps(const v1::Run& run) {
-    v1::ListRunStepsRequest request;
-    request.set_thread_id(run.thread_id());
-    request.set_run_id(run.id());
-    request.mutable_options()->set_order(v1::LIST_ORDER_ASC);
-    v1::ListRunStepsResponse response;
-    grpc::Status status =
-        clients().runs->ListRunSteps(Context().get(), request, &response);
-    EXPECT_TRUE(status.ok()) << Describe(status);
-    return {response.data().begin(), response.data().end()};
+    return test_support::ListSteps(clients().runs.get(), run);
   }
 
   // The function calls of every tool_calls step of `run`, in order.
@@ -565,11 +531,7 @@ class ToolWorkersE2eTest : public ::testing::Test {
 
   // --- fake-openai ---------------------------------------------------------
 
-  void Script(const Json& steps) {
-    const Json reply = FakeCall(fake_.port(), "POST", "/_fake/script",
-                                Json{{"responses", steps}}.dump());
-    EXPECT_EQ(reply.value("added", 0u), steps.size()) << reply.dump();
-  }
+  void Script(const Json& steps) { ScriptFake(fake_.port(), steps); }
 
   // The model requests fake-openai received, in order.
   std::vector<Json> ModelRequests() {
