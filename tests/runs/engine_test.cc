@@ -52,6 +52,7 @@ using ::assistants::runs::testing::Reply;
 using ::assistants::runs::testing::ScriptedProvider;
 using ::assistants::runs::testing::TextDelta;
 using ::assistants::runs::testing::TextReply;
+using ::assistants::runs::testing::ToolOutputCount;
 using ::assistants::runs::testing::ToolReply;
 using ::assistants::runs::testing::UsageEvent;
 using ::testing::Contains;
@@ -1896,12 +1897,7 @@ TEST_F(EngineTest, MixedCallsWithTheWorkerSlowerThanTheCaller) {
   EXPECT_EQ(dispatcher_.ReleaseAll(), 1);
   EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
   ASSERT_EQ(provider_.calls(), 2);
-  const std::vector<std::string> items = ItemTexts(provider_.turn(1));
-  EXPECT_EQ(std::count_if(items.begin(), items.end(),
-                          [](const std::string& item) {
-                            return absl::StartsWith(item, "output:");
-                          }),
-            2);
+  EXPECT_EQ(ToolOutputCount(provider_.turn(1)), 2);
   ExpectConsecutive(Events(run));
 }
 
@@ -2277,12 +2273,7 @@ TEST_F(EngineTest, RecoveredRunWithWorkerCallsInFlightReinvokesThem) {
   EXPECT_EQ(dispatcher_.ReleaseAll(), 2);
   EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
   ASSERT_EQ(provider_.calls(), 2);
-  const std::vector<std::string> items = ItemTexts(provider_.turn(1));
-  EXPECT_EQ(std::count_if(items.begin(), items.end(),
-                          [](const std::string& item) {
-                            return absl::StartsWith(item, "output:");
-                          }),
-            1);
+  EXPECT_EQ(ToolOutputCount(provider_.turn(1)), 1);
   ExpectConsecutive(Events(run));
 }
 
@@ -2315,12 +2306,7 @@ TEST_F(EngineTest, RecoveredRunInRequiresActionResendsItsWorkerCalls) {
   EXPECT_EQ(dispatcher_.ReleaseAll(), 2);
   EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
   ASSERT_EQ(provider_.calls(), 2);
-  const std::vector<std::string> items = ItemTexts(provider_.turn(1));
-  EXPECT_EQ(std::count_if(items.begin(), items.end(),
-                          [](const std::string& item) {
-                            return absl::StartsWith(item, "output:");
-                          }),
-            2);
+  EXPECT_EQ(ToolOutputCount(provider_.turn(1)), 2);
   ExpectConsecutive(Events(run));
 }
 
@@ -2640,12 +2626,7 @@ TEST_F(CommitWindowTest, QueuedRunRecoveredWithWorkerCallsOutstanding) {
   EXPECT_EQ(dispatcher_.ReleaseAll(), 2);
   EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
   ASSERT_EQ(provider_.calls(), 2);
-  const std::vector<std::string> items = ItemTexts(provider_.turn(1));
-  EXPECT_EQ(std::count_if(items.begin(), items.end(),
-                          [](const std::string& item) {
-                            return absl::StartsWith(item, "output:");
-                          }),
-            2);
+  EXPECT_EQ(ToolOutputCount(provider_.turn(1)), 2);
 }
 
 TEST_F(EngineTest, UndeclaredToolsNeverReachWorkers) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "upstream/provider.h"
 
@@ -39,6 +40,15 @@ inline std::vector<std::string> ItemTexts(const upstream::Turn& turn) {
     out.push_back(ItemText(item));
   }
   return out;
+}
+
+// How many tool outputs the turn carries back to the model.
+inline int ToolOutputCount(const upstream::Turn& turn) {
+  int count = 0;
+  for (const std::string& item : ItemTexts(turn)) {
+    count += absl::StartsWith(item, "output:") ? 1 : 0;
+  }
+  return count;
 }
 
 }  // namespace assistants::runs::testing
