@@ -67,6 +67,7 @@
 #include "absl/synchronization/mutex.h"
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "assistants/v1/run_service.grpc.pb.h"
+#include "bench/bench_support.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/server_process.h"
 
@@ -97,65 +98,12 @@ namespace {
 
 namespace v1 = ::assistants::v1;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 using TimePoints = std::vector<Clock::time_point>;
 
 constexpr int kShortTokens = 5;
 
-double Seconds(Clock::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
-// ---------------------------------------------------------------------------
-// Another process's resources.
-
-// CPU time (user + system, every thread, exited ones included) of `pid`:
-// its process CPU clock, which is utime+stime at ns resolution; falls back
-// to /proc/<pid>/stat (clock ticks) where that clock is not readable.
-double ProcessCpuSeconds(pid_t pid) {
-  clockid_t clock;
-  timespec now{};
-  if (clock_getcpuclockid(pid, &clock) == 0 &&
-      clock_gettime(clock, &now) == 0) {
-    return now.tv_sec + now.tv_nsec / 1e9;
-  }
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(stat)),
-                   std::istreambuf_iterator<char>());
-  // The fields after the command name, which may contain spaces: "(...)".
-  std::istringstream fields(text.substr(text.rfind(')') + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; fields >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
-    if (i == 15) break;
-  }
-  return ticks / sysconf(_SC_CLK_TCK);
-}
-
-// VmRSS of `pid` in KiB (0 if unreadable).
-int64_t RssKiB(pid_t pid) {
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
-  }
-  return 0;
-}
-
 // ---------------------------------------------------------------------------
 // Statistics.
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  size_t index = static_cast<size_t>(p * (values.size() - 1) + 0.5);
-  return values[std::min(index, values.size() - 1)];
-}
-
-double Median(const std::vector<double>& values) {
-  return Percentile(values, 0.5);
-}
 
 // Gaps in microseconds between consecutive time points.
 std::vector<double> GapsUs(const TimePoints& times) {
@@ -179,23 +127,6 @@ std::vector<double> LatenciesUs(const TimePoints& sent,
 // ---------------------------------------------------------------------------
 // fake-openai, and clients that read a model's stream without the gateway.
 
-std::string EasyCall(const std::string& url, const std::string& body) {
-  std::string out;
-  CURL* curl = curl_easy_init();
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  if (!body.empty()) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(
-      curl, CURLOPT_WRITEFUNCTION,
-      +[](char* data, size_t size, size_t n, void* out) {
-        static_cast<std::string*>(out)->append(data, size * n);
-        return size * n;
-      });
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out);
-  curl_easy_perform(curl);
-  curl_easy_cleanup(curl);
-  return out;
-}
-
 struct Fake {
   test_support::ServerProcess process;
   std::string base;  // http://127.0.0.1:PORT
@@ -205,7 +136,7 @@ struct Fake {
     for (int i = 0; i < tokens; ++i) text += "tok ";
     json step = {{"text", text}, {"tokens", tokens}};
     if (delay_ms > 0) step["token_delay_ms"] = delay_ms;
-    EasyCall(base + "/_fake/script",
+    HttpCall(base + "/_fake/script",
              json{{"responses", json::array({step})}}.dump());
   }
 };
@@ -529,17 +460,6 @@ class StampingProxy {
 
 // ---------------------------------------------------------------------------
 // The gateway.
-
-std::unique_ptr<grpc::ClientContext> Context(int seconds = 30) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(seconds));
-  return context;
-}
-
-std::string Describe(const grpc::Status& status) {
-  return absl::StrCat(status.error_code(), " ", status.error_message());
-}
 
 v1::Tool StockPriceTool() {
   v1::Tool tool;
@@ -1031,14 +951,6 @@ struct LatencyResult {
 
 // ---------------------------------------------------------------------------
 // Report.
-
-std::string Format(const char* format, double a, double b = 0) {
-  char text[96];
-  std::snprintf(text, sizeof(text), format, a, b);
-  return text;
-}
-
-std::string MiB(int64_t kib) { return Format("%.1f MiB", kib / 1024.0); }
 
 // A markdown table with one column per gateway store and a goal column.
 class GoalTable {

@@ -35,6 +35,7 @@
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "assistants/v1/run_service.grpc.pb.h"
 #include "assistants/v1/tool_worker.grpc.pb.h"
+#include "bench/bench_support.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/server_process.h"
 
@@ -48,56 +49,18 @@ namespace {
 
 namespace v1 = assistants::v1;
 namespace ts = assistants::test_support;
-using Clock = std::chrono::steady_clock;
+using assistants::bench::Clock;
+using assistants::bench::Context;
+using assistants::bench::Micros;
+using assistants::bench::Percentile;
+using assistants::bench::ScriptFake;
 using Json = nlohmann::json;
 
 constexpr char kArguments[] = R"({"value":"hi"})";
 
-double Micros(Clock::duration d) {
-  return std::chrono::duration<double, std::micro>(d).count();
-}
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t index = static_cast<size_t>(p * (values.size() - 1) + 0.5);
-  return values[std::min(index, values.size() - 1)];
-}
-
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(30));
-  return context;
-}
-
 bool Fail(const std::string& message) {
   std::fprintf(stderr, "tool_roundtrip_bench: %s\n", message.c_str());
   return false;
-}
-
-size_t Discard(char*, size_t size, size_t count, void*) { return size * count; }
-
-// POSTs the model's script to fake-openai.
-bool ScriptFake(int port, const Json& steps) {
-  const std::string body = Json{{"responses", steps}}.dump();
-  const std::string url =
-      absl::StrCat("http://127.0.0.1:", port, "/_fake/script");
-  CURL* curl = curl_easy_init();
-  curl_slist* headers =
-      curl_slist_append(nullptr, "Content-Type: application/json");
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Discard);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
-  const CURLcode code = curl_easy_perform(curl);
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
-  return code == CURLE_OK && status == 200;
 }
 
 struct Sample {

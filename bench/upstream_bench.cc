@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/bench_support.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/server_process.h"
 #include "upstream/chat_completions_provider.h"
@@ -47,36 +48,12 @@ size_t Discard(char*, size_t size, size_t n, void* counter) {
   return size * n;
 }
 
-// One HTTP call with a fresh easy handle, discarding the body.
-std::string EasyCall(const std::string& url, const std::string& body,
-                     const char* method = nullptr) {
-  std::string out;
-  CURL* curl = curl_easy_init();
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  if (method != nullptr) curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-  if (!body.empty()) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(
-      curl, CURLOPT_WRITEFUNCTION,
-      +[](char* data, size_t size, size_t n, void* out) {
-        static_cast<std::string*>(out)->append(data, size * n);
-        return size * n;
-      });
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out);
-  curl_easy_perform(curl);
-  curl_easy_cleanup(curl);
-  return out;
-}
-
 struct Fake {
   test_support::ServerProcess process;
   std::string base;
-  void Script(const json& steps) {
-    EasyCall(base + "/_fake/script", json{{"responses", steps}}.dump());
-  }
+  void Script(const json& steps) { bench::ScriptFake(process.port(), steps); }
   int Connections() {
-    return json::parse(
-               EasyCall(base + "/_fake/stats", ""))["connections_accepted"]
-        .get<int>();
+    return bench::FakeStats(process.port())["connections_accepted"].get<int>();
   }
 };
 
