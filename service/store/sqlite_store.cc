@@ -252,6 +252,9 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     const std::string& path, const SqliteStoreOptions& options) {
+  auto file_backed_path = [](const std::string& path) {
+    return !path.empty() && path != ":memory:";
+  };
   sqlite3* db = nullptr;
   // The store serializes access itself, so SQLite's own mutex is redundant.
   const int rc = sqlite3_open_v2(
@@ -267,11 +270,63 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   std::unique_ptr<SqliteStore> store(new SqliteStore(db, options));
   {
     absl::MutexLock lock(&store->mu_);
-    const bool file_backed = !path.empty() && path != ":memory:";
-    RETURN_IF_ERROR(store->Configure(file_backed));
+    RETURN_IF_ERROR(store->Configure(file_backed_path(path)));
     RETURN_IF_ERROR(store->Migrate());
   }
+  if (file_backed_path(path)) store->StartCheckpointer(path);
   return store;
+}
+
+void SqliteStore::StartCheckpointer(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    // SQLite's own checkpoints inside commits still keep the WAL bounded.
+    sqlite3_close_v2(db);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // Replaces SQLite's automatic checkpoint, which would run inside the
+    // commit that crosses the threshold while it holds the store.
+    sqlite3_wal_hook(db_, &SqliteStore::OnWalCommit, this);
+  }
+  checkpointer_ = std::thread([this, db] { CheckpointLoop(db); });
+}
+
+int SqliteStore::OnWalCommit(void* store, sqlite3*, const char*, int pages) {
+  auto* self = static_cast<SqliteStore*>(store);
+  if (pages >= self->options_.checkpoint_pages) {
+    absl::MutexLock lock(&self->checkpoint_mu_);
+    self->checkpoint_wanted_ = true;
+  }
+  return SQLITE_OK;
+}
+
+void SqliteStore::CheckpointLoop(sqlite3* db) {
+  while (true) {
+    {
+      absl::MutexLock lock(&checkpoint_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(checkpoint_mu_) {
+        return checkpoint_wanted_ || checkpoint_stop_;
+      };
+      checkpoint_mu_.Await(absl::Condition(&ready));
+      if (checkpoint_stop_) break;
+      checkpoint_wanted_ = false;
+    }
+    // PASSIVE: copies what no reader still needs, never blocks the writer.
+    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                              nullptr);
+    absl::MutexLock lock(&checkpoint_mu_);
+    ++checkpoints_;
+  }
+  sqlite3_close_v2(db);
+}
+
+int64_t SqliteStore::checkpoints() {
+  absl::MutexLock lock(&checkpoint_mu_);
+  return checkpoints_;
 }
 
 int SqliteStore::SchemaVersion() { return kSchemaVersion; }
@@ -280,6 +335,13 @@ SqliteStore::SqliteStore(sqlite3* db, const SqliteStoreOptions& options)
     : options_(options), db_(db) {}
 
 SqliteStore::~SqliteStore() {
+  if (checkpointer_.joinable()) {
+    {
+      absl::MutexLock lock(&checkpoint_mu_);
+      checkpoint_stop_ = true;
+    }
+    checkpointer_.join();
+  }
   absl::MutexLock lock(&mu_);
   for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
   statements_.clear();
@@ -549,24 +611,33 @@ absl::Status SqliteStore::UpsertRow(absl::string_view kind,
   return InsertRow(kind, id, parent_id, run_id, body);
 }
 
-absl::Status SqliteStore::AppendEvents(absl::string_view run_id,
+absl::StatusOr<SqliteStore::RunLogState> SqliteStore::ReadRunLogState(
+    absl::string_view run_id, absl::string_view thread_id) {
+  // One statement for both checks: this runs once per run per commit batch.
+  ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare("SELECT EXISTS (SELECT 1 FROM objects WHERE id = ?1 AND "
+              "kind = ?2 AND parent_id = ?3), (SELECT seq FROM run_events "
+              "WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1)"));
+  stmt.BindText(1, run_id).BindText(2, kRunKind).BindText(3, thread_id);
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  RunLogState state;
+  if (row) {
+    state.exists = stmt.Int64(0) != 0;
+    state.last_sequence = stmt.Int64(1);  // NULL (no events) reads as 0
+  }
+  return state;
+}
+
+absl::Status SqliteStore::AppendEvents(absl::string_view run_id, int64_t* last,
                                        const std::vector<v1::RunEvent>& events,
                                        const std::vector<std::string>& bodies) {
   if (events.empty()) return absl::OkStatus();
-  int64_t last = 0;
-  {
-    ASSIGN_OR_RETURN(Statement stmt,
-                     Prepare("SELECT seq FROM run_events WHERE run_id = ?1 "
-                             "ORDER BY seq DESC LIMIT 1"));
-    stmt.BindText(1, run_id);
-    ASSIGN_OR_RETURN(bool row, stmt.Step());
-    if (row) last = stmt.Int64(0);
-  }
   ASSIGN_OR_RETURN(Statement stmt,
                    Prepare("INSERT INTO run_events (run_id, seq, body) "
                            "VALUES (?1, ?2, ?3)"));
   for (size_t i = 0; i < events.size(); ++i) {
-    const int64_t expected = last + 1 + static_cast<int64_t>(i);
+    const int64_t expected = *last + 1;
     if (events[i].sequence() != expected) {
       return RunEventSequence(run_id, expected, events[i].sequence());
     }
@@ -575,6 +646,7 @@ absl::Status SqliteStore::AppendEvents(absl::string_view run_id,
         .BindInt64(2, expected)
         .BindBlob(3, bodies[i]);
     RETURN_IF_ERROR(stmt.Run());
+    *last = expected;
   }
   return absl::OkStatus();
 }
@@ -968,7 +1040,8 @@ absl::Status SqliteStore::CreateRun(const RunCreation& creation) {
   }
   RETURN_IF_ERROR(InsertRow(kRunKind, run.id(), thread_id, "", run_body,
                             IsActiveRunStatus(run.status())));
-  RETURN_IF_ERROR(AppendEvents(run.id(), creation.events, event_bodies));
+  int64_t last = 0;  // a new run's log is empty
+  RETURN_IF_ERROR(AppendEvents(run.id(), &last, creation.events, event_bodies));
   return txn.Commit();
 }
 
@@ -1044,12 +1117,25 @@ absl::Status SqliteStore::CommitRunChanges(
 
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
+  // A batch usually holds many changes of few runs (a streaming run submits
+  // one per token): each run is checked and its log's end read once.
+  struct RunInBatch {
+    absl::string_view thread_id;
+    int64_t last_sequence = 0;
+  };
+  absl::flat_hash_map<absl::string_view, RunInBatch> runs;
   for (size_t i = 0; i < batch.size(); ++i) {
     const RunChanges& changes = *batch[i];
     const Encoded& bodies = encoded[i];
-    ASSIGN_OR_RETURN(bool run_exists,
-                     ExistsUnder(kRunKind, changes.run_id, changes.thread_id));
-    if (!run_exists) return NotFound(kRunKind, changes.run_id);
+    auto [run, first_of_run] = runs.try_emplace(changes.run_id);
+    if (first_of_run) {
+      ASSIGN_OR_RETURN(RunLogState state,
+                       ReadRunLogState(changes.run_id, changes.thread_id));
+      if (!state.exists) return NotFound(kRunKind, changes.run_id);
+      run->second = {changes.thread_id, state.last_sequence};
+    } else if (run->second.thread_id != changes.thread_id) {
+      return NotFound(kRunKind, changes.run_id);
+    }
     if (changes.run.has_value()) {
       ASSIGN_OR_RETURN(
           Statement stmt,
@@ -1068,8 +1154,8 @@ absl::Status SqliteStore::CommitRunChanges(
       RETURN_IF_ERROR(UpsertRow(kMessageKind, message.id(), changes.thread_id,
                                 message.run_id(), bodies.messages[j]));
     }
-    RETURN_IF_ERROR(
-        AppendEvents(changes.run_id, changes.events, bodies.events));
+    RETURN_IF_ERROR(AppendEvents(changes.run_id, &run->second.last_sequence,
+                                 changes.events, bodies.events));
     RETURN_IF_ERROR(PutIdempotency(changes.idempotency));
   }
   return txn.Commit();

@@ -10,10 +10,11 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -31,6 +32,10 @@ struct SqliteStoreOptions {
   // How long a write waits for another connection's lock before failing
   // with UNAVAILABLE.
   int busy_timeout_ms = 5000;
+  // WAL pages after which a background connection checkpoints the WAL into
+  // the database file (file-backed stores only). A checkpoint fsyncs, which
+  // must not happen inside a commit: every run's events would wait for it.
+  int checkpoint_pages = 1000;
 };
 
 class SqliteStore : public Store {
@@ -173,9 +178,19 @@ class SqliteStore : public Store {
                          absl::string_view parent_id, absl::string_view run_id,
                          const std::string& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Appends serialized `bodies` of `events` to run `run_id`'s event log;
-  // RUN_EVENT_SEQUENCE unless they continue it without gaps.
-  absl::Status AppendEvents(absl::string_view run_id,
+  // Whether run `run_id` lives in thread `thread_id`, and its log's last
+  // sequence (0: empty).
+  struct RunLogState {
+    bool exists = false;
+    int64_t last_sequence = 0;
+  };
+  absl::StatusOr<RunLogState> ReadRunLogState(absl::string_view run_id,
+                                              absl::string_view thread_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends serialized `bodies` of `events` to run `run_id`'s event log,
+  // whose last sequence is `*last` (updated); RUN_EVENT_SEQUENCE unless they
+  // continue it without gaps.
+  absl::Status AppendEvents(absl::string_view run_id, int64_t* last,
                             const std::vector<v1::RunEvent>& events,
                             const std::vector<std::string>& bodies)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -204,12 +219,30 @@ class SqliteStore : public Store {
                                  const std::function<absl::Status()>& not_found)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Checkpoints the WAL on its own connection when the writer's commit hook
+  // asks for it (see SqliteStoreOptions::checkpoint_pages).
+  void StartCheckpointer(const std::string& path);
+  void CheckpointLoop(sqlite3* db);
+  static int OnWalCommit(void* store, sqlite3* db, const char* name, int pages);
+
   const SqliteStoreOptions options_;
 
   absl::Mutex mu_;
   sqlite3* const db_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<std::string, sqlite3_stmt*> statements_
+  // Keyed by the SQL literal's address: every text is a string literal of
+  // this file, so the pointer names it without hashing the text per call.
+  absl::flat_hash_map<const char*, sqlite3_stmt*> statements_
       ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex checkpoint_mu_;
+  bool checkpoint_wanted_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
+  bool checkpoint_stop_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
+  int64_t checkpoints_ ABSL_GUARDED_BY(checkpoint_mu_) = 0;
+  std::thread checkpointer_;
+
+ public:
+  // Background checkpoints completed so far (tests).
+  int64_t checkpoints();
 };
 
 }  // namespace assistants

@@ -1411,6 +1411,15 @@ TYPED_TEST(StoreTest, CommitRunChangesBatchIsAllOrNothing) {
   ExpectError(this->store().CommitRunChanges({&dup1, &dup2}),
               absl::StatusCode::kInternal, "RUN_EVENT_SEQUENCE");
   EXPECT_THAT(this->EventSequences(other.id()), ElementsAre(1));
+  // A later change of the same run naming another thread fails the batch.
+  RunChanges next = ChangesFor(other);
+  next.events = MakeEvents(2, 2);
+  RunChanges wrong_thread = ChangesFor(other);
+  wrong_thread.thread_id = thread_id;
+  wrong_thread.events = MakeEvents(3, 3);
+  ExpectError(this->store().CommitRunChanges({&next, &wrong_thread}),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+  EXPECT_THAT(this->EventSequences(other.id()), ElementsAre(1));
   // An empty batch is a no-op.
   EXPECT_TRUE(this->store().CommitRunChanges({}).ok());
 }
@@ -2208,6 +2217,43 @@ TEST_F(SqliteStoreTest, RunsSurviveReopening) {
               ElementsAre(s1.id(), s2.id()));
   EXPECT_EQ(store->GetRunStep(thread.id(), active.id(), s1.id())->status(),
             v1::RUN_STEP_STATUS_COMPLETED);
+}
+
+// Checkpoints run on a background connection once the WAL passes the
+// threshold (never inside a commit), and lose nothing.
+TEST_F(SqliteStoreTest, CheckpointsInTheBackground) {
+  v1::Thread thread = MakeThread();
+  v1::Run run = MakeRun(thread.id(), v1::RUN_STATUS_IN_PROGRESS);
+  SqliteStoreOptions options;
+  options.checkpoint_pages = 8;
+  {
+    absl::StatusOr<std::unique_ptr<SqliteStore>> opened =
+        SqliteStore::Open(path_, options);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    SqliteStore& store = **opened;
+    RunCreation creation = MakeCreation(run, MakeEvents(1, 1));
+    creation.new_thread = &thread;
+    ASSERT_TRUE(store.CreateRun(creation).ok());
+    // About 40 pages of events, one commit per event as a streaming run.
+    for (int64_t seq = 2; seq <= 41; ++seq) {
+      RunChanges changes = ChangesFor(run);
+      changes.events = MakeEvents(seq, seq);
+      changes.events[0].mutable_message()->set_id(std::string(4000, 'x'));
+      ASSERT_TRUE(store.CommitRunChanges({&changes}).ok());
+    }
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (store.checkpoints() == 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_GT(store.checkpoints(), 0);
+    // Another connection (a backup, the CLI) still sees every row.
+    EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM run_events"), "41");
+  }
+  std::unique_ptr<SqliteStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->ListRunEvents(run.id(), 0, 100)->size(), 41u);
 }
 
 TEST_F(SqliteStoreTest, SchemaVersion1Migrates) {
