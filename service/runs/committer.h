@@ -1,8 +1,10 @@
 // RunCommitter: makes run changes durable with group commit, then publishes
-// their events. One thread takes every change queued since its last commit
-// and applies them in one store transaction, so a busy gateway pays one
-// commit for many runs' tokens while an idle one commits each change at
-// once (no added delay). Changes of one run commit in submission order.
+// their events. Leader/follower: the thread that submits into an idle
+// committer commits right away on its own stack (no hand-off to another
+// thread, so an idle gateway adds no wake-up to each token); changes
+// submitted while it commits queue up, and it takes all of them into its
+// next store transaction, so a busy gateway pays one commit for many runs'
+// tokens. Changes of one run commit in submission order.
 #ifndef SERVICE_RUNS_COMMITTER_H_
 #define SERVICE_RUNS_COMMITTER_H_
 
@@ -11,7 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -28,11 +30,13 @@ class RunCommitter {
 
   // `store` and `hub` must outlive the committer.
   RunCommitter(Store* store, RunEventHub* hub, size_t max_batch = 256);
-  // Commits what is queued, then joins.
+  // Waits until what is queued is committed.
   ~RunCommitter();
 
   // Queues `changes`. After they are durable their events are published to
-  // the hub and `done` (may be null) runs with OK, on the committer thread.
+  // the hub and `done` (may be null) runs with OK, on the committing thread:
+  // possibly this one, before Submit returns. So callers must not hold a lock
+  // that `done` or a stream woken by the events takes.
   // If the store refuses them (after retrying UNAVAILABLE for a few
   // seconds), `done` gets the error, nothing is published, and every later
   // change of that run fails the same way: the run's log must not get gaps.
@@ -49,7 +53,9 @@ class RunCommitter {
     RunChanges changes;
     Done done;
   };
-  void Loop();
+  // Commits batches until the queue is empty (the leader's loop).
+  void Lead();
+  void CommitBatch(std::vector<Entry>& batch);
   absl::Status CommitWithRetry(const std::vector<const RunChanges*>& batch);
   void Finish(Entry& entry, const absl::Status& status);
 
@@ -59,14 +65,14 @@ class RunCommitter {
 
   mutable absl::Mutex mu_;
   std::deque<Entry> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // A thread is in Lead(): everything queued will be committed by it.
+  bool leading_ ABSL_GUARDED_BY(mu_) = false;
   // Submitted and finished counts, for Flush.
   int64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
   // Runs whose changes failed: later changes fail with this status.
   absl::flat_hash_map<std::string, absl::Status> poisoned_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;
 };
 
 }  // namespace assistants::runs

@@ -100,18 +100,18 @@ void RunActor::Post(std::function<void()> task) {
 
 void RunActor::Drain() {
   while (true) {
-    std::function<void()> task;
+    std::deque<std::function<void()>> tasks;
     {
       absl::MutexLock lock(&strand_mu_);
       if (tasks_.empty()) {
         draining_ = false;
         return;
       }
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+      tasks.swap(tasks_);
     }
-    task();
-    // Whatever the task produced is committed as one change.
+    for (std::function<void()>& task : tasks) task();
+    // What these tasks produced is committed as one change: a streaming run's
+    // tokens that arrived during the last commit go to the store together.
     Commit();
   }
 }

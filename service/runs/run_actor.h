@@ -3,7 +3,9 @@
 // events, tool outputs, timers and RPCs reach it by posting tasks, so its
 // state needs no locks. It turns what happens into objects (run, steps,
 // messages) and events with consecutive sequences, and hands them to the
-// committer; it never waits for the store to answer.
+// committer, which may commit them on the strand's thread (leader/follower,
+// see committer.h); tasks posted meanwhile are drained together and their
+// changes committed as one.
 #ifndef SERVICE_RUNS_RUN_ACTOR_H_
 #define SERVICE_RUNS_RUN_ACTOR_H_
 
