@@ -78,6 +78,35 @@ CREATE TABLE run_events (
   PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 )sql",
+    // 3: per-thread message counts, kept by triggers in the same transaction
+    // as the rows, so the 100,000-message limit is checked without counting
+    // a thread's messages on every insert (that grew with the thread).
+    R"sql(
+CREATE TABLE message_counts (
+  thread_id TEXT PRIMARY KEY,
+  messages INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO message_counts (thread_id, messages)
+  SELECT parent_id, COUNT(*) FROM objects
+  WHERE kind = 'message' GROUP BY parent_id;
+CREATE TRIGGER message_counts_insert AFTER INSERT ON objects
+  WHEN NEW.kind = 'message'
+BEGIN
+  INSERT INTO message_counts (thread_id, messages) VALUES (NEW.parent_id, 1)
+    ON CONFLICT (thread_id) DO UPDATE SET messages = messages + 1;
+END;
+CREATE TRIGGER message_counts_delete AFTER DELETE ON objects
+  WHEN OLD.kind = 'message'
+BEGIN
+  UPDATE message_counts SET messages = messages - 1
+    WHERE thread_id = OLD.parent_id;
+END;
+CREATE TRIGGER message_counts_thread_delete AFTER DELETE ON objects
+  WHEN OLD.kind = 'thread'
+BEGIN
+  DELETE FROM message_counts WHERE thread_id = OLD.id;
+END;
+)sql",
 };
 constexpr int kSchemaVersion =
     static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -697,19 +726,19 @@ absl::Status SqliteStore::PutIdempotency(const IdempotencyRecord* record) {
   return stmt.Run();
 }
 
-absl::StatusOr<int64_t> SqliteStore::CountChildren(
-    absl::string_view kind, absl::string_view parent_id) {
-  ASSIGN_OR_RETURN(Statement stmt,
-                   Prepare("SELECT COUNT(*) FROM objects "
-                           "WHERE kind = ?1 AND parent_id = ?2"));
-  stmt.BindText(1, kind).BindText(2, parent_id);
+absl::StatusOr<int64_t> SqliteStore::CountMessages(
+    absl::string_view thread_id) {
+  ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare("SELECT messages FROM message_counts WHERE thread_id = ?1"));
+  stmt.BindText(1, thread_id);
   ASSIGN_OR_RETURN(bool row, stmt.Step());
   return row ? stmt.Int64(0) : 0;
 }
 
 absl::Status SqliteStore::CheckMessageLimit(absl::string_view thread_id,
                                             int64_t adding) {
-  ASSIGN_OR_RETURN(int64_t count, CountChildren(kMessageKind, thread_id));
+  ASSIGN_OR_RETURN(int64_t count, CountMessages(thread_id));
   if (count + adding > options_.max_messages_per_thread) {
     return MessageLimit(thread_id, options_.max_messages_per_thread);
   }

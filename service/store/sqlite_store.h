@@ -203,8 +203,8 @@ class SqliteStore : public Store {
   // ABORTED (IDEMPOTENCY_CONFLICT) when the key is taken, else writes it.
   absl::Status PutIdempotency(const IdempotencyRecord* record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<int64_t> CountChildren(absl::string_view kind,
-                                        absl::string_view parent_id)
+  // Messages in thread `thread_id` (kept by triggers, see migration 3).
+  absl::StatusOr<int64_t> CountMessages(absl::string_view thread_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckMessageLimit(absl::string_view thread_id, int64_t adding)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -2309,6 +2309,8 @@ PRAGMA user_version = 1;
       MessageDifferencer::Equals(*store->GetThread(thread.id()), thread));
   EXPECT_THAT(Ids(store->ListMessages(thread.id(), "", Query(20, true))->items),
               ElementsAre(message.id()));
+  // Migration 3 counted the thread's existing messages.
+  EXPECT_EQ(RawQueryText(path_, "SELECT messages FROM message_counts"), "1");
   // Old objects are not runs, so nothing is active until a run starts.
   EXPECT_THAT(store->ListActiveRuns().value(), IsEmpty());
   v1::Run run = MakeRun(thread.id(), v1::RUN_STATUS_QUEUED);
@@ -2322,7 +2324,10 @@ PRAGMA user_version = 1;
   changes.run = finished;
   changes.events = MakeEvents(2, 2);
   ASSERT_TRUE(store->CommitRunChanges({&changes}).ok());
+  ASSERT_TRUE(store->CreateMessage(MakeMessage(thread.id()), nullptr).ok());
+  EXPECT_EQ(RawQueryText(path_, "SELECT messages FROM message_counts"), "2");
   EXPECT_TRUE(store->DeleteThread(thread.id()).ok());
+  EXPECT_EQ(RawQueryText(path_, "SELECT COUNT(*) FROM message_counts"), "0");
 }
 
 TEST_F(SqliteStoreTest, DeleteThreadLeavesNoRunRows) {
