@@ -19,6 +19,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -179,6 +180,14 @@ FakeOpenAiServer::ConnState* FakeOpenAiServer::TrackConnection(
     state->evcon = evcon;
     it = conns_.emplace(evcon, std::move(state)).first;
     ++open_connections_;
+    // Like a real API front end: each SSE event leaves at once instead of
+    // the last small segment waiting for the client's delayed ACK (40 ms).
+    const evutil_socket_t fd =
+        bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    if (fd >= 0) {
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
   } else if (it->second->active != nullptr) {
     // A new request can only arrive once the previous reply finished, so an
     // active Pending here belongs to a dead connection whose address was
