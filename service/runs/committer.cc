@@ -9,38 +9,73 @@
 namespace assistants::runs {
 
 RunCommitter::RunCommitter(Store* store, RunEventHub* hub, size_t max_batch)
-    : store_(store), hub_(hub), max_batch_(max_batch) {}
+    : store_(store),
+      hub_(hub),
+      max_batch_(max_batch),
+      thread_([this] { Loop(); }) {}
 
-RunCommitter::~RunCommitter() { Flush(); }
+RunCommitter::~RunCommitter() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
 
 void RunCommitter::Submit(RunChanges changes, Done done) {
   {
     absl::MutexLock lock(&mu_);
     ++submitted_;
     queue_.push_back({std::move(changes), std::move(done)});
-    if (leading_) return;  // the leader takes it into its next batch
+    if (leading_) return;  // the leader takes it into a later batch
     leading_ = true;
   }
-  Lead();
+  if (!CommitNextBatch()) return;
+  absl::MutexLock lock(&mu_);
+  if (queue_.empty()) {
+    leading_ = false;
+  } else {
+    handed_over_ = true;  // the committer thread carries on
+  }
 }
 
-void RunCommitter::Lead() {
+bool RunCommitter::CommitNextBatch() {
+  std::vector<Entry> batch;
+  {
+    absl::MutexLock lock(&mu_);
+    if (queue_.empty()) {
+      leading_ = false;
+      return false;
+    }
+    while (!queue_.empty() && batch.size() < max_batch_) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  CommitBatch(batch);
+  absl::MutexLock lock(&mu_);
+  finished_ += static_cast<int64_t>(batch.size());
+  return true;
+}
+
+void RunCommitter::Loop() {
   while (true) {
-    std::vector<Entry> batch;
     {
       absl::MutexLock lock(&mu_);
-      if (queue_.empty()) {
-        leading_ = false;
-        return;
+      // On stopping, wait for a submitting leader to finish (or hand over),
+      // then commit whatever is still queued.
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return handed_over_ || (stopping_ && !leading_);
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (!handed_over_) {
+        if (queue_.empty()) return;
+        leading_ = true;
       }
-      while (!queue_.empty() && batch.size() < max_batch_) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      handed_over_ = false;
     }
-    CommitBatch(batch);
-    absl::MutexLock lock(&mu_);
-    finished_ += static_cast<int64_t>(batch.size());
+    while (CommitNextBatch()) {
+    }
   }
 }
 

@@ -256,6 +256,9 @@ void RunActor::Stop(std::function<void()> done) {
     // Calls in flight go out again, with the same ids, when a process
     // resumes the run.
     self->AbandonWorkerCalls();
+    // What earlier tasks of this drain produced must reach the committer
+    // before the engine is told this run is quiet (it flushes next).
+    self->Commit();
     done();
   });
 }

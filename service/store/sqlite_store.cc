@@ -310,7 +310,10 @@ void SqliteStore::StartCheckpointer(const std::string& path) {
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
+  // A connection attaches to the WAL on its first read; until then a
+  // checkpoint through it silently does nothing.
+  if (rc != SQLITE_OK || sqlite3_exec(db, "SELECT COUNT(*) FROM sqlite_schema",
+                                      nullptr, nullptr, nullptr) != SQLITE_OK) {
     // SQLite's own checkpoints inside commits still keep the WAL bounded.
     sqlite3_close_v2(db);
     return;
@@ -345,10 +348,11 @@ void SqliteStore::CheckpointLoop(sqlite3* db) {
       checkpoint_wanted_ = false;
     }
     // PASSIVE: copies what no reader still needs, never blocks the writer.
-    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                              nullptr);
+    int copied = 0;
+    const int rc = sqlite3_wal_checkpoint_v2(
+        db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, &copied);
     absl::MutexLock lock(&checkpoint_mu_);
-    ++checkpoints_;
+    if (rc == SQLITE_OK && copied > 0) ++checkpoints_;
   }
   sqlite3_close_v2(db);
 }

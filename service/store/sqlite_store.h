@@ -241,7 +241,7 @@ class SqliteStore : public Store {
   std::thread checkpointer_;
 
  public:
-  // Background checkpoints completed so far (tests).
+  // Background checkpoints that copied pages into the database (tests).
   int64_t checkpoints();
 };
 
