@@ -2256,6 +2256,55 @@ TEST_F(SqliteStoreTest, CheckpointsInTheBackground) {
   EXPECT_EQ(store->ListRunEvents(run.id(), 0, 100)->size(), 41u);
 }
 
+// Concurrent writes share commits (group commit), yet each succeeds or
+// fails on its own: a failed check undoes only its own writes.
+TEST_F(SqliteStoreTest, ConcurrentWritesSucceedOrFailAlone) {
+  std::unique_ptr<SqliteStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  std::vector<v1::Thread> threads(4);
+  for (v1::Thread& thread : threads) {
+    thread = MakeThread();
+    ASSERT_TRUE(store->CreateThread(thread, {}, nullptr).ok());
+  }
+  const std::string missing = NewId(kThreadPrefix);
+  std::atomic<int> ok{0}, not_found{0}, other{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 8; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 40; ++i) {
+        // Every fifth write names a thread that does not exist.
+        const bool bad = i % 5 == 4;
+        const std::string thread_id =
+            bad ? missing : threads[static_cast<size_t>((w + i) % 4)].id();
+        const absl::Status status =
+            store->CreateMessage(MakeMessage(thread_id), nullptr);
+        if (status.ok()) {
+          ++ok;
+        } else if (status.code() == absl::StatusCode::kNotFound) {
+          ++not_found;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  EXPECT_EQ(ok.load(), 8 * 32);
+  EXPECT_EQ(not_found.load(), 8 * 8);
+  EXPECT_EQ(other.load(), 0);
+  int64_t listed = 0;
+  for (const v1::Thread& thread : threads) {
+    listed += static_cast<int64_t>(
+        store->ListMessages(thread.id(), "", Query(100, true))->items.size());
+  }
+  EXPECT_EQ(listed, 8 * 32);
+  EXPECT_EQ(RawQueryText(path_, "SELECT SUM(messages) FROM message_counts"),
+            absl::StrCat(8 * 32));
+  EXPECT_EQ(RawQueryText(path_,
+                         "SELECT COUNT(*) FROM objects WHERE kind = 'message'"),
+            absl::StrCat(8 * 32));
+}
+
 TEST_F(SqliteStoreTest, SchemaVersion1Migrates) {
   // The schema exactly as migration 1 created it, frozen here: a database
   // written by the build before runs existed.
