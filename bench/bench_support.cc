@@ -148,4 +148,29 @@ std::string Format(const char* format, double a, double b) {
 
 std::string MiB(int64_t kib) { return Format("%.1f MiB", kib / 1024.0); }
 
+bool ResetFakeScript(int port, const nlohmann::json& steps) {
+  const std::string url =
+      absl::StrCat("http://127.0.0.1:", port, "/_fake/script");
+  const std::string body = nlohmann::json{{"responses", steps}}.dump();
+  CURL* curl = curl_easy_init();
+  curl_slist* headers =
+      curl_slist_append(nullptr, "Content-Type: application/json");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "PUT");
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION,
+      +[](char*, size_t size, size_t n, void*) { return size * n; });
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  long status = 0;
+  if (curl_easy_perform(curl) == CURLE_OK) {
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  }
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  return status == 200;
+}
+
 }  // namespace assistants::bench

@@ -63,6 +63,11 @@ nlohmann::json FakeStats(int port);
 std::string Format(const char* format, double a, double b = 0);
 std::string MiB(int64_t kib);
 
+// Clears fake-openai's script and queues `steps` instead (PUT
+// /_fake/script), so steps a failed run left unused cannot answer the next
+// one. True when the fake accepted it.
+bool ResetFakeScript(int port, const nlohmann::json& steps);
+
 }  // namespace assistants::bench
 
 #endif  // BENCH_BENCH_SUPPORT_H_

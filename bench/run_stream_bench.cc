@@ -24,13 +24,16 @@
 //      fake's default model calls), one RunEvents stream attached to each
 //      (callback API, spread over --channels connections), the gateway's RSS
 //      before and after, its CPU while they idle, then tool outputs for all
-//      runs and the time until every stream has received `done`.
+//      runs and the time until every stream has received `done`. Each K of
+//      --streams (e.g. 1000,10000) runs on a fresh gateway per store, so its
+//      RSS holds nothing but start-up, the K runs and the K streams.
 //   5. The gateway's RSS right after start.
 // Every repeated figure is the median (CPU also shows the least sample: the
 // work is identical, so the spread above it is interference from other
 // processes); the paths are interleaved so drifting load hits them alike.
 //
-//   run_stream_bench [--tokens=2000] [--streams=1000] [--stores=sqlite,memory]
+//   run_stream_bench [--tokens=2000] [--streams=1000,10000]
+//                    [--stores=sqlite,memory] [--idle_stores=...]
 //   run_stream_bench --quick    (seconds; the CTest smoke test)
 //
 // Exits non-zero only on a functional failure (a run or stream that does not
@@ -74,8 +77,13 @@
 ABSL_FLAG(bool, quick, false,
           "smoke mode: 50 deltas, 20 streams, few repeats, 1 s idle");
 ABSL_FLAG(int, tokens, 2000, "text deltas in the relayed run");
-ABSL_FLAG(int, streams, 1000,
-          "idle RunEvents streams (runs in requires_action); 0 skips them");
+ABSL_FLAG(std::string, streams, "1000",
+          "idle RunEvents streams (runs in requires_action): a list of counts "
+          "K, each measured on a fresh gateway per store; 0 skips them");
+ABSL_FLAG(std::string, idle_stores, "",
+          "stores for the idle streams (a subset of --stores); empty: every "
+          "store up to 1,000 streams, sqlite only above (the memory store "
+          "keeps about 53 KiB per waiting run)");
 ABSL_FLAG(int, repeats, 9, "relay measurements per path (the median is shown)");
 ABSL_FLAG(int, first_repeats, 20, "short runs per path for the first delta");
 ABSL_FLAG(int, paced_tokens, 500,
@@ -279,10 +287,19 @@ class StampingProxy {
 
   std::string base() const { return absl::StrCat("http://127.0.0.1:", port_); }
 
-  // The exchanges completed since the last call.
-  std::vector<Exchange> Take() {
+  // The exchanges completed since the last call, once there are at least
+  // `count` (or `timeout` has passed): the gateway ends a run at the
+  // upstream's last SSE event, which can reach it before this proxy has
+  // finished the exchange and recorded it.
+  std::vector<Exchange> Take(size_t count = 0,
+                             absl::Duration timeout = absl::ZeroDuration()) {
     absl::MutexLock lock(&mu_);
-    return std::move(exchanges_);
+    const std::vector<Exchange>* exchanges = &exchanges_;
+    auto enough = [exchanges, count] { return exchanges->size() >= count; };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+    std::vector<Exchange> taken;
+    taken.swap(exchanges_);
+    return taken;
   }
 
  private:
@@ -952,7 +969,18 @@ struct LatencyResult {
 // ---------------------------------------------------------------------------
 // Report.
 
-// A markdown table with one column per gateway store and a goal column.
+// 10000 -> "10,000".
+std::string Thousands(int64_t value) {
+  std::string digits = std::to_string(value);
+  for (int i = static_cast<int>(digits.size()) - 3;
+       i > 0 && digits[i - 1] != '-'; i -= 3) {
+    digits.insert(static_cast<size_t>(i), ",");
+  }
+  return digits;
+}
+
+// A markdown table with one column per gateway store (or case) and a goal
+// column.
 class GoalTable {
  public:
   explicit GoalTable(const std::vector<std::string>& columns) {
@@ -982,7 +1010,21 @@ int Main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const bool quick = absl::GetFlag(FLAGS_quick);
   const int tokens = quick ? 50 : std::max(2, absl::GetFlag(FLAGS_tokens));
-  const int streams = quick ? 20 : std::max(0, absl::GetFlag(FLAGS_streams));
+  std::vector<int> stream_counts;
+  if (quick) {
+    stream_counts = {20};
+  } else {
+    for (absl::string_view part :
+         absl::StrSplit(absl::GetFlag(FLAGS_streams), ',', absl::SkipEmpty())) {
+      int count = 0;
+      if (!absl::SimpleAtoi(part, &count) || count < 0) {
+        std::fprintf(stderr, "--streams: not a count: %s\n",
+                     std::string(part).c_str());
+        return 2;
+      }
+      if (count > 0) stream_counts.push_back(count);
+    }
+  }
   const int repeats = quick ? 1 : std::max(1, absl::GetFlag(FLAGS_repeats));
   const int first_repeats =
       quick ? 3 : std::max(1, absl::GetFlag(FLAGS_first_repeats));
@@ -1005,6 +1047,24 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  const std::vector<std::string> idle_stores =
+      absl::StrSplit(absl::GetFlag(FLAGS_idle_stores), ',', absl::SkipEmpty());
+  for (const std::string& store : idle_stores) {
+    if (std::find(stores.begin(), stores.end(), store) == stores.end()) {
+      std::fprintf(stderr, "--idle_stores: %s is not one of --stores\n",
+                   store.c_str());
+      return 2;
+    }
+  }
+  // The stores measured with `count` idle streams.
+  auto idle_stores_for = [&](int count) {
+    if (!idle_stores.empty()) return idle_stores;
+    std::vector<std::string> chosen;
+    for (const std::string& store : stores) {
+      if (count <= 1000 || store == "sqlite") chosen.push_back(store);
+    }
+    return chosen.empty() ? stores : chosen;
+  };
   std::string gateway_bin = absl::GetFlag(FLAGS_gateway);
   if (gateway_bin.empty()) gateway_bin = test_support::GatewayBinary();
   std::string fake_bin = absl::GetFlag(FLAGS_fake_openai);
@@ -1142,7 +1202,8 @@ int Main(int argc, char** argv) {
                       &sample)) {
       return;
     }
-    std::vector<StampingProxy::Exchange> exchanges = proxy.Take();
+    std::vector<StampingProxy::Exchange> exchanges =
+        proxy.Take(1, absl::Seconds(5));
     if (exchanges.size() != 1 ||
         exchanges.front().deltas.size() != deltas.size()) {
       std::fprintf(stderr,
@@ -1179,17 +1240,35 @@ int Main(int argc, char** argv) {
   for (auto& gateway : stamped) gateway->Stop();
   proxy.Stop();
 
-  // 4. Idle streams.
-  std::vector<IdleResult> idle(n);
-  for (size_t g = 0; g < n && streams > 0; ++g) {
+  for (auto& gateway : gateways) gateway->Stop();
+
+  // 4. Idle streams: each count on a fresh gateway per store, so its RSS
+  // holds only start-up, the waiting runs and their streams.
+  struct IdleCase {
+    std::string store;
+    int count = 0;
+    int64_t rss_start_kib = 0;
+    IdleResult result;
+  };
+  std::vector<IdleCase> idle;
+  for (int count : stream_counts) {
+    for (const std::string& store : idle_stores_for(count)) {
+      idle.push_back(IdleCase{store, count, 0, IdleResult()});
+    }
+  }
+  for (IdleCase& c : idle) {
+    Gateway gateway(c.store, settle);
     std::string assistant_id;
-    if (!gateways[g]->CreateAssistant(true, &assistant_id, &error) ||
-        !gateways[g]->Idle(assistant_id, streams, channels, idle_seconds,
-                           &idle[g], &error)) {
-      std::fprintf(stderr, "idle streams (%s): %s\n", stores[g].c_str(),
-                   error.c_str());
+    if (!gateway.Start(gateway_bin, fake.base, &error) ||
+        !gateway.CreateAssistant(true, &assistant_id, &error) ||
+        !gateway.Idle(assistant_id, c.count, channels, idle_seconds, &c.result,
+                      &error)) {
+      std::fprintf(stderr, "idle streams (%s, %d): %s\n", c.store.c_str(),
+                   c.count, error.c_str());
       ++failures;
     }
+    c.rss_start_kib = gateway.rss_start_kib();
+    gateway.Stop();
   }
 
   // Report.
@@ -1336,70 +1415,80 @@ int Main(int argc, char** argv) {
   table.Row(absl::StrCat("RSS after the relay runs (",
                          repeats + first_repeats + 2, " runs)"),
             "", [&](size_t g) { return MiB(rss_after_relay[g]); });
-  if (streams > 0) {
-    auto idle_cell = [&](size_t g, auto&& format) -> std::string {
-      if (!idle[g].measured) return "failed";
-      return format(idle[g]);
+  if (!idle.empty()) {
+    std::printf(
+        "\n## Idle RunEvents streams: K runs waiting in requires_action, one "
+        "stream each, over %d HTTP/2 connections (a fresh gateway per "
+        "column)\n\n",
+        channels);
+    std::vector<std::string> columns;
+    for (const IdleCase& c : idle) {
+      columns.push_back(absl::StrCat(c.store, ", K = ", Thousands(c.count)));
+    }
+    GoalTable idle_table(columns);
+    auto idle_cell = [&](size_t i, auto&& format) -> std::string {
+      if (!idle[i].result.measured) return "failed";
+      return format(idle[i].result);
     };
-    const std::string k = std::to_string(streams);
-    table.Row("RSS with " + k + " runs in requires_action, no stream", "",
-              [&](size_t g) {
-                return idle_cell(g, [&](const IdleResult& r) {
-                  return MiB(r.rss_runs_kib);
-                });
-              });
-    table.Row("RSS with " + k + " idle streams open",
-              "1,000 streams in <= 128 MiB", [&](size_t g) {
-                return idle_cell(g, [&](const IdleResult& r) {
-                  return MiB(r.rss_streams_kib);
-                });
-              });
-    table.Row("RSS per idle stream", "<= 64 KiB", [&](size_t g) {
-      return idle_cell(g, [&](const IdleResult& r) {
+    idle_table.Row("RSS right after start", "<= 30 MiB",
+                   [&](size_t i) { return MiB(idle[i].rss_start_kib); });
+    idle_table.Row(
+        "RSS with the K runs in requires_action, no stream", "", [&](size_t i) {
+          return idle_cell(
+              i, [&](const IdleResult& r) { return MiB(r.rss_runs_kib); });
+        });
+    idle_table.Row("RSS with the K idle streams open",
+                   "1,000 streams in <= 128 MiB", [&](size_t i) {
+                     return idle_cell(i, [&](const IdleResult& r) {
+                       return MiB(r.rss_streams_kib);
+                     });
+                   });
+    idle_table.Row("RSS per idle stream", "<= 64 KiB", [&](size_t i) {
+      return idle_cell(i, [&](const IdleResult& r) {
         return Format("%.1f KiB",
                       double(r.rss_streams_kib - r.rss_runs_kib) / r.streams);
       });
     });
-    table.Row("RSS per waiting run (no stream)", "", [&](size_t g) {
-      return idle_cell(g, [&](const IdleResult& r) {
+    idle_table.Row("RSS per waiting run (no stream)", "", [&](size_t i) {
+      return idle_cell(i, [&](const IdleResult& r) {
         return Format(
             "%.1f KiB",
             double(r.rss_runs_kib - r.rss_before_runs_kib) / r.streams);
       });
     });
-    table.Row("gateway CPU while " + k + " streams idle", "", [&](size_t g) {
-      return idle_cell(g, [&](const IdleResult& r) {
+    idle_table.Row("gateway CPU while the streams idle", "", [&](size_t i) {
+      return idle_cell(i, [&](const IdleResult& r) {
         return Format("%.2f %% of a core (%.0f s)",
                       r.idle_cpu_s * 100 / r.idle_window_s, r.idle_window_s);
       });
     });
-    table.Row("creating the waiting runs, 8 at a time", "", [&](size_t g) {
-      return idle_cell(g, [&](const IdleResult& r) {
+    idle_table.Row("creating the waiting runs, 8 at a time", "", [&](size_t i) {
+      return idle_cell(i, [&](const IdleResult& r) {
         return Format("%.2f s (%.0f runs/s)", r.setup_s, r.streams / r.setup_s);
       });
     });
-    table.Row("submit all tool outputs -> every stream got done", "",
-              [&](size_t g) {
-                return idle_cell(g, [&](const IdleResult& r) {
-                  return Format("%.2f s", r.submit_to_all_done_s);
-                });
-              });
-    table.Row("streams that received done (events each, min-max)", "all",
-              [&](size_t g) {
-                return idle_cell(g, [&](const IdleResult& r) {
-                  return absl::StrCat(r.streams_done, " / ", r.streams, " (",
-                                      r.min_events, "-", r.max_events, ")");
-                });
-              });
-    table.Row(
-        "RSS after every run ended and the streams closed", "", [&](size_t g) {
+    idle_table.Row("submit all tool outputs -> every stream got done", "",
+                   [&](size_t i) {
+                     return idle_cell(i, [&](const IdleResult& r) {
+                       return Format("%.2f s", r.submit_to_all_done_s);
+                     });
+                   });
+    idle_table.Row("streams that received done (events each, min-max)", "all",
+                   [&](size_t i) {
+                     return idle_cell(i, [&](const IdleResult& r) {
+                       return absl::StrCat(r.streams_done, " / ", r.streams,
+                                           " (", r.min_events, "-",
+                                           r.max_events, ")");
+                     });
+                   });
+    idle_table.Row(
+        "RSS after every run ended and the streams closed", "", [&](size_t i) {
           return idle_cell(
-              g, [&](const IdleResult& r) { return MiB(r.rss_after_kib); });
+              i, [&](const IdleResult& r) { return MiB(r.rss_after_kib); });
         });
   }
   std::fflush(stdout);
 
-  for (auto& gateway : gateways) gateway->Stop();
   fake.process.Stop();
   curl_global_cleanup();
   if (failures > 0) {
