@@ -31,6 +31,7 @@
 #include "absl/flags/usage.h"
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "assistants/v1/message.grpc.pb.h"
+#include "bench/weather_assistant.h"
 #include "google/protobuf/util/json_util.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0",
@@ -40,35 +41,11 @@ namespace {
 
 namespace v1 = assistants::v1;
 
-// The same assistant loadgen creates in the gateway (keep the two in step:
-// loadgen prints both response sizes so a drift shows).
-constexpr char kModel[] = "gpt-4o";
-constexpr char kName[] = "Weather helper";
-constexpr char kInstructions[] =
-    "You are a concise weather assistant. When the user asks about the "
-    "weather, call get_weather with the city they name, then answer in one "
-    "or two sentences. Say so when the tool fails; never guess a forecast.";
-constexpr char kToolName[] = "get_weather";
-constexpr char kToolDescription[] = "Current weather of a city.";
-constexpr char kToolParameters[] =
-    R"({"type":"object","properties":{"city":{"type":"string",)"
-    R"("description":"City name, e.g. Paris"},"unit":{"type":"string",)"
-    R"("enum":["celsius","fahrenheit"]}},"required":["city"]})";
-
 v1::Assistant TemplateAssistant() {
   v1::Assistant assistant;
   assistant.set_object("assistant");
   assistant.set_created_at(static_cast<int64_t>(std::time(nullptr)));
-  assistant.set_model(kModel);
-  assistant.set_name(kName);
-  assistant.set_instructions(kInstructions);
-  v1::FunctionDefinition* function =
-      assistant.add_tools()->mutable_function()->mutable_function();
-  function->set_name(kToolName);
-  function->set_description(kToolDescription);
-  if (!google::protobuf::util::JsonStringToMessage(
-           kToolParameters, function->mutable_parameters())
-           .ok()) {
+  if (!assistants::bench::FillWeatherAssistant(&assistant)) {
     std::abort();  // A constant: cannot happen.
   }
   return assistant;

@@ -63,6 +63,7 @@
 #include "assistants/v1/message.grpc.pb.h"
 #include "assistants/v1/thread.grpc.pb.h"
 #include "bench/bench_support.h"
+#include "bench/weather_assistant.h"
 #include "google/protobuf/util/json_util.h"
 #include "tests/support/server_process.h"
 
@@ -117,21 +118,6 @@ using assistants::bench::Summarize;
 
 constexpr std::chrono::seconds kCallDeadline(30);
 
-// The assistant created in every gateway; bench/echo_server.cc answers
-// GetAssistant with the same one (keep the two in step; the report prints
-// both response sizes).
-constexpr char kModel[] = "gpt-4o";
-constexpr char kName[] = "Weather helper";
-constexpr char kInstructions[] =
-    "You are a concise weather assistant. When the user asks about the "
-    "weather, call get_weather with the city they name, then answer in one "
-    "or two sentences. Say so when the tool fails; never guess a forecast.";
-constexpr char kToolName[] = "get_weather";
-constexpr char kToolDescription[] = "Current weather of a city.";
-constexpr char kToolParameters[] =
-    R"({"type":"object","properties":{"city":{"type":"string",)"
-    R"("description":"City name, e.g. Paris"},"unit":{"type":"string",)"
-    R"("enum":["celsius","fahrenheit"]}},"required":["city"]})";
 constexpr char kMessageText[] =
     "What is the weather in Paris right now? Answer in celsius, please.";
 
@@ -221,16 +207,7 @@ bool SetUpTarget(Target* target, int threads) {
     return NewThreads(target, threads);
   }
   v1::CreateAssistantRequest create;
-  create.set_model(kModel);
-  create.set_name(kName);
-  create.set_instructions(kInstructions);
-  v1::FunctionDefinition* function =
-      create.add_tools()->mutable_function()->mutable_function();
-  function->set_name(kToolName);
-  function->set_description(kToolDescription);
-  if (!google::protobuf::util::JsonStringToMessage(
-           kToolParameters, function->mutable_parameters())
-           .ok()) {
+  if (!assistants::bench::FillWeatherAssistant(&create)) {
     return Fail("bad tool parameters");
   }
   v1::CreateAssistantResponse created;
