@@ -706,14 +706,18 @@ int Main(int argc, char** argv) {
     std::vector<Load> loads;
     for (int callers : concurrency) loads.push_back(Load{callers, 0, false});
     if (rate > 0) loads.push_back(Load{0, rate, false});
-    // Each repeat pools `slices` rounds of (echo, gateway, ...), so drifting
-    // load from other processes hits every server alike.
+    // Each repeat pools `slices` rounds of (echo, gateway, ...) in rotating
+    // order, so drifting load from other processes hits every server alike.
     auto measure = [&](const Load& load) {
       std::vector<std::vector<Figures>> samples(targets.size());
       for (int r = 0; r < repeats; ++r) {
         std::vector<Sample> pooled(targets.size());
         for (int slice = 0; slice < slices; ++slice) {
-          for (size_t t = 0; t < targets.size(); ++t) {
+          // The order rotates, so the work one server leaves behind (SQLite's
+          // checkpoint thread) does not always land in the same neighbour.
+          for (size_t k = 0; k < targets.size(); ++k) {
+            const size_t t =
+                (k + static_cast<size_t>(slice + r * slices)) % targets.size();
             if (!Measure(targets[t].get(), method, load, seconds / slices,
                          new_threads, &pooled[t])) {
               return false;
