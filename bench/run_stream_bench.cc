@@ -878,9 +878,11 @@ bool Gateway::Idle(const std::string& assistant_id, int count, int channels,
   }
   // Cancels whatever is still open and waits for every OnDone, so the
   // reactors can be destroyed.
+  // After a cancel gRPC always ends the call (OnDone), so this waits without
+  // a timeout: the streams must not be read or freed while still running.
   auto close_all = [&] {
     for (auto& stream : streams) stream->Cancel();
-    tally.WaitFinished(count, absl::Seconds(30));
+    tally.WaitFinished(count, absl::InfiniteDuration());
   };
   if (!tally.WaitReplayed(count, absl::Seconds(30 + count / 20))) {
     *error = absl::StrCat("only ", tally.replayed(), " of ", count,
