@@ -33,6 +33,7 @@
 #include "assistants/v1/message.grpc.pb.h"
 #include "bench/weather_assistant.h"
 #include "google/protobuf/util/json_util.h"
+#include "service/api/channel_args.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0",
           "host:port to serve gRPC on; port 0 picks a free port");
@@ -122,15 +123,7 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  // As the gateway (service/api/server.cc).
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(
-      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 30 * 60 * 1000);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
-                             5 * 60 * 1000);
+  assistants::AddGatewayChannelArguments(&builder);  // as the gateway
   builder.RegisterService(&assistants);
   builder.RegisterService(&messages);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
