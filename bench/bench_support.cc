@@ -173,4 +173,46 @@ bool ResetFakeScript(int port, const nlohmann::json& steps) {
   return status == 200;
 }
 
+SseClient::SseClient(const std::string& url, const std::string& body,
+                     long timeout_ms)
+    : url_(url), body_(body) {
+  headers_ = curl_slist_append(nullptr, "Authorization: Bearer sk-fake");
+  headers_ = curl_slist_append(headers_, "Content-Type: application/json");
+  headers_ = curl_slist_append(headers_, "Expect:");
+  curl_ = curl_easy_init();
+  curl_easy_setopt(curl_, CURLOPT_URL, url_.c_str());
+  curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers_);
+  curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body_.c_str());
+  curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &SseClient::OnData);
+  curl_easy_setopt(curl_, CURLOPT_WRITEDATA, this);
+  if (timeout_ms > 0) curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, timeout_ms);
+}
+
+SseClient::~SseClient() {
+  curl_easy_cleanup(curl_);
+  curl_slist_free_all(headers_);
+}
+
+long SseClient::Post(const OnEvent& on_event, std::string* error) {
+  pending_.clear();
+  on_event_ = &on_event;
+  const CURLcode code = curl_easy_perform(curl_);
+  on_event_ = nullptr;
+  if (error != nullptr) *error = curl_easy_strerror(code);
+  long status = 0;
+  if (code == CURLE_OK)
+    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
+  return status;
+}
+
+size_t SseClient::OnData(char* data, size_t size, size_t n, void* self_ptr) {
+  auto* self = static_cast<SseClient*>(self_ptr);
+  const Clock::time_point now = Clock::now();
+  self->pending_.append(data, size * n);
+  TakeSseEvents(&self->pending_, [&](absl::string_view event) {
+    (*self->on_event_)(event, now);
+  });
+  return size * n;
+}
+
 }  // namespace assistants::bench

@@ -5,15 +5,18 @@
 #ifndef BENCH_BENCH_SUPPORT_H_
 #define BENCH_BENCH_SUPPORT_H_
 
+#include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
 namespace assistants::bench {
@@ -67,6 +70,48 @@ std::string MiB(int64_t kib);
 // /_fake/script), so steps a failed run left unused cannot answer the next
 // one. True when the fake accepted it.
 bool ResetFakeScript(int port, const nlohmann::json& steps);
+
+// Splits complete SSE events ("...\n\n") off the front of `*pending` and
+// calls `on_event(event)` for each.
+template <typename OnEvent>
+void TakeSseEvents(std::string* pending, OnEvent&& on_event) {
+  size_t start = 0;
+  for (size_t end; (end = pending->find("\n\n", start)) != std::string::npos;
+       start = end + 2) {
+    on_event(absl::string_view(*pending).substr(start, end + 2 - start));
+  }
+  pending->erase(0, start);
+}
+
+// A streamed POST to an SSE endpoint (fake-openai's /v1/responses or
+// /v1/chat/completions, with its API key) on one kept-alive libcurl handle:
+// what a client of the model sees without the gateway.
+class SseClient {
+ public:
+  // `timeout_ms` 0: no limit.
+  SseClient(const std::string& url, const std::string& body,
+            long timeout_ms = 0);
+  ~SseClient();
+  SseClient(const SseClient&) = delete;
+  SseClient& operator=(const SseClient&) = delete;
+
+  // Gets each complete SSE event and when the chunk completing it arrived.
+  using OnEvent =
+      std::function<void(absl::string_view event, Clock::time_point arrived)>;
+  // One request; returns the HTTP status (0 when the transfer failed) and
+  // curl's word on the transfer in `*error` (may be null).
+  long Post(const OnEvent& on_event, std::string* error = nullptr);
+
+ private:
+  static size_t OnData(char* data, size_t size, size_t n, void* self);
+
+  const std::string url_;
+  const std::string body_;
+  curl_slist* headers_ = nullptr;
+  CURL* curl_ = nullptr;
+  std::string pending_;
+  const OnEvent* on_event_ = nullptr;
+};
 
 }  // namespace assistants::bench
 

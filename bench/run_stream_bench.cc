@@ -154,80 +154,37 @@ const char* DeltaMarker(bool chat) {
   return chat ? "\"delta\":{\"content\":" : "event: response.output_text.delta";
 }
 
-// Splits complete SSE events ("...\n\n") off the front of `*pending` and
-// calls `on_event(event)` for each.
-template <typename OnEvent>
-void TakeEvents(std::string* pending, OnEvent&& on_event) {
-  size_t start = 0;
-  for (size_t end; (end = pending->find("\n\n", start)) != std::string::npos;
-       start = end + 2) {
-    on_event(absl::string_view(*pending).substr(start, end + 2 - start));
-  }
-  pending->erase(0, start);
-}
-
 // A streamed model reply read with libcurl over a kept-alive connection,
 // noting when each text delta's SSE event is complete: what a client of the
 // upstream sees without the gateway.
 class DirectClient {
  public:
-  DirectClient(const std::string& base, bool chat) : chat_(chat) {
-    url_ = base + (chat ? "/v1/chat/completions" : "/v1/responses");
-    body_ = chat ? R"({"model":"gpt-4o","stream":true,)"
-                   R"("messages":[{"role":"user","content":"hi"}]})"
-                 : R"({"model":"gpt-4o","input":"hi","stream":true})";
-    headers_ = curl_slist_append(nullptr, "Authorization: Bearer sk-fake");
-    headers_ = curl_slist_append(headers_, "Content-Type: application/json");
-    headers_ = curl_slist_append(headers_, "Expect:");
-    curl_ = curl_easy_init();
-    curl_easy_setopt(curl_, CURLOPT_URL, url_.c_str());
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers_);
-    curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body_.c_str());
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &DirectClient::OnData);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, this);
-  }
-  ~DirectClient() {
-    curl_easy_cleanup(curl_);
-    curl_slist_free_all(headers_);
-  }
-  DirectClient(const DirectClient&) = delete;
-  DirectClient& operator=(const DirectClient&) = delete;
+  DirectClient(const std::string& base, bool chat)
+      : chat_(chat),
+        client_(base + (chat ? "/v1/chat/completions" : "/v1/responses"),
+                chat ? R"({"model":"gpt-4o","stream":true,)"
+                       R"("messages":[{"role":"user","content":"hi"}]})"
+                     : R"({"model":"gpt-4o","input":"hi","stream":true})") {}
 
   // Streams one reply; returns the arrival time of each text delta and, in
   // `*last_event`, of the last SSE event (response.completed / [DONE]): the
   // end of the turn, as the gateway sees it. (The end of the HTTP body can
   // come later: the fake's last chunk may wait for a delayed ACK.)
   TimePoints Stream(Clock::time_point* last_event) {
-    pending_.clear();
-    deltas_.clear();
-    last_event_ = Clock::now();
-    curl_easy_perform(curl_);
-    *last_event = last_event_;
-    return std::move(deltas_);
+    TimePoints deltas;
+    *last_event = Clock::now();
+    client_.Post([&](absl::string_view event, Clock::time_point arrived) {
+      if (absl::StrContains(event, DeltaMarker(chat_))) {
+        deltas.push_back(arrived);
+      }
+      *last_event = arrived;
+    });
+    return deltas;
   }
 
  private:
-  static size_t OnData(char* data, size_t size, size_t n, void* self_ptr) {
-    auto* self = static_cast<DirectClient*>(self_ptr);
-    const Clock::time_point now = Clock::now();
-    self->pending_.append(data, size * n);
-    TakeEvents(&self->pending_, [&](absl::string_view event) {
-      if (absl::StrContains(event, DeltaMarker(self->chat_))) {
-        self->deltas_.push_back(now);
-      }
-      self->last_event_ = now;
-    });
-    return size * n;
-  }
-
   const bool chat_;
-  std::string url_;
-  std::string body_;
-  curl_slist* headers_ = nullptr;
-  CURL* curl_ = nullptr;
-  std::string pending_;
-  TimePoints deltas_;
-  Clock::time_point last_event_;
+  SseClient client_;
 };
 
 // A pass-through HTTP/1.1 proxy to fake-openai that notes when it hands the
@@ -441,7 +398,7 @@ class StampingProxy {
           t->pending.append(data, size * n);
           if (!t->SendHead()) return 0;
           const char* marker = DeltaMarker(t->proxy->chat_);
-          TakeEvents(&t->pending, [&](absl::string_view event) {
+          TakeSseEvents(&t->pending, [&](absl::string_view event) {
             if (t->failed) return;
             const bool delta = absl::StrContains(event, marker);
             const Clock::time_point now = Clock::now();

@@ -54,6 +54,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -507,79 +508,47 @@ json SeedScript(const SeedOptions& o) {
 class DirectModel {
  public:
   explicit DirectModel(const std::string& fake_base)
-      : url_(fake_base + "/v1/responses") {
-    body_ =
-        json{{"model", "gpt-4o"}, {"input", kSeedQuestion}, {"stream", true}}
-            .dump();
-    headers_ = curl_slist_append(nullptr, "Authorization: Bearer sk-fake");
-    headers_ = curl_slist_append(headers_, "Content-Type: application/json");
-    headers_ = curl_slist_append(headers_, "Expect:");
-    curl_ = curl_easy_init();
-    curl_easy_setopt(curl_, CURLOPT_URL, url_.c_str());
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers_);
-    curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body_.c_str());
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &DirectModel::OnData);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, this);
-    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, 60000L);
-  }
-  ~DirectModel() {
-    curl_easy_cleanup(curl_);
-    curl_slist_free_all(headers_);
-  }
-  DirectModel(const DirectModel&) = delete;
-  DirectModel& operator=(const DirectModel&) = delete;
+      : client_(
+            fake_base + "/v1/responses",
+            json{
+                {"model", "gpt-4o"}, {"input", kSeedQuestion}, {"stream", true}}
+                .dump(),
+            /*timeout_ms=*/60000) {}
 
   // Both turns; the text deltas of the reply assembled in `*answer`.
   bool Run(SeedSample* sample, std::string* answer, std::string* error) {
-    answer_ = answer;
-    answer_->clear();
-    start_ = first_text_ = Clock::now();
+    answer->clear();
+    const Clock::time_point start = Clock::now();
+    Clock::time_point first_text = start;
+    auto on_event = [&](absl::string_view event, Clock::time_point arrived) {
+      const size_t at = event.find("data: ");
+      if (!absl::StrContains(event, "event: response.output_text.delta") ||
+          at == absl::string_view::npos) {
+        return;
+      }
+      // The event ends with "\n\n", which the parser skips as whitespace.
+      const json delta = json::parse(event.substr(at + 6), nullptr, false);
+      if (!delta.is_object()) return;
+      if (answer->empty()) first_text = arrived;
+      answer->append(delta.value("delta", ""));
+    };
     for (int turn = 0; turn < 2; ++turn) {
-      pending_.clear();
-      const CURLcode code = curl_easy_perform(curl_);
-      long status = 0;
-      curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
-      if (code != CURLE_OK || status != 200) {
-        *error = absl::StrCat("POST /v1/responses: ", curl_easy_strerror(code),
-                              ", HTTP ", status);
+      std::string transfer;
+      const long status = client_.Post(on_event, &transfer);
+      if (status != 200) {
+        *error =
+            absl::StrCat("POST /v1/responses: ", transfer, ", HTTP ", status);
         return false;
       }
     }
-    sample->wall_s = Seconds(Clock::now() - start_);
-    sample->first_text_s = Seconds(first_text_ - start_);
+    sample->wall_s = Seconds(Clock::now() - start);
+    sample->first_text_s = Seconds(first_text - start);
     sample->calls = 2;
     return true;
   }
 
  private:
-  static size_t OnData(char* data, size_t size, size_t n, void* self_ptr) {
-    auto* self = static_cast<DirectModel*>(self_ptr);
-    self->pending_.append(data, size * n);
-    size_t end;
-    while ((end = self->pending_.find("\n\n")) != std::string::npos) {
-      const std::string event = self->pending_.substr(0, end);
-      self->pending_.erase(0, end + 2);
-      const size_t at = event.find("data: ");
-      if (event.find("event: response.output_text.delta") ==
-              std::string::npos ||
-          at == std::string::npos) {
-        continue;
-      }
-      const json delta = json::parse(event.substr(at + 6), nullptr, false);
-      if (!delta.is_object()) continue;
-      if (self->answer_->empty()) self->first_text_ = Clock::now();
-      self->answer_->append(delta.value("delta", ""));
-    }
-    return size * n;
-  }
-
-  const std::string url_;
-  std::string body_;
-  curl_slist* headers_ = nullptr;
-  CURL* curl_ = nullptr;
-  std::string pending_;
-  std::string* answer_ = nullptr;
-  Clock::time_point start_, first_text_;
+  SseClient client_;
 };
 
 struct SeedResult {
