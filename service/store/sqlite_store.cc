@@ -281,9 +281,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     const std::string& path, const SqliteStoreOptions& options) {
-  auto file_backed_path = [](const std::string& path) {
-    return !path.empty() && path != ":memory:";
-  };
+  const bool file_backed = !path.empty() && path != ":memory:";
   sqlite3* db = nullptr;
   // The store serializes access itself, so SQLite's own mutex is redundant.
   const int rc = sqlite3_open_v2(
@@ -299,10 +297,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   std::unique_ptr<SqliteStore> store(new SqliteStore(db, options));
   {
     absl::MutexLock lock(&store->mu_);
-    RETURN_IF_ERROR(store->Configure(file_backed_path(path)));
+    RETURN_IF_ERROR(store->Configure(file_backed));
     RETURN_IF_ERROR(store->Migrate());
   }
-  if (file_backed_path(path)) store->StartCheckpointer(path);
+  if (file_backed) store->StartCheckpointer(path);
   return store;
 }
 
