@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config git ccache
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc
   libprotobuf-dev libabsl-dev
-  libcurl4-openssl-dev nlohmann-json3-dev
+  libcurl4-openssl-dev nlohmann-json3-dev libssl-dev
   libgtest-dev libgmock-dev googletest
   libsqlite3-dev sqlite3 libevent-dev
   golang-github-gogo-googleapis-dev

@@ -18,6 +18,8 @@
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/json_util.h"
 #include "service/api/server.h"
+#include "service/auth/api_keys.h"
+#include "service/auth/rate_limiter.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
 #include "service/common/timers.h"
@@ -76,6 +78,21 @@ ABSL_FLAG(std::string, workers_config, EnvOr("ASSISTANTS_WORKERS_CONFIG", ""),
           "ASSISTANTS_WORKERS_CONFIG)");
 ABSL_FLAG(int, worker_lease_ttl_ms, 15000,
           "default lease of a registered tool worker");
+ABSL_FLAG(std::string, api_keys_file, EnvOr("ASSISTANTS_API_KEYS_FILE", ""),
+          "JSON file of client API keys (sha256 hashes, each with its "
+          "project); empty turns authentication off: every caller is the "
+          "default project (env ASSISTANTS_API_KEYS_FILE)");
+ABSL_FLAG(int, max_message_bytes, 4 * 1024 * 1024,
+          "largest request accepted, in bytes");
+ABSL_FLAG(int, max_active_runs_per_project, 0,
+          "active runs a project may have at once; 0 = no limit");
+ABSL_FLAG(int, max_streams_per_project, 0,
+          "open RunEvents streams a project may have; 0 = no limit");
+ABSL_FLAG(double, requests_per_second_per_key, 0,
+          "request rate each API key may sustain; 0 = no limit");
+ABSL_FLAG(double, burst_per_key, 0,
+          "requests an API key may burst above its rate (default: one "
+          "second's worth)");
 ABSL_FLAG(int, worker_wait_ms, 15000,
           "how long a resumed run's tool call waits for its worker to "
           "register again after a gateway restart");
@@ -189,6 +206,8 @@ int main(int argc, char** argv) {
   }
 
   assistants::runs::EngineOptions engine_options;
+  engine_options.max_active_runs_per_project =
+      std::max(0, absl::GetFlag(FLAGS_max_active_runs_per_project));
   engine_options.requires_action_timeout_ms =
       int64_t{absl::GetFlag(FLAGS_requires_action_timeout_s)} * 1000;
   engine_options.default_upstream = (*providers)->default_backend();
@@ -243,6 +262,33 @@ int main(int argc, char** argv) {
 
   assistants::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
+  std::unique_ptr<assistants::auth::ApiKeys> api_keys;
+  if (const std::string path = absl::GetFlag(FLAGS_api_keys_file);
+      !path.empty()) {
+    auto loaded = assistants::auth::ApiKeys::LoadFile(path);
+    if (!loaded.ok()) {
+      std::cerr << "assistants-gateway: " << loaded.status().message() << "\n";
+      return 1;
+    }
+    api_keys = std::make_unique<assistants::auth::ApiKeys>(*std::move(loaded));
+    options.admission.api_keys = api_keys.get();
+  } else {
+    std::cerr << "assistants-gateway: no API keys file: authentication is "
+                 "off, every caller acts for project \"default\""
+              << std::endl;
+  }
+  std::unique_ptr<assistants::auth::RateLimiter> rate_limiter;
+  if (const double rate = absl::GetFlag(FLAGS_requests_per_second_per_key);
+      rate > 0) {
+    const double burst = absl::GetFlag(FLAGS_burst_per_key);
+    rate_limiter = std::make_unique<assistants::auth::RateLimiter>(
+        rate, burst >= 1 ? burst : std::max(1.0, rate), &clock);
+    options.admission.rate_limiter = rate_limiter.get();
+  }
+  options.admission.max_request_bytes =
+      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_max_message_bytes)));
+  options.admission.max_streams_per_project =
+      std::max(0, absl::GetFlag(FLAGS_max_streams_per_project));
   options.streams.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
   options.tool_registry = tool_registry->get();
   auto server = assistants::GatewayServer::Start(options, store.get(), &clock,

@@ -6,59 +6,64 @@
 
 namespace assistants {
 
-// Defines Service::Method as "run Resources::Method on the executor".
-#define FORWARD_TO_CORE(Service, Method)                                    \
+// Defines Service::Method as "admit the call, then run Target->Method on
+// the executor" (Target is resources_ or engine_). Creates and lists act
+// within the caller's project (FORWARD_IN_PROJECT); calls on objects by id
+// (FORWARD) need not know it: admission has checked the ids are the
+// project's.
+#define FORWARD(Service, Target, Method)                                    \
   grpc::ServerUnaryReactor* Service::Method(                                \
       grpc::CallbackServerContext* context,                                 \
       const v1::Method##Request* request, v1::Method##Response* response) { \
-    return HandleUnary(context, executor_, response, [this, request] {      \
-      return resources_->Method(*request);                                  \
-    });                                                                     \
+    return HandleUnary(context, executor_, admission_, request, response,   \
+                       [this, request](const auth::Principal&) {            \
+                         return Target->Method(*request);                   \
+                       });                                                  \
+  }
+#define FORWARD_IN_PROJECT(Service, Target, Method)                         \
+  grpc::ServerUnaryReactor* Service::Method(                                \
+      grpc::CallbackServerContext* context,                                 \
+      const v1::Method##Request* request, v1::Method##Response* response) { \
+    return HandleUnary(context, executor_, admission_, request, response,   \
+                       [this, request](const auth::Principal& caller) {     \
+                         return Target->Method(caller.project, *request);   \
+                       });                                                  \
   }
 
-FORWARD_TO_CORE(AssistantServiceImpl, CreateAssistant)
-FORWARD_TO_CORE(AssistantServiceImpl, GetAssistant)
-FORWARD_TO_CORE(AssistantServiceImpl, ListAssistants)
-FORWARD_TO_CORE(AssistantServiceImpl, UpdateAssistant)
-FORWARD_TO_CORE(AssistantServiceImpl, DeleteAssistant)
+FORWARD_IN_PROJECT(AssistantServiceImpl, resources_, CreateAssistant)
+FORWARD(AssistantServiceImpl, resources_, GetAssistant)
+FORWARD_IN_PROJECT(AssistantServiceImpl, resources_, ListAssistants)
+FORWARD(AssistantServiceImpl, resources_, UpdateAssistant)
+FORWARD(AssistantServiceImpl, resources_, DeleteAssistant)
 
-FORWARD_TO_CORE(ThreadServiceImpl, CreateThread)
-FORWARD_TO_CORE(ThreadServiceImpl, GetThread)
-FORWARD_TO_CORE(ThreadServiceImpl, UpdateThread)
-FORWARD_TO_CORE(ThreadServiceImpl, DeleteThread)
+FORWARD_IN_PROJECT(ThreadServiceImpl, resources_, CreateThread)
+FORWARD(ThreadServiceImpl, resources_, GetThread)
+FORWARD(ThreadServiceImpl, resources_, UpdateThread)
+FORWARD(ThreadServiceImpl, resources_, DeleteThread)
 
-FORWARD_TO_CORE(MessageServiceImpl, CreateMessage)
-FORWARD_TO_CORE(MessageServiceImpl, GetMessage)
-FORWARD_TO_CORE(MessageServiceImpl, ListMessages)
-FORWARD_TO_CORE(MessageServiceImpl, UpdateMessage)
-FORWARD_TO_CORE(MessageServiceImpl, DeleteMessage)
+FORWARD_IN_PROJECT(MessageServiceImpl, resources_, CreateMessage)
+FORWARD(MessageServiceImpl, resources_, GetMessage)
+FORWARD(MessageServiceImpl, resources_, ListMessages)
+FORWARD(MessageServiceImpl, resources_, UpdateMessage)
+FORWARD(MessageServiceImpl, resources_, DeleteMessage)
 
-// Defines RunServiceImpl::Method as "run RunEngine::Method on the executor".
-#define FORWARD_TO_ENGINE(Method)                                              \
-  grpc::ServerUnaryReactor* RunServiceImpl::Method(                            \
-      grpc::CallbackServerContext* context,                                    \
-      const v1::Method##Request* request, v1::Method##Response* response) {    \
-    return HandleUnary(context, executor_, response,                           \
-                       [this, request] { return engine_->Method(*request); }); \
-  }
-
-FORWARD_TO_ENGINE(CreateRun)
-FORWARD_TO_ENGINE(CreateThreadAndRun)
-FORWARD_TO_ENGINE(GetRun)
-FORWARD_TO_ENGINE(ListRuns)
-FORWARD_TO_ENGINE(UpdateRun)
-FORWARD_TO_ENGINE(CancelRun)
-FORWARD_TO_ENGINE(SubmitToolOutputs)
-FORWARD_TO_ENGINE(GetRunStep)
-FORWARD_TO_ENGINE(ListRunSteps)
+FORWARD_IN_PROJECT(RunServiceImpl, engine_, CreateRun)
+FORWARD_IN_PROJECT(RunServiceImpl, engine_, CreateThreadAndRun)
+FORWARD(RunServiceImpl, engine_, GetRun)
+FORWARD(RunServiceImpl, engine_, ListRuns)
+FORWARD(RunServiceImpl, engine_, UpdateRun)
+FORWARD(RunServiceImpl, engine_, CancelRun)
+FORWARD_IN_PROJECT(RunServiceImpl, engine_, SubmitToolOutputs)
+FORWARD(RunServiceImpl, engine_, GetRunStep)
+FORWARD(RunServiceImpl, engine_, ListRunSteps)
 
 grpc::ServerWriteReactor<v1::RunEventsResponse>* RunServiceImpl::RunEvents(
     grpc::CallbackServerContext* context, const v1::RunEventsRequest* request) {
   return StartRunEventsStream(context, *request, engine_, executor_, timers_,
-                              clock_, &streams_, stream_options_);
+                              clock_, &streams_, admission_, stream_options_);
 }
 
-#undef FORWARD_TO_ENGINE
-#undef FORWARD_TO_CORE
+#undef FORWARD_IN_PROJECT
+#undef FORWARD
 
 }  // namespace assistants

@@ -1,6 +1,7 @@
 #include "service/api/run_events_stream.h"
 
 #include <deque>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -75,7 +76,8 @@ class RunEventsStream final
   RunEventsStream(grpc::CallbackServerContext* context,
                   const v1::RunEventsRequest& request, runs::RunEngine* engine,
                   Executor* executor, Timers* timers, const Clock* clock,
-                  StreamRegistry* registry, const StreamOptions& options)
+                  StreamRegistry* registry, Admission* admission,
+                  const StreamOptions& options)
       : context_(context),
         request_(request),
         engine_(engine),
@@ -83,6 +85,7 @@ class RunEventsStream final
         timers_(timers),
         clock_(clock),
         registry_(registry),
+        admission_(admission),
         options_(options),
         core_(std::make_shared<StreamCore>()) {
     core_->reactor = this;
@@ -92,10 +95,23 @@ class RunEventsStream final
       FinishLocked(DrainingStatus());
       return;
     }
+    absl::StatusOr<auth::Principal> caller = admission_->Authenticate(*context);
+    absl::Status admitted = caller.status();
+    if (admitted.ok()) admitted = admission_->AcquireStream(caller->project);
+    if (!admitted.ok()) {
+      absl::MutexLock lock(&core_->mu);
+      FinishLocked(ToGrpcStatus(admitted));
+      return;
+    }
+    stream_project_ = caller->project;
     // Opening may create the run or read the store: off the gRPC thread.
     // The task must not touch `this` until it knows the reactor is alive.
-    executor_->Schedule([core = core_, engine = engine_, request = request_] {
-      absl::StatusOr<v1::Run> run = engine->OpenEvents(request);
+    executor_->Schedule([core = core_, engine = engine_, request = request_,
+                         admission = admission_, caller = *std::move(caller)] {
+      absl::Status admitted = admission->CheckRequest(caller, request);
+      absl::StatusOr<v1::Run> run =
+          admitted.ok() ? engine->OpenEvents(caller.project, request)
+                        : absl::StatusOr<v1::Run>(admitted);
       absl::MutexLock lock(&core->mu);
       if (core->reactor != nullptr) core->reactor->OnOpenedLocked(run);
     });
@@ -147,6 +163,8 @@ class RunEventsStream final
     }
     if (!run_id_.empty()) engine_->hub()->CancelWait(run_id_, core_.get());
     registry_->Remove(core_.get());
+    if (stream_project_.has_value())
+      admission_->ReleaseStream(*stream_project_);
     delete this;
   }
 
@@ -308,8 +326,12 @@ class RunEventsStream final
   Timers* const timers_;
   const Clock* const clock_;
   StreamRegistry* const registry_;
+  Admission* const admission_;
   const StreamOptions options_;
   const std::shared_ptr<StreamCore> core_;
+  // The project holding one of its stream slots for this stream (set in the
+  // constructor, read in OnDone).
+  std::optional<std::string> stream_project_;
 
   // Guarded by core_->mu.
   std::string thread_id_;
@@ -344,10 +366,10 @@ void StreamCore::Drain() {
 grpc::ServerWriteReactor<v1::RunEventsResponse>* StartRunEventsStream(
     grpc::CallbackServerContext* context, const v1::RunEventsRequest& request,
     runs::RunEngine* engine, Executor* executor, Timers* timers,
-    const Clock* clock, StreamRegistry* registry,
+    const Clock* clock, StreamRegistry* registry, Admission* admission,
     const StreamOptions& options) {
   return new RunEventsStream(context, request, engine, executor, timers, clock,
-                             registry, options);
+                             registry, admission, options);
 }
 
 }  // namespace assistants

@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "assistants/v1/run_service.grpc.pb.h"
+#include "service/api/admission.h"
 #include "service/common/executor.h"
 #include "service/common/timers.h"
 #include "service/runs/engine.h"
@@ -52,10 +53,13 @@ struct StreamOptions {
 };
 
 // Creates the reactor for one RunEvents call (it deletes itself in OnDone).
+// The call is admitted by `admission` (authentication, rate limit, request
+// checks, the project's stream limit) before the run is opened.
 grpc::ServerWriteReactor<v1::RunEventsResponse>* StartRunEventsStream(
     grpc::CallbackServerContext* context, const v1::RunEventsRequest& request,
     runs::RunEngine* engine, Executor* executor, Timers* timers,
-    const Clock* clock, StreamRegistry* registry, const StreamOptions& options);
+    const Clock* clock, StreamRegistry* registry, Admission* admission,
+    const StreamOptions& options);
 
 }  // namespace assistants
 

@@ -1,5 +1,8 @@
 #include "service/api/server.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -15,18 +18,22 @@ GatewayServer::GatewayServer(const ServerOptions& options, Store* store,
                              Timers* timers)
     : resources_(store, clock),
       executor_(options.executor_threads),
-      assistant_service_(&resources_, &executor_),
-      thread_service_(&resources_, &executor_),
-      message_service_(&resources_, &executor_),
+      tenancy_(store),
+      admission_(options.admission, &tenancy_),
+      assistant_service_(&resources_, &executor_, &admission_),
+      thread_service_(&resources_, &executor_, &admission_),
+      message_service_(&resources_, &executor_, &admission_),
       engine_(engine),
-      run_service_(engine, &executor_, timers, clock, options.streams),
+      run_service_(engine, &executor_, timers, clock, &admission_,
+                   options.streams),
       own_registry_(options.tool_registry != nullptr
                         ? nullptr
                         : std::make_unique<tool_workers::ToolRegistry>(
                               tool_workers::RegistryOptions(), clock)),
       tool_registry_service_(options.tool_registry != nullptr
                                  ? options.tool_registry
-                                 : own_registry_.get()) {}
+                                 : own_registry_.get(),
+                             &admission_) {}
 
 absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     const ServerOptions& options, Store* store, const Clock* clock,
@@ -40,6 +47,13 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
                            &gateway->port_);
   AddGatewayChannelArguments(&builder);
+  if (options.admission.max_request_bytes > 0) {
+    // Room above the limit, so requests a little over it get admission's
+    // typed REQUEST_TOO_LARGE rather than the transport's bare error.
+    constexpr size_t kSlack = 64 * 1024;
+    builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(
+        options.admission.max_request_bytes + kSlack, INT32_MAX)));
+  }
   builder.RegisterService(&gateway->assistant_service_);
   builder.RegisterService(&gateway->thread_service_);
   builder.RegisterService(&gateway->message_service_);

@@ -27,6 +27,9 @@ struct ServerOptions {
   // The tool-worker registry served by ToolRegistryService; null serves a
   // private one that accepts no registrations.
   tool_workers::ToolRegistry* tool_registry = nullptr;
+  // Authentication, rate and size limits (see admission.h); the defaults
+  // admit everyone as the default project.
+  AdmissionOptions admission;
 };
 
 class GatewayServer {
@@ -53,6 +56,8 @@ class GatewayServer {
 
   Resources resources_;
   Executor executor_;
+  Tenancy tenancy_;
+  Admission admission_;
   AssistantServiceImpl assistant_service_;
   ThreadServiceImpl thread_service_;
   MessageServiceImpl message_service_;

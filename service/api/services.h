@@ -9,6 +9,7 @@
 #include "assistants/v1/run_service.grpc.pb.h"
 #include "assistants/v1/thread.grpc.pb.h"
 #include "assistants/v1/tool_worker.grpc.pb.h"
+#include "service/api/admission.h"
 #include "service/api/run_events_stream.h"
 #include "service/common/executor.h"
 #include "service/common/timers.h"
@@ -21,8 +22,9 @@ namespace assistants {
 class AssistantServiceImpl final
     : public v1::AssistantService::CallbackService {
  public:
-  AssistantServiceImpl(Resources* resources, Executor* executor)
-      : resources_(resources), executor_(executor) {}
+  AssistantServiceImpl(Resources* resources, Executor* executor,
+                       Admission* admission)
+      : resources_(resources), executor_(executor), admission_(admission) {}
 
   grpc::ServerUnaryReactor* CreateAssistant(
       grpc::CallbackServerContext* context,
@@ -48,12 +50,14 @@ class AssistantServiceImpl final
  private:
   Resources* resources_;
   Executor* executor_;
+  Admission* admission_;
 };
 
 class ThreadServiceImpl final : public v1::ThreadService::CallbackService {
  public:
-  ThreadServiceImpl(Resources* resources, Executor* executor)
-      : resources_(resources), executor_(executor) {}
+  ThreadServiceImpl(Resources* resources, Executor* executor,
+                    Admission* admission)
+      : resources_(resources), executor_(executor), admission_(admission) {}
 
   grpc::ServerUnaryReactor* CreateThread(
       grpc::CallbackServerContext* context,
@@ -74,12 +78,14 @@ class ThreadServiceImpl final : public v1::ThreadService::CallbackService {
  private:
   Resources* resources_;
   Executor* executor_;
+  Admission* admission_;
 };
 
 class MessageServiceImpl final : public v1::MessageService::CallbackService {
  public:
-  MessageServiceImpl(Resources* resources, Executor* executor)
-      : resources_(resources), executor_(executor) {}
+  MessageServiceImpl(Resources* resources, Executor* executor,
+                     Admission* admission)
+      : resources_(resources), executor_(executor), admission_(admission) {}
 
   grpc::ServerUnaryReactor* CreateMessage(
       grpc::CallbackServerContext* context,
@@ -105,17 +111,20 @@ class MessageServiceImpl final : public v1::MessageService::CallbackService {
  private:
   Resources* resources_;
   Executor* executor_;
+  Admission* admission_;
 };
 
 // RunService over the run engine; RunEvents is a RunEventsStream.
 class RunServiceImpl final : public v1::RunService::CallbackService {
  public:
   RunServiceImpl(runs::RunEngine* engine, Executor* executor, Timers* timers,
-                 const Clock* clock, StreamOptions stream_options)
+                 const Clock* clock, Admission* admission,
+                 StreamOptions stream_options)
       : engine_(engine),
         executor_(executor),
         timers_(timers),
         clock_(clock),
+        admission_(admission),
         stream_options_(stream_options) {}
 
   grpc::ServerUnaryReactor* CreateRun(grpc::CallbackServerContext* context,
@@ -162,6 +171,7 @@ class RunServiceImpl final : public v1::RunService::CallbackService {
   Executor* executor_;
   Timers* timers_;
   const Clock* clock_;
+  Admission* admission_;
   StreamOptions stream_options_;
   StreamRegistry streams_;
 };
@@ -171,8 +181,11 @@ class RunServiceImpl final : public v1::RunService::CallbackService {
 class ToolRegistryServiceImpl final
     : public v1::ToolRegistryService::CallbackService {
  public:
-  explicit ToolRegistryServiceImpl(tool_workers::ToolRegistry* registry)
-      : registry_(registry) {}
+  // Workers authenticate with the registry's token; ListTools and
+  // ListWorkers, which callers use, pass `admission`'s authentication.
+  ToolRegistryServiceImpl(tool_workers::ToolRegistry* registry,
+                          Admission* admission)
+      : registry_(registry), admission_(admission) {}
 
   grpc::ServerUnaryReactor* RegisterWorker(
       grpc::CallbackServerContext* context,
@@ -195,6 +208,7 @@ class ToolRegistryServiceImpl final
 
  private:
   tool_workers::ToolRegistry* registry_;
+  Admission* admission_;
 };
 
 }  // namespace assistants

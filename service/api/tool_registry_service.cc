@@ -1,8 +1,6 @@
 // ToolRegistryService: the registration token comes from the
 // `authorization: Bearer <token>` metadata; everything else is the
 // registry's.
-#include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "service/api/services.h"
 #include "service/api/status_mapping.h"
 
@@ -10,15 +8,7 @@ namespace assistants {
 namespace {
 
 std::string BearerToken(const grpc::CallbackServerContext* context) {
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) return "";
-  absl::string_view value(it->second.data(), it->second.size());
-  if (!absl::ConsumePrefix(&value, "Bearer ") &&
-      !absl::ConsumePrefix(&value, "bearer ")) {
-    return "";
-  }
-  return std::string(absl::StripAsciiWhitespace(value));
+  return std::string(BearerCredential(*context).value_or(""));
 }
 
 template <typename Response>
@@ -63,6 +53,11 @@ grpc::ServerUnaryReactor* ToolRegistryServiceImpl::UnregisterWorker(
 grpc::ServerUnaryReactor* ToolRegistryServiceImpl::ListTools(
     grpc::CallbackServerContext* context, const v1::ListToolsRequest*,
     v1::ListToolsResponse* response) {
+  if (absl::Status admitted = admission_->Authenticate(*context).status();
+      !admitted.ok()) {
+    return Answer(context, absl::StatusOr<v1::ListToolsResponse>(admitted),
+                  response);
+  }
   return Answer(context,
                 absl::StatusOr<v1::ListToolsResponse>(registry_->ListTools()),
                 response);
@@ -71,6 +66,11 @@ grpc::ServerUnaryReactor* ToolRegistryServiceImpl::ListTools(
 grpc::ServerUnaryReactor* ToolRegistryServiceImpl::ListWorkers(
     grpc::CallbackServerContext* context, const v1::ListWorkersRequest*,
     v1::ListWorkersResponse* response) {
+  if (absl::Status admitted = admission_->Authenticate(*context).status();
+      !admitted.ok()) {
+    return Answer(context, absl::StatusOr<v1::ListWorkersResponse>(admitted),
+                  response);
+  }
   return Answer(
       context,
       absl::StatusOr<v1::ListWorkersResponse>(registry_->ListWorkers()),

@@ -71,11 +71,17 @@ absl::StatusOr<std::optional<IdempotencyRecord>> IdempotencyGuard::Replayable(
 }
 
 absl::StatusOr<bool> IdempotencyGuard::RunBytes(
-    absl::string_view method, absl::string_view request_id,
-    const std::string& fingerprint, std::string* response,
+    absl::string_view method, absl::string_view project,
+    absl::string_view request_id, const std::string& fingerprint,
+    std::string* response,
     const std::function<absl::Status(IdempotencyRecord*)>& execute) {
   RETURN_IF_ERROR(ValidateRequestId(request_id));
-  const std::string key = absl::StrCat(method, "/", request_id);
+  // The default project keeps the key format from before projects existed,
+  // so records written by an older version still deduplicate.
+  const std::string key =
+      project == kDefaultProject
+          ? absl::StrCat(method, "/", request_id)
+          : absl::StrCat(method, "/", project, "/", request_id);
   absl::Mutex* key_mu = KeyLock(key);
   absl::StatusOr<bool> result = [&]() -> absl::StatusOr<bool> {
     absl::MutexLock key_lock(key_mu);

@@ -36,25 +36,27 @@ class IdempotencyGuard {
   IdempotencyGuard(Store* store, const Clock* clock)
       : store_(store), clock_(clock) {}
 
-  // Runs `execute` at most once per (method, request.request_id()) within
-  // the window. `execute` gets the record to store (null when the request
+  // Runs `execute` at most once per (method, project, request.request_id())
+  // within the window: one project can neither replay nor block another's
+  // keys. `execute` gets the record to store (null when the request
   // has no request_id); before writing, it must set record->response to its
   // serialized response, and write the record in the same transaction as
   // its effects.
   // Concurrent requests with one key are serialized; the later ones replay.
   template <typename Request, typename Response>
   absl::StatusOr<Response> Run(
-      absl::string_view method, const Request& request,
+      absl::string_view method, absl::string_view project,
+      const Request& request,
       const std::function<absl::StatusOr<Response>(IdempotencyRecord*)>&
           execute) {
     if (request.request_id().empty()) return execute(nullptr);
     std::string stored;
-    ASSIGN_OR_RETURN(
-        bool replayed,
-        RunBytes(method, request.request_id(), RequestFingerprint(request),
-                 &stored, [&](IdempotencyRecord* record) -> absl::Status {
-                   return execute(record).status();
-                 }));
+    ASSIGN_OR_RETURN(bool replayed,
+                     RunBytes(method, project, request.request_id(),
+                              RequestFingerprint(request), &stored,
+                              [&](IdempotencyRecord* record) -> absl::Status {
+                                return execute(record).status();
+                              }));
     (void)replayed;
     Response response;
     if (!response.ParseFromString(stored)) return CorruptResponse();
@@ -65,8 +67,9 @@ class IdempotencyGuard {
   // The untyped core of Run: `*response` receives the stored or new
   // serialized response. Returns whether it was a replay.
   absl::StatusOr<bool> RunBytes(
-      absl::string_view method, absl::string_view request_id,
-      const std::string& fingerprint, std::string* response,
+      absl::string_view method, absl::string_view project,
+      absl::string_view request_id, const std::string& fingerprint,
+      std::string* response,
       const std::function<absl::Status(IdempotencyRecord*)>& execute);
   absl::StatusOr<std::optional<IdempotencyRecord>> Replayable(
       const std::string& key, const std::string& fingerprint,

@@ -106,12 +106,12 @@ absl::Status ApplyAssistantUpdate(const v1::UpdateAssistantRequest& request,
 
 template <typename Request, typename Response>
 absl::StatusOr<Response> Resources::Idempotent(
-    absl::string_view method, const Request& request,
+    absl::string_view method, absl::string_view project, const Request& request,
     const std::function<absl::StatusOr<Response>()>& build,
     const std::function<absl::Status(const Response&,
                                      const IdempotencyRecord*)>& persist) {
   return idempotency_.Run<Request, Response>(
-      method, request,
+      method, project, request,
       [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
         ASSIGN_OR_RETURN(Response response, build());
         if (record != nullptr) record->response = response.SerializeAsString();
@@ -123,10 +123,10 @@ absl::StatusOr<Response> Resources::Idempotent(
 // --- Assistants ---
 
 absl::StatusOr<v1::CreateAssistantResponse> Resources::CreateAssistant(
-    const v1::CreateAssistantRequest& request) {
+    absl::string_view project, const v1::CreateAssistantRequest& request) {
   using Response = v1::CreateAssistantResponse;
   return Idempotent<v1::CreateAssistantRequest, Response>(
-      "CreateAssistant", request,
+      "CreateAssistant", project, request,
       [&]() -> absl::StatusOr<Response> {
         Response response;
         v1::Assistant& assistant = *response.mutable_assistant();
@@ -154,7 +154,7 @@ absl::StatusOr<v1::CreateAssistantResponse> Resources::CreateAssistant(
         return response;
       },
       [&](const Response& response, const IdempotencyRecord* record) {
-        return store_->CreateAssistant(response.assistant(), record);
+        return store_->CreateAssistant(response.assistant(), project, record);
       });
 }
 
@@ -169,9 +169,10 @@ absl::StatusOr<v1::GetAssistantResponse> Resources::GetAssistant(
 }
 
 absl::StatusOr<v1::ListAssistantsResponse> Resources::ListAssistants(
-    const v1::ListAssistantsRequest& request) {
+    absl::string_view project, const v1::ListAssistantsRequest& request) {
   ASSIGN_OR_RETURN(ListQuery query, ToListQuery(request.options(), "options"));
-  absl::StatusOr<Page<v1::Assistant>> page = store_->ListAssistants(query);
+  absl::StatusOr<Page<v1::Assistant>> page =
+      store_->ListAssistants(project, query);
   if (!page.ok()) return InRequestPaths(page.status());
   return ToListResponse<v1::ListAssistantsResponse>(*std::move(page));
 }
@@ -203,11 +204,11 @@ absl::StatusOr<v1::DeleteAssistantResponse> Resources::DeleteAssistant(
 // --- Threads ---
 
 absl::StatusOr<v1::CreateThreadResponse> Resources::CreateThread(
-    const v1::CreateThreadRequest& request) {
+    absl::string_view project, const v1::CreateThreadRequest& request) {
   using Response = v1::CreateThreadResponse;
   std::vector<v1::Message> messages;
   return Idempotent<v1::CreateThreadRequest, Response>(
-      "CreateThread", request,
+      "CreateThread", project, request,
       [&]() -> absl::StatusOr<Response> {
         if (request.messages_size() > kMaxInitialMessages) {
           return FieldError("messages", kTooManyItems,
@@ -235,7 +236,8 @@ absl::StatusOr<v1::CreateThreadResponse> Resources::CreateThread(
         return response;
       },
       [&](const Response& response, const IdempotencyRecord* record) {
-        return store_->CreateThread(response.thread(), messages, record);
+        return store_->CreateThread(response.thread(), project, messages,
+                                    record);
       });
 }
 
@@ -297,10 +299,10 @@ absl::StatusOr<v1::DeleteThreadResponse> Resources::DeleteThread(
 // --- Messages ---
 
 absl::StatusOr<v1::CreateMessageResponse> Resources::CreateMessage(
-    const v1::CreateMessageRequest& request) {
+    absl::string_view project, const v1::CreateMessageRequest& request) {
   using Response = v1::CreateMessageResponse;
   return Idempotent<v1::CreateMessageRequest, Response>(
-      "CreateMessage", request,
+      "CreateMessage", project, request,
       [&]() -> absl::StatusOr<Response> {
         RETURN_IF_ERROR(
             ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));

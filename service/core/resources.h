@@ -22,6 +22,9 @@
 
 namespace assistants {
 
+// Creates and lists act within the caller's `project` (kDefaultProject when
+// authentication is off); reads and writes of one object by id do not check
+// it: the API layer's tenancy guard (tenancy.h) has, before calling here.
 class Resources {
  public:
   // `store` and `clock` must outlive this object.
@@ -29,18 +32,18 @@ class Resources {
       : store_(store), clock_(clock), idempotency_(store, clock) {}
 
   absl::StatusOr<v1::CreateAssistantResponse> CreateAssistant(
-      const v1::CreateAssistantRequest& request);
+      absl::string_view project, const v1::CreateAssistantRequest& request);
   absl::StatusOr<v1::GetAssistantResponse> GetAssistant(
       const v1::GetAssistantRequest& request);
   absl::StatusOr<v1::ListAssistantsResponse> ListAssistants(
-      const v1::ListAssistantsRequest& request);
+      absl::string_view project, const v1::ListAssistantsRequest& request);
   absl::StatusOr<v1::UpdateAssistantResponse> UpdateAssistant(
       const v1::UpdateAssistantRequest& request);
   absl::StatusOr<v1::DeleteAssistantResponse> DeleteAssistant(
       const v1::DeleteAssistantRequest& request);
 
   absl::StatusOr<v1::CreateThreadResponse> CreateThread(
-      const v1::CreateThreadRequest& request);
+      absl::string_view project, const v1::CreateThreadRequest& request);
   absl::StatusOr<v1::GetThreadResponse> GetThread(
       const v1::GetThreadRequest& request);
   absl::StatusOr<v1::UpdateThreadResponse> UpdateThread(
@@ -49,7 +52,7 @@ class Resources {
       const v1::DeleteThreadRequest& request);
 
   absl::StatusOr<v1::CreateMessageResponse> CreateMessage(
-      const v1::CreateMessageRequest& request);
+      absl::string_view project, const v1::CreateMessageRequest& request);
   absl::StatusOr<v1::GetMessageResponse> GetMessage(
       const v1::GetMessageRequest& request);
   absl::StatusOr<v1::ListMessagesResponse> ListMessages(
@@ -66,7 +69,8 @@ class Resources {
   // A repeat of the key with the same request replays the first response.
   template <typename Request, typename Response>
   absl::StatusOr<Response> Idempotent(
-      absl::string_view method, const Request& request,
+      absl::string_view method, absl::string_view project,
+      const Request& request,
       const std::function<absl::StatusOr<Response>()>& build,
       const std::function<absl::Status(const Response&,
                                        const IdempotencyRecord*)>& persist);

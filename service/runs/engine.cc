@@ -1,6 +1,7 @@
 #include "service/runs/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -126,8 +127,40 @@ void RunEngine::OnFinished(const std::shared_ptr<RunActor>& actor) {
       }
     }
   }
+  ReleaseRunSlot(actor->run_id());
   hub_.Close(actor->run_id());
   if (next != nullptr) next->Start();
+}
+
+absl::Status RunEngine::ReserveRunSlot(const std::string& project,
+                                       const std::string& run_id, bool force) {
+  const int limit = context_.options.max_active_runs_per_project;
+  absl::MutexLock lock(&mu_);
+  int& count = project_runs_[project];
+  if (!force && limit > 0 && count >= limit) {
+    if (count == 0) project_runs_.erase(project);
+    absl::Status error = MakeError(
+        absl::StatusCode::kResourceExhausted, "PROJECT_ACTIVE_RUN_LIMIT",
+        absl::StrCat("The project has ", limit,
+                     " active runs, its limit; retry when one has ended"),
+        {{"project", project}, {"limit", absl::StrCat(limit)}});
+    SetRetryDelay(error, std::chrono::seconds(1));
+    return error;
+  }
+  ++count;
+  run_projects_[run_id] = project;
+  return absl::OkStatus();
+}
+
+void RunEngine::ReleaseRunSlot(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = run_projects_.find(run_id);
+  if (it == run_projects_.end()) return;
+  auto count = project_runs_.find(it->second);
+  if (count != project_runs_.end() && --count->second <= 0) {
+    project_runs_.erase(count);
+  }
+  run_projects_.erase(it);
 }
 
 std::shared_ptr<RunActor> RunEngine::FindActor(absl::string_view thread_id,
@@ -199,12 +232,14 @@ absl::Status RunEngine::StartRun(RunCreation& creation,
   *creation.events
        .emplace_back(InitialEvent(++sequence, "thread.run.queued", now_ms))
        .mutable_run() = run;
+  RETURN_IF_ERROR(ReserveRunSlot(creation.project, run.id(), false));
   // The channel opens before the run exists, so a stream attaching right
   // after creation finds it live and misses nothing.
   hub_.Open(run.id(), 0);
   absl::Status created = context_.store->CreateRun(creation);
   if (!created.ok()) {
     hub_.Close(run.id());
+    ReleaseRunSlot(run.id());
     return created;
   }
   std::vector<EventPtr> events;
@@ -222,12 +257,12 @@ absl::Status RunEngine::StartRun(RunCreation& creation,
 // --- RPCs ---
 
 absl::StatusOr<v1::CreateRunResponse> RunEngine::CreateRun(
-    const v1::CreateRunRequest& request) {
+    absl::string_view project, const v1::CreateRunRequest& request) {
   using Response = v1::CreateRunResponse;
   RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
   RETURN_IF_ERROR(ValidateRunOptions(request.options(), true));
   return idempotency_.Run<v1::CreateRunRequest, Response>(
-      "CreateRun", request,
+      "CreateRun", project, request,
       [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
         const v1::RunOptions& options = request.options();
         ASSIGN_OR_RETURN(v1::Thread thread,
@@ -236,6 +271,7 @@ absl::StatusOr<v1::CreateRunResponse> RunEngine::CreateRun(
         ASSIGN_OR_RETURN(v1::Assistant assistant,
                          context_.store->GetAssistant(options.assistant_id()));
         RunCreation creation;
+        creation.project = std::string(project);
         creation.run = ComposeRun(options, assistant, request.thread_id(),
                                   context_.options.default_upstream,
                                   context_.clock->NowSeconds());
@@ -262,11 +298,11 @@ absl::StatusOr<v1::CreateRunResponse> RunEngine::CreateRun(
 }
 
 absl::StatusOr<v1::CreateThreadAndRunResponse> RunEngine::CreateThreadAndRun(
-    const v1::CreateThreadAndRunRequest& request) {
+    absl::string_view project, const v1::CreateThreadAndRunRequest& request) {
   using Response = v1::CreateThreadAndRunResponse;
   RETURN_IF_ERROR(ValidateCreateThreadAndRun(request));
   return idempotency_.Run<v1::CreateThreadAndRunRequest, Response>(
-      "CreateThreadAndRun", request,
+      "CreateThreadAndRun", project, request,
       [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
         const v1::RunOptions& options = request.options();
         ASSIGN_OR_RETURN(v1::Assistant assistant,
@@ -279,6 +315,7 @@ absl::StatusOr<v1::CreateThreadAndRunResponse> RunEngine::CreateThreadAndRun(
         *thread.mutable_tool_resources() = request.thread().tool_resources();
         *thread.mutable_metadata() = request.thread().metadata();
         RunCreation creation;
+        creation.project = std::string(project);
         creation.new_thread = &thread;
         for (const v1::MessageInput& input : request.thread().messages()) {
           creation.messages.push_back(NewMessage(input, thread.id(), now));
@@ -363,11 +400,11 @@ absl::StatusOr<v1::CancelRunResponse> RunEngine::CancelRun(
 }
 
 absl::StatusOr<v1::SubmitToolOutputsResponse> RunEngine::SubmitToolOutputs(
-    const v1::SubmitToolOutputsRequest& request) {
+    absl::string_view project, const v1::SubmitToolOutputsRequest& request) {
   using Response = v1::SubmitToolOutputsResponse;
   RETURN_IF_ERROR(ValidateSubmitToolOutputs(request));
   return idempotency_.Run<v1::SubmitToolOutputsRequest, Response>(
-      "SubmitToolOutputs", request,
+      "SubmitToolOutputs", project, request,
       [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
         Response response;
         auto actor = FindActor(request.thread_id(), request.run_id());
@@ -417,7 +454,7 @@ absl::StatusOr<v1::ListRunStepsResponse> RunEngine::ListRunSteps(
 // --- Streams ---
 
 absl::StatusOr<v1::Run> RunEngine::OpenEvents(
-    const v1::RunEventsRequest& request) {
+    absl::string_view project, const v1::RunEventsRequest& request) {
   if (request.after_sequence() < 0) {
     return FieldError("after_sequence", kValueOutOfRange,
                       "must be 0 or a sequence number seen before");
@@ -429,7 +466,7 @@ absl::StatusOr<v1::Run> RunEngine::OpenEvents(
                           "must be empty when start is set");
       }
       ASSIGN_OR_RETURN(v1::CreateRunResponse created,
-                       CreateRun(request.create_run()));
+                       CreateRun(project, request.create_run()));
       return created.run();
     }
     case v1::RunEventsRequest::kCreateThreadAndRun: {
@@ -437,8 +474,9 @@ absl::StatusOr<v1::Run> RunEngine::OpenEvents(
         return FieldError("run_id", kInvalidValue,
                           "must be empty when start is set");
       }
-      ASSIGN_OR_RETURN(v1::CreateThreadAndRunResponse created,
-                       CreateThreadAndRun(request.create_thread_and_run()));
+      ASSIGN_OR_RETURN(
+          v1::CreateThreadAndRunResponse created,
+          CreateThreadAndRun(project, request.create_thread_and_run()));
       return created.run();
     }
     default:
@@ -487,6 +525,11 @@ absl::Status RunEngine::Recover() {
       if (events.empty()) break;
       last_sequence = events.back().sequence();
     }
+    // Runs that exist count against their project's limit, over it or not.
+    absl::StatusOr<std::string> project =
+        context_.store->GetProject(OwnedKind::kThread, run.thread_id());
+    RETURN_IF_ERROR(ReserveRunSlot(project.ok() ? *project : kDefaultProject,
+                                   run.id(), /*force=*/true));
     hub_.Open(run.id(), last_sequence);
     Admit(std::make_shared<RunActor>(&context_, std::move(run),
                                      std::move(steps), last_sequence));

@@ -55,6 +55,9 @@ struct EngineOptions {
   // A run interrupted by this many gateway restarts fails instead of being
   // resumed again (a turn that crashes the process must not loop forever).
   int max_restart_resumes = 2;
+  // At most this many active runs (queued, in progress, waiting for tool
+  // outputs) per project on this gateway; 0 = no limit.
+  int max_active_runs_per_project = 0;
 };
 
 // Everything a RunActor needs from its engine.
@@ -92,10 +95,13 @@ class RunEngine {
   // stored status, to be resumed by the next process's Recover. Idempotent.
   void Stop();
 
+  // Creates act for `project` (its idempotency keys, the new thread's owner,
+  // its active-run limit); the caller has checked that the thread and the
+  // assistant named are the project's (service/core/tenancy.h).
   absl::StatusOr<v1::CreateRunResponse> CreateRun(
-      const v1::CreateRunRequest& request);
+      absl::string_view project, const v1::CreateRunRequest& request);
   absl::StatusOr<v1::CreateThreadAndRunResponse> CreateThreadAndRun(
-      const v1::CreateThreadAndRunRequest& request);
+      absl::string_view project, const v1::CreateThreadAndRunRequest& request);
   absl::StatusOr<v1::GetRunResponse> GetRun(const v1::GetRunRequest& request);
   absl::StatusOr<v1::ListRunsResponse> ListRuns(
       const v1::ListRunsRequest& request);
@@ -104,7 +110,7 @@ class RunEngine {
   absl::StatusOr<v1::CancelRunResponse> CancelRun(
       const v1::CancelRunRequest& request);
   absl::StatusOr<v1::SubmitToolOutputsResponse> SubmitToolOutputs(
-      const v1::SubmitToolOutputsRequest& request);
+      absl::string_view project, const v1::SubmitToolOutputsRequest& request);
   absl::StatusOr<v1::GetRunStepResponse> GetRunStep(
       const v1::GetRunStepRequest& request);
   absl::StatusOr<v1::ListRunStepsResponse> ListRunSteps(
@@ -112,7 +118,8 @@ class RunEngine {
 
   // For RunEvents: checks the request and returns the run to stream,
   // creating it first when `start` is set.
-  absl::StatusOr<v1::Run> OpenEvents(const v1::RunEventsRequest& request);
+  absl::StatusOr<v1::Run> OpenEvents(absl::string_view project,
+                                     const v1::RunEventsRequest& request);
   // Stored events of a run after `after_sequence` (at most `limit`).
   absl::StatusOr<std::vector<v1::RunEvent>> ReadEvents(
       const std::string& run_id, int64_t after_sequence, int limit);
@@ -138,6 +145,12 @@ class RunEngine {
   // its first events and starts it.
   absl::Status StartRun(RunCreation& creation, const v1::RunOptions& options);
   v1::ActiveRunPolicy EffectivePolicy(v1::ActiveRunPolicy requested) const;
+  // Counts run `run_id` against its project's active-run limit:
+  // RESOURCE_EXHAUSTED (PROJECT_ACTIVE_RUN_LIMIT) when the project is at it,
+  // unless `force` (recovery: those runs exist already).
+  absl::Status ReserveRunSlot(const std::string& project,
+                              const std::string& run_id, bool force);
+  void ReleaseRunSlot(const std::string& run_id);
 
   RunEventHub hub_;
   EngineContext context_;
@@ -150,6 +163,10 @@ class RunEngine {
   // Per thread, its active runs in order; the front one is being driven.
   absl::flat_hash_map<std::string, std::deque<std::shared_ptr<RunActor>>>
       threads_ ABSL_GUARDED_BY(mu_);
+  // Active runs per project, and each counted run's project.
+  absl::flat_hash_map<std::string, int> project_runs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> run_projects_
+      ABSL_GUARDED_BY(mu_);
   // Last: destroyed (and joined) first, while everything its callbacks
   // reach is still alive.
   RunCommitter committer_;

@@ -77,8 +77,11 @@ std::optional<int64_t> MemoryStore::LiveSeq(absl::string_view id,
                                             absl::string_view parent_id) {
   const std::string key(id);
   if (kind == kAssistantKind) {
+    // An assistant's list is its project's.
     auto it = assistant_seq_.find(key);
-    if (it != assistant_seq_.end()) return it->second;
+    if (it != assistant_seq_.end() && projects_.at(key) == parent_id) {
+      return it->second;
+    }
   } else if (kind == kThreadKind) {
     auto it = threads_.find(key);
     if (it != threads_.end()) return it->second.seq;
@@ -117,7 +120,8 @@ absl::StatusOr<int64_t> MemoryStore::CursorSeq(absl::string_view field,
 // --- Assistants ---
 
 absl::Status MemoryStore::CreateAssistant(
-    const v1::Assistant& assistant, const IdempotencyRecord* idempotency) {
+    const v1::Assistant& assistant, absl::string_view project,
+    const IdempotencyRecord* idempotency) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckIdempotency(idempotency));
   if (IdInUse(assistant.id()))
@@ -125,6 +129,7 @@ absl::Status MemoryStore::CreateAssistant(
   const int64_t seq = next_seq_++;
   assistants_[seq] = assistant;
   assistant_seq_[assistant.id()] = seq;
+  projects_[assistant.id()] = std::string(project);
   PutIdempotency(idempotency);
   return absl::OkStatus();
 }
@@ -137,19 +142,22 @@ absl::StatusOr<v1::Assistant> MemoryStore::GetAssistant(absl::string_view id) {
 }
 
 absl::StatusOr<Page<v1::Assistant>> MemoryStore::ListAssistants(
-    const ListQuery& query) {
+    absl::string_view project, const ListQuery& query) {
   absl::MutexLock lock(&mu_);
   std::optional<int64_t> after, before;
   if (!query.after.empty()) {
     ASSIGN_OR_RETURN(after,
-                     CursorSeq("after", query.after, kAssistantKind, ""));
+                     CursorSeq("after", query.after, kAssistantKind, project));
   }
   if (!query.before.empty()) {
-    ASSIGN_OR_RETURN(before,
-                     CursorSeq("before", query.before, kAssistantKind, ""));
+    ASSIGN_OR_RETURN(
+        before, CursorSeq("before", query.before, kAssistantKind, project));
   }
   return MakePage(assistants_, query, MakePageWindow(query, after, before),
-                  [](const v1::Assistant&) { return true; });
+                  [&](const v1::Assistant& assistant)
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                        return projects_.at(assistant.id()) == project;
+                      });
 }
 
 absl::StatusOr<v1::Assistant> MemoryStore::UpdateAssistant(
@@ -171,7 +179,11 @@ absl::Status MemoryStore::DeleteAssistant(absl::string_view id) {
   auto it = assistant_seq_.find(std::string(id));
   if (it == assistant_seq_.end()) return NotFound(kAssistantKind, id);
   const int64_t seq = it->second;
-  tombstones_[it->first] = Tombstone{std::string(kAssistantKind), "", seq};
+  // The tombstone's parent is the project: the list it stays a cursor of.
+  auto project = projects_.find(it->first);
+  tombstones_[it->first] =
+      Tombstone{std::string(kAssistantKind), project->second, seq};
+  projects_.erase(project);
   assistants_.erase(seq);
   assistant_seq_.erase(it);
   return absl::OkStatus();
@@ -180,6 +192,7 @@ absl::Status MemoryStore::DeleteAssistant(absl::string_view id) {
 // --- Threads ---
 
 absl::Status MemoryStore::CreateThread(const v1::Thread& thread,
+                                       absl::string_view project,
                                        const std::vector<v1::Message>& messages,
                                        const IdempotencyRecord* idempotency) {
   absl::MutexLock lock(&mu_);
@@ -206,6 +219,7 @@ absl::Status MemoryStore::CreateThread(const v1::Thread& thread,
     messages_[message.id()] = MessageLocation{thread.id(), seq};
   }
   threads_[thread.id()] = std::move(entry);
+  projects_[thread.id()] = std::string(project);
   PutIdempotency(idempotency);
   return absl::OkStatus();
 }
@@ -251,6 +265,7 @@ absl::Status MemoryStore::DeleteThread(absl::string_view id) {
   }
   tombstones_[it->first] =
       Tombstone{std::string(kThreadKind), "", it->second.seq};
+  projects_.erase(it->first);
   threads_.erase(it);
   return absl::OkStatus();
 }
@@ -418,6 +433,7 @@ absl::Status MemoryStore::CreateRun(const RunCreation& creation) {
     ThreadEntry entry;
     entry.seq = next_seq_++;
     entry.thread = *creation.new_thread;
+    projects_[thread_id] = creation.project;
     // unordered_map nodes are stable, so the pointer survives later inserts.
     thread = &(threads_[thread_id] = std::move(entry));
   }
@@ -616,6 +632,21 @@ absl::StatusOr<std::vector<v1::RunEvent>> MemoryStore::ListRunEvents(
   const int64_t end = std::min<int64_t>(size, begin + limit);
   events.assign(log.begin() + begin, log.begin() + end);
   return events;
+}
+
+// --- Projects ---
+
+absl::StatusOr<std::string> MemoryStore::GetProject(OwnedKind kind,
+                                                    absl::string_view id) {
+  const absl::string_view kind_name =
+      kind == OwnedKind::kAssistant ? kAssistantKind : kThreadKind;
+  absl::MutexLock lock(&mu_);
+  const std::string key(id);
+  const bool exists = kind == OwnedKind::kAssistant
+                          ? assistant_seq_.count(key) > 0
+                          : threads_.count(key) > 0;
+  if (!exists) return NotFound(kind_name, id);
+  return projects_.at(key);
 }
 
 // --- Idempotency ---

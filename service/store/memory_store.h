@@ -33,15 +33,16 @@ class MemoryStore : public Store {
   // Mutations passed to Update* run under the store's lock: they must not call
   // back into the store.
   absl::Status CreateAssistant(const v1::Assistant& assistant,
+                               absl::string_view project,
                                const IdempotencyRecord* idempotency) override;
   absl::StatusOr<v1::Assistant> GetAssistant(absl::string_view id) override;
   absl::StatusOr<Page<v1::Assistant>> ListAssistants(
-      const ListQuery& query) override;
+      absl::string_view project, const ListQuery& query) override;
   absl::StatusOr<v1::Assistant> UpdateAssistant(
       absl::string_view id, const Mutation<v1::Assistant>& mutate) override;
   absl::Status DeleteAssistant(absl::string_view id) override;
 
-  absl::Status CreateThread(const v1::Thread& thread,
+  absl::Status CreateThread(const v1::Thread& thread, absl::string_view project,
                             const std::vector<v1::Message>& messages,
                             const IdempotencyRecord* idempotency) override;
   absl::StatusOr<v1::Thread> GetThread(absl::string_view id) override;
@@ -78,6 +79,9 @@ class MemoryStore : public Store {
       const ListQuery& query) override;
   absl::StatusOr<std::vector<v1::RunEvent>> ListRunEvents(
       absl::string_view run_id, int64_t after_sequence, int limit) override;
+
+  absl::StatusOr<std::string> GetProject(OwnedKind kind,
+                                         absl::string_view id) override;
 
   absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
       absl::string_view key) override;
@@ -196,6 +200,8 @@ class MemoryStore : public Store {
   // Every active run: its sequence number -> its thread's id.
   std::map<int64_t, std::string> active_runs_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, Tombstone> tombstones_ ABSL_GUARDED_BY(mu_);
+  // The owning project of every live assistant and thread.
+  std::unordered_map<std::string, std::string> projects_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, IdempotencyRecord> idempotency_
       ABSL_GUARDED_BY(mu_);
 };

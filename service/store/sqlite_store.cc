@@ -107,6 +107,17 @@ BEGIN
   DELETE FROM message_counts WHERE thread_id = OLD.id;
 END;
 )sql",
+    // 4: projects. Assistants and threads name the project that owns them
+    // (NULL for every other kind, so the partial index costs their inserts
+    // nothing); what was stored before belongs to the default project.
+    R"sql(
+ALTER TABLE objects ADD COLUMN project TEXT;
+UPDATE objects SET project = 'default' WHERE kind IN ('assistant', 'thread');
+ALTER TABLE tombstones ADD COLUMN project TEXT;
+UPDATE tombstones SET project = 'default' WHERE kind = 'assistant';
+CREATE INDEX objects_by_project ON objects(kind, project, seq)
+  WHERE project IS NOT NULL;
+)sql",
 };
 constexpr int kSchemaVersion =
     static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -528,44 +539,49 @@ absl::Status SqliteStore::CheckNoActiveRun(absl::string_view thread_id) {
 
 absl::StatusOr<int64_t> SqliteStore::CursorSeq(absl::string_view field,
                                                absl::string_view id,
-                                               absl::string_view kind,
-                                               absl::string_view parent_id) {
-  {
-    ASSIGN_OR_RETURN(
-        Statement stmt,
-        Prepare("SELECT seq FROM objects "
-                "WHERE id = ?1 AND kind = ?2 AND parent_id IS ?3"));
-    stmt.BindText(1, id).BindText(2, kind).BindParent(3, parent_id);
+                                               const ListScope& scope) {
+  const bool by_project = !scope.project.empty();
+  const absl::string_view owner = by_project ? scope.project : scope.parent_id;
+  for (const char* sql :
+       {by_project ? "SELECT seq FROM objects "
+                     "WHERE id = ?1 AND kind = ?2 AND project = ?3"
+                   : "SELECT seq FROM objects "
+                     "WHERE id = ?1 AND kind = ?2 AND parent_id IS ?3",
+        by_project ? "SELECT seq FROM tombstones "
+                     "WHERE id = ?1 AND kind = ?2 AND project = ?3"
+                   : "SELECT seq FROM tombstones "
+                     "WHERE id = ?1 AND kind = ?2 AND parent_id IS ?3"}) {
+    ASSIGN_OR_RETURN(Statement stmt, Prepare(sql));
+    stmt.BindText(1, id).BindText(2, scope.kind).BindParent(3, owner);
     ASSIGN_OR_RETURN(bool row, stmt.Step());
     if (row) return stmt.Int64(0);
   }
-  ASSIGN_OR_RETURN(Statement stmt,
-                   Prepare("SELECT seq FROM tombstones "
-                           "WHERE id = ?1 AND kind = ?2 AND parent_id IS ?3"));
-  stmt.BindText(1, id).BindText(2, kind).BindParent(3, parent_id);
-  ASSIGN_OR_RETURN(bool row, stmt.Step());
-  if (row) return stmt.Int64(0);
   return InvalidCursor(field, id);
 }
 
 absl::StatusOr<Page<SqliteStore::Row>> SqliteStore::ListRows(
-    absl::string_view kind, absl::string_view parent_id,
-    absl::string_view run_id, const ListQuery& query) {
+    const ListScope& scope, const ListQuery& query) {
   std::optional<int64_t> after, before;
   if (!query.after.empty()) {
-    ASSIGN_OR_RETURN(after, CursorSeq("after", query.after, kind, parent_id));
+    ASSIGN_OR_RETURN(after, CursorSeq("after", query.after, scope));
   }
   if (!query.before.empty()) {
-    ASSIGN_OR_RETURN(before,
-                     CursorSeq("before", query.before, kind, parent_id));
+    ASSIGN_OR_RETURN(before, CursorSeq("before", query.before, scope));
   }
   const PageWindow w = MakePageWindow(query, after, before);
   Page<Row> page;
   if (w.lo >= w.hi) return page;
-  // Four fixed texts rather than one with optional clauses, so each can use
-  // its best index and stay cached.
+  // Fixed texts rather than one with optional clauses, so each can use its
+  // best index and stay cached.
   const char* sql;
-  if (run_id.empty()) {
+  if (!scope.project.empty()) {
+    sql = w.upward ? "SELECT seq, id, body FROM objects WHERE kind = ?1 AND "
+                     "project = ?2 AND seq > ?3 AND seq < ?4 "
+                     "ORDER BY seq ASC LIMIT ?5"
+                   : "SELECT seq, id, body FROM objects WHERE kind = ?1 AND "
+                     "project = ?2 AND seq > ?3 AND seq < ?4 "
+                     "ORDER BY seq DESC LIMIT ?5";
+  } else if (scope.run_id.empty()) {
     sql = w.upward ? "SELECT seq, id, body FROM objects WHERE kind = ?1 AND "
                      "parent_id IS ?2 AND seq > ?3 AND seq < ?4 "
                      "ORDER BY seq ASC LIMIT ?5"
@@ -582,12 +598,14 @@ absl::StatusOr<Page<SqliteStore::Row>> SqliteStore::ListRows(
   }
   ASSIGN_OR_RETURN(Statement stmt, Prepare(sql));
   const int64_t limit = std::max(query.limit, 0);
-  stmt.BindText(1, kind)
-      .BindParent(2, parent_id)
+  stmt.BindText(1, scope.kind)
+      .BindParent(2, scope.project.empty() ? scope.parent_id : scope.project)
       .BindInt64(3, w.lo)
       .BindInt64(4, w.hi)
       .BindInt64(5, limit + 1);
-  if (!run_id.empty()) stmt.BindText(6, run_id);
+  if (scope.project.empty() && !scope.run_id.empty()) {
+    stmt.BindText(6, scope.run_id);
+  }
   while (true) {
     ASSIGN_OR_RETURN(bool row, stmt.Step());
     if (!row) break;
@@ -605,18 +623,21 @@ absl::Status SqliteStore::InsertRow(absl::string_view kind,
                                     absl::string_view id,
                                     absl::string_view parent_id,
                                     absl::string_view run_id,
-                                    const std::string& body, bool active) {
+                                    const std::string& body, bool active,
+                                    absl::string_view project) {
   ASSIGN_OR_RETURN(bool taken, Exists("", id));
   if (taken) return AlreadyExists(kind, id);
-  ASSIGN_OR_RETURN(Statement stmt,
-                   Prepare("INSERT INTO objects (id, kind, parent_id, run_id, "
-                           "body, active) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+  ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare("INSERT INTO objects (id, kind, parent_id, run_id, body, "
+              "active, project) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
   stmt.BindText(1, id)
       .BindText(2, kind)
       .BindParent(3, parent_id)
       .BindText(4, run_id)
       .BindBlob(5, body)
-      .BindInt64(6, active ? 1 : 0);
+      .BindInt64(6, active ? 1 : 0)
+      .BindParent(7, project);
   return stmt.Run();
 }
 
@@ -696,8 +717,9 @@ absl::Status SqliteStore::DeleteRow(absl::string_view id) {
   {
     ASSIGN_OR_RETURN(Statement stmt,
                      Prepare("INSERT OR REPLACE INTO tombstones "
-                             "(id, kind, parent_id, seq) SELECT id, kind, "
-                             "parent_id, seq FROM objects WHERE id = ?1"));
+                             "(id, kind, parent_id, seq, project) SELECT id, "
+                             "kind, parent_id, seq, project FROM objects "
+                             "WHERE id = ?1"));
     stmt.BindText(1, id);
     RETURN_IF_ERROR(stmt.Run());
   }
@@ -819,12 +841,14 @@ absl::StatusOr<T> SqliteStore::UpdateObject(
 // --- Assistants ---
 
 absl::Status SqliteStore::CreateAssistant(
-    const v1::Assistant& assistant, const IdempotencyRecord* idempotency) {
+    const v1::Assistant& assistant, absl::string_view project,
+    const IdempotencyRecord* idempotency) {
   ASSIGN_OR_RETURN(std::string body, Encode(assistant));
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   RETURN_IF_ERROR(PutIdempotency(idempotency));
-  RETURN_IF_ERROR(InsertRow(kAssistantKind, assistant.id(), "", "", body));
+  RETURN_IF_ERROR(InsertRow(kAssistantKind, assistant.id(), "", "", body,
+                            /*active=*/false, project));
   return txn.Commit();
 }
 
@@ -836,12 +860,12 @@ absl::StatusOr<v1::Assistant> SqliteStore::GetAssistant(absl::string_view id) {
 }
 
 absl::StatusOr<Page<v1::Assistant>> SqliteStore::ListAssistants(
-    const ListQuery& query) {
+    absl::string_view project, const ListQuery& query) {
   Page<Row> rows;
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
-    ASSIGN_OR_RETURN(rows, ListRows(kAssistantKind, "", "", query));
+    ASSIGN_OR_RETURN(rows, ListRows({kAssistantKind, "", "", project}, query));
     RETURN_IF_ERROR(txn.Commit());
   }
   Page<v1::Assistant> page;
@@ -875,6 +899,7 @@ absl::Status SqliteStore::DeleteAssistant(absl::string_view id) {
 // --- Threads ---
 
 absl::Status SqliteStore::CreateThread(const v1::Thread& thread,
+                                       absl::string_view project,
                                        const std::vector<v1::Message>& messages,
                                        const IdempotencyRecord* idempotency) {
   // Encode and check everything before taking the lock.
@@ -895,7 +920,8 @@ absl::Status SqliteStore::CreateThread(const v1::Thread& thread,
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   RETURN_IF_ERROR(PutIdempotency(idempotency));
-  RETURN_IF_ERROR(InsertRow(kThreadKind, thread.id(), "", "", thread_body));
+  RETURN_IF_ERROR(InsertRow(kThreadKind, thread.id(), "", "", thread_body,
+                            /*active=*/false, project));
   // Inserted in order, so the messages' seqs follow the order given.
   for (size_t i = 0; i < messages.size(); ++i) {
     RETURN_IF_ERROR(InsertRow(kMessageKind, messages[i].id(), thread.id(),
@@ -992,7 +1018,8 @@ absl::StatusOr<Page<v1::Message>> SqliteStore::ListMessages(
     ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
     ASSIGN_OR_RETURN(bool thread_exists, Exists(kThreadKind, thread_id));
     if (!thread_exists) return NotFound(kThreadKind, thread_id);
-    ASSIGN_OR_RETURN(rows, ListRows(kMessageKind, thread_id, run_id, query));
+    ASSIGN_OR_RETURN(rows,
+                     ListRows({kMessageKind, thread_id, run_id, ""}, query));
     RETURN_IF_ERROR(txn.Commit());
   }
   Page<v1::Message> page;
@@ -1053,7 +1080,8 @@ absl::Status SqliteStore::CreateRun(const RunCreation& creation) {
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, /*write=*/true));
   RETURN_IF_ERROR(PutIdempotency(creation.idempotency));
   if (creation.new_thread != nullptr) {
-    RETURN_IF_ERROR(InsertRow(kThreadKind, thread_id, "", "", thread_body));
+    RETURN_IF_ERROR(InsertRow(kThreadKind, thread_id, "", "", thread_body,
+                              /*active=*/false, creation.project));
   } else {
     ASSIGN_OR_RETURN(bool thread_exists, Exists(kThreadKind, thread_id));
     if (!thread_exists) return NotFound(kThreadKind, thread_id);
@@ -1093,7 +1121,7 @@ absl::StatusOr<Page<v1::Run>> SqliteStore::ListRuns(absl::string_view thread_id,
     ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
     ASSIGN_OR_RETURN(bool thread_exists, Exists(kThreadKind, thread_id));
     if (!thread_exists) return NotFound(kThreadKind, thread_id);
-    ASSIGN_OR_RETURN(rows, ListRows(kRunKind, thread_id, "", query));
+    ASSIGN_OR_RETURN(rows, ListRows({kRunKind, thread_id, "", ""}, query));
     RETURN_IF_ERROR(txn.Commit());
   }
   return DecodePage<v1::Run>(rows);
@@ -1218,7 +1246,7 @@ absl::StatusOr<Page<v1::RunStep>> SqliteStore::ListRunSteps(
     ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(this, false));
     ASSIGN_OR_RETURN(bool run_exists, ExistsUnder(kRunKind, run_id, thread_id));
     if (!run_exists) return ChildNotFound(thread_id, kRunKind, run_id);
-    ASSIGN_OR_RETURN(rows, ListRows(kRunStepKind, run_id, "", query));
+    ASSIGN_OR_RETURN(rows, ListRows({kRunStepKind, run_id, "", ""}, query));
     RETURN_IF_ERROR(txn.Commit());
   }
   return DecodePage<v1::RunStep>(rows);
@@ -1246,6 +1274,21 @@ absl::StatusOr<std::vector<v1::RunEvent>> SqliteStore::ListRunEvents(
     events.push_back(std::move(event));
   }
   return events;
+}
+
+// --- Projects ---
+
+absl::StatusOr<std::string> SqliteStore::GetProject(OwnedKind kind,
+                                                    absl::string_view id) {
+  const absl::string_view kind_name =
+      kind == OwnedKind::kAssistant ? kAssistantKind : kThreadKind;
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Statement stmt, Prepare("SELECT project FROM objects "
+                                           "WHERE id = ?1 AND kind = ?2"));
+  stmt.BindText(1, id).BindText(2, kind_name);
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return NotFound(kind_name, id);
+  return stmt.Blob(0);
 }
 
 // --- Idempotency ---

@@ -59,15 +59,16 @@ class SqliteStore : public Store {
   // Mutations passed to Update* run inside the store's transaction and under
   // its lock: they must not call back into the store.
   absl::Status CreateAssistant(const v1::Assistant& assistant,
+                               absl::string_view project,
                                const IdempotencyRecord* idempotency) override;
   absl::StatusOr<v1::Assistant> GetAssistant(absl::string_view id) override;
   absl::StatusOr<Page<v1::Assistant>> ListAssistants(
-      const ListQuery& query) override;
+      absl::string_view project, const ListQuery& query) override;
   absl::StatusOr<v1::Assistant> UpdateAssistant(
       absl::string_view id, const Mutation<v1::Assistant>& mutate) override;
   absl::Status DeleteAssistant(absl::string_view id) override;
 
-  absl::Status CreateThread(const v1::Thread& thread,
+  absl::Status CreateThread(const v1::Thread& thread, absl::string_view project,
                             const std::vector<v1::Message>& messages,
                             const IdempotencyRecord* idempotency) override;
   absl::StatusOr<v1::Thread> GetThread(absl::string_view id) override;
@@ -104,6 +105,9 @@ class SqliteStore : public Store {
       const ListQuery& query) override;
   absl::StatusOr<std::vector<v1::RunEvent>> ListRunEvents(
       absl::string_view run_id, int64_t after_sequence, int limit) override;
+
+  absl::StatusOr<std::string> GetProject(OwnedKind kind,
+                                         absl::string_view id) override;
 
   absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
       absl::string_view key) override;
@@ -151,25 +155,31 @@ class SqliteStore : public Store {
   // an active run.
   absl::Status CheckNoActiveRun(absl::string_view thread_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The sequence number of cursor `id` among `kind` objects under `parent_id`,
-  // live or deleted; INVALID_CURSOR for `field` otherwise.
+  // Which list a page or cursor is in: `kind` objects under `parent_id`
+  // (optionally only those with `run_id`), or, for the top-level kinds, the
+  // ones owned by `project`.
+  struct ListScope {
+    absl::string_view kind;
+    absl::string_view parent_id;
+    absl::string_view run_id;
+    absl::string_view project;
+  };
+  // The sequence number of cursor `id` in `scope`, live or deleted;
+  // INVALID_CURSOR for `field` otherwise.
   absl::StatusOr<int64_t> CursorSeq(absl::string_view field,
                                     absl::string_view id,
-                                    absl::string_view kind,
-                                    absl::string_view parent_id)
+                                    const ListScope& scope)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The serialized bodies of one page of `kind` objects under `parent_id`
-  // (optionally only those with `run_id`).
-  absl::StatusOr<Page<Row>> ListRows(absl::string_view kind,
-                                     absl::string_view parent_id,
-                                     absl::string_view run_id,
+  // The serialized bodies of one page of `scope`.
+  absl::StatusOr<Page<Row>> ListRows(const ListScope& scope,
                                      const ListQuery& query)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ALREADY_EXISTS when `id` is taken by any object. `active` marks a run
-  // whose status is active.
+  // whose status is active; `project` is set for assistants and threads.
   absl::Status InsertRow(absl::string_view kind, absl::string_view id,
                          absl::string_view parent_id, absl::string_view run_id,
-                         const std::string& body, bool active = false)
+                         const std::string& body, bool active = false,
+                         absl::string_view project = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Replaces the body of `kind` object `id` under `parent_id` in place
   // (keeping its seq, hence its list position), or inserts it when `id` is

@@ -36,6 +36,14 @@
 
 namespace assistants {
 
+// The project of objects created without one: everything when client
+// authentication is off, and everything stored before projects existed.
+inline constexpr char kDefaultProject[] = "default";
+
+// The objects a project owns directly; messages, runs and steps belong to
+// their thread's project.
+enum class OwnedKind { kAssistant, kThread };
+
 // A thread holds at most this many messages (OpenAI's limit).
 inline constexpr int64_t kMaxMessagesPerThread = 100'000;
 
@@ -84,8 +92,9 @@ bool IsActiveRunStatus(v1::RunStatus status);
 // Everything CreateRun writes in one transaction.
 struct RunCreation {
   // CreateThreadAndRun: the new thread, created first (null for CreateRun,
-  // where run.thread_id() must exist).
+  // where run.thread_id() must exist), owned by `project`.
   const v1::Thread* new_thread = nullptr;
+  std::string project = kDefaultProject;
   // The new thread's initial messages, or CreateRun's additional_messages;
   // each belongs to run.thread_id().
   std::vector<v1::Message> messages;
@@ -122,20 +131,25 @@ class Store {
   virtual ~Store() = default;
 
   // --- Assistants ---
-  // `idempotency` may be null.
+  // `idempotency` may be null. The assistant belongs to `project`.
   virtual absl::Status CreateAssistant(
-      const v1::Assistant& assistant, const IdempotencyRecord* idempotency) = 0;
+      const v1::Assistant& assistant, absl::string_view project,
+      const IdempotencyRecord* idempotency) = 0;
   virtual absl::StatusOr<v1::Assistant> GetAssistant(absl::string_view id) = 0;
+  // The assistants of `project`; a cursor naming another project's assistant
+  // is INVALID_CURSOR, as for one never seen.
   virtual absl::StatusOr<Page<v1::Assistant>> ListAssistants(
-      const ListQuery& query) = 0;
+      absl::string_view project, const ListQuery& query) = 0;
   // Reads, mutates and writes back atomically; returns the new version.
   virtual absl::StatusOr<v1::Assistant> UpdateAssistant(
       absl::string_view id, const Mutation<v1::Assistant>& mutate) = 0;
   virtual absl::Status DeleteAssistant(absl::string_view id) = 0;
 
   // --- Threads ---
-  // Creates the thread and its initial messages together.
+  // Creates the thread (owned by `project`) and its initial messages
+  // together.
   virtual absl::Status CreateThread(const v1::Thread& thread,
+                                    absl::string_view project,
                                     const std::vector<v1::Message>& messages,
                                     const IdempotencyRecord* idempotency) = 0;
   virtual absl::StatusOr<v1::Thread> GetThread(absl::string_view id) = 0;
@@ -208,6 +222,13 @@ class Store {
   // limit <= 0). An unknown run has no events (empty result, not an error).
   virtual absl::StatusOr<std::vector<v1::RunEvent>> ListRunEvents(
       absl::string_view run_id, int64_t after_sequence, int limit) = 0;
+
+  // --- Projects ---
+  // The project owning assistant or thread `id`: NOT_FOUND
+  // (ASSISTANT_NOT_FOUND / THREAD_NOT_FOUND) when no such object exists. A
+  // project never changes, so callers may cache the answer.
+  virtual absl::StatusOr<std::string> GetProject(OwnedKind kind,
+                                                 absl::string_view id) = 0;
 
   // --- Idempotency ---
   virtual absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(

@@ -68,15 +68,16 @@ class CountingStore final : public Store {
   MemoryStore& inner() { return inner_; }
 
   absl::Status CreateAssistant(const v1::Assistant& assistant,
+                               absl::string_view project,
                                const IdempotencyRecord* idempotency) override {
-    return Count(inner_.CreateAssistant(assistant, idempotency));
+    return Count(inner_.CreateAssistant(assistant, project, idempotency));
   }
   absl::StatusOr<v1::Assistant> GetAssistant(absl::string_view id) override {
     return inner_.GetAssistant(id);
   }
   absl::StatusOr<Page<v1::Assistant>> ListAssistants(
-      const ListQuery& query) override {
-    return inner_.ListAssistants(query);
+      absl::string_view project, const ListQuery& query) override {
+    return inner_.ListAssistants(project, query);
   }
   absl::StatusOr<v1::Assistant> UpdateAssistant(
       absl::string_view id, const Mutation<v1::Assistant>& mutate) override {
@@ -87,10 +88,10 @@ class CountingStore final : public Store {
   absl::Status DeleteAssistant(absl::string_view id) override {
     return Count(inner_.DeleteAssistant(id));
   }
-  absl::Status CreateThread(const v1::Thread& thread,
+  absl::Status CreateThread(const v1::Thread& thread, absl::string_view project,
                             const std::vector<v1::Message>& messages,
                             const IdempotencyRecord* idempotency) override {
-    return Count(inner_.CreateThread(thread, messages, idempotency));
+    return Count(inner_.CreateThread(thread, project, messages, idempotency));
   }
   absl::StatusOr<v1::Thread> GetThread(absl::string_view id) override {
     return inner_.GetThread(id);
@@ -127,6 +128,10 @@ class CountingStore final : public Store {
   absl::Status DeleteMessage(absl::string_view thread_id,
                              absl::string_view message_id) override {
     return Count(inner_.DeleteMessage(thread_id, message_id));
+  }
+  absl::StatusOr<std::string> GetProject(OwnedKind kind,
+                                         absl::string_view id) override {
+    return inner_.GetProject(kind, id);
   }
   absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
       absl::string_view key) override {

@@ -1062,5 +1062,69 @@ TEST_F(RunsE2eTest, RunKilledMidTurnResumesAfterRestart) {
   EXPECT_THAT(MessageText(messages[1]), HasSubstr("Lisbon"));
 }
 
+// SIGTERM while a run streams: the stream gets a final `draining` event
+// (carrying the last real sequence) and ends UNAVAILABLE with RetryInfo, the
+// gateway exits 0 well within its deadline, and after the restart the run
+// resumes and the reattached stream continues with nothing lost or repeated.
+TEST_F(RunsE2eTest, SigtermDrainsStreamsAndTheRunResumes) {
+  TempDir dir;
+  StartGateway({"--db=" + dir.path() + "/gw.db", "--shutdown_grace_ms=2000"});
+  if (HasFatalFailure()) return;
+  const std::string assistant_id = CreateAssistant({});
+  Script(Json::array({{{"text", std::string(60, 'z')},
+                       {"tokens", 60},
+                       {"token_delay_ms", 50}}}));
+  v1::RunEventsRequest request;
+  *request.mutable_create_thread_and_run() =
+      ThreadAndRun(assistant_id, "Tell me about Lisbon.");
+  std::vector<v1::RunEvent> before;
+  v1::RunEvent draining;
+  grpc::Status drained_status;
+  int exit_status = -2;
+  {
+    EventStream stream(clients().runs.get(), request);
+    v1::RunEvent event;
+    int deltas = 0;
+    while (deltas < 3 && stream.Next(&event)) {
+      before.push_back(event);
+      if (event.event() == "thread.message.delta") ++deltas;
+    }
+    ASSERT_EQ(deltas, 3);
+    std::thread stopper([&] { exit_status = gateway_.Stop(); });
+    while (stream.Next(&event)) {
+      if (event.event() == "draining") {
+        draining = event;
+        continue;
+      }
+      ASSERT_TRUE(draining.event().empty()) << "event after draining";
+      before.push_back(event);
+    }
+    drained_status = stream.Finish();
+    stopper.join();
+  }
+  EXPECT_EQ(draining.event(), "draining");
+  EXPECT_EQ(draining.sequence(), before.back().sequence());
+  EXPECT_EQ(drained_status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(drained_status.error_message(), HasSubstr("shutting down"));
+  EXPECT_EQ(exit_status, 0) << DescribeWaitStatus(exit_status);
+  const v1::Run run = before[1].run();
+  const int64_t last_seen = before.back().sequence();
+
+  RestartGateway();
+  if (HasFatalFailure()) return;
+  EventStream resumed(clients().runs.get(), Attach(run, last_seen));
+  std::vector<v1::RunEvent> after;
+  grpc::Status status = resumed.ReadAll(&after);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_FALSE(after.empty());
+  EXPECT_EQ(after.front().sequence(), last_seen + 1);
+  EXPECT_EQ(after.back().event(), "done");
+  std::vector<v1::RunEvent> all = before;
+  all.insert(all.end(), after.begin(), after.end());
+  EXPECT_EQ(Sequences(all), OneTo(static_cast<int64_t>(all.size())));
+  ExpectLogExtends(before, Replay(run));
+  EXPECT_EQ(GetRun(run).status(), v1::RUN_STATUS_COMPLETED);
+}
+
 }  // namespace
 }  // namespace assistants::test_support

@@ -65,7 +65,8 @@ class CommitterTest : public ::testing::Test {
  protected:
   CommitterTest() {
     thread_.set_id(NewId(kThreadPrefix));
-    EXPECT_TRUE(store_.CreateThread(thread_, {}, nullptr).ok());
+    EXPECT_TRUE(
+        store_.CreateThread(thread_, kDefaultProject, {}, nullptr).ok());
     run_.set_id(NewId(kRunPrefix));
     run_.set_thread_id(thread_.id());
     run_.set_status(v1::RUN_STATUS_IN_PROGRESS);

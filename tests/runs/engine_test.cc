@@ -199,7 +199,8 @@ class EngineTest : public ::testing::Test {
     auto* fn = assistant_.add_tools()->mutable_function()->mutable_function();
     fn->set_name("get_weather");
     assistant_.add_tools()->mutable_code_interpreter();
-    ASSERT_TRUE(store_->CreateAssistant(assistant_, nullptr).ok());
+    ASSERT_TRUE(
+        store_->CreateAssistant(assistant_, kDefaultProject, nullptr).ok());
   }
 
   std::string NewThread(const std::vector<std::string>& texts = {kQuestion}) {
@@ -214,7 +215,8 @@ class EngineTest : public ::testing::Test {
       input.set_text(text);
       messages.push_back(NewMessage(input, thread.id(), clock_.NowSeconds()));
     }
-    EXPECT_TRUE(store_->CreateThread(thread, messages, nullptr).ok());
+    EXPECT_TRUE(
+        store_->CreateThread(thread, kDefaultProject, messages, nullptr).ok());
     return thread.id();
   }
 
@@ -232,7 +234,7 @@ class EngineTest : public ::testing::Test {
     *request.mutable_options() = options;
     request.set_request_id(request_id);
     absl::StatusOr<v1::CreateRunResponse> response =
-        engine_->CreateRun(request);
+        engine_->CreateRun(kDefaultProject, request);
     if (!response.ok()) return response.status();
     return response->run();
   }
@@ -342,7 +344,7 @@ class EngineTest : public ::testing::Test {
       out->set_output(output);
     }
     absl::StatusOr<v1::SubmitToolOutputsResponse> response =
-        engine_->SubmitToolOutputs(request);
+        engine_->SubmitToolOutputs(kDefaultProject, request);
     if (!response.ok()) return response.status();
     return response->run();
   }
@@ -416,7 +418,7 @@ TEST_P(SeedRunTest, EventOrderAndPayloads) {
   input->set_text(kQuestion);
   *request.mutable_options() = Options();
   absl::StatusOr<v1::CreateThreadAndRunResponse> created =
-      engine_->CreateThreadAndRun(request);
+      engine_->CreateThreadAndRun(kDefaultProject, request);
   ASSERT_TRUE(created.ok()) << created.status();
   const v1::Run run = created->run();
   EXPECT_EQ(run.status(), v1::RUN_STATUS_QUEUED);
@@ -1175,7 +1177,8 @@ TEST_F(EngineTest, UnresolvableUpstreamIsRefusedAtCreation) {
   v1::Assistant assistant = assistant_;
   assistant.set_id(NewId(kAssistantPrefix));
   assistant.set_upstream("missing");
-  ASSERT_TRUE(store_->CreateAssistant(assistant, nullptr).ok());
+  ASSERT_TRUE(
+      store_->CreateAssistant(assistant, kDefaultProject, nullptr).ok());
   v1::RunOptions options = Options();
   options.set_assistant_id(assistant.id());
   absl::Status status = TryCreate(NewThread(), options).status();
@@ -1498,7 +1501,7 @@ TEST_F(EngineTest, CreateThreadAndRunCreatesTheThreadWithItsMessages) {
       ->add_file_ids("file_thread");
   *request.mutable_options() = Options();
   absl::StatusOr<v1::CreateThreadAndRunResponse> created =
-      engine_->CreateThreadAndRun(request);
+      engine_->CreateThreadAndRun(kDefaultProject, request);
   ASSERT_TRUE(created.ok()) << created.status();
   const v1::Run run = created->run();
   EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
@@ -1532,7 +1535,8 @@ TEST_F(EngineTest, AssistantResourcesApplyWhenTheThreadHasNone) {
   assistant.set_id(NewId(kAssistantPrefix));
   assistant.mutable_tool_resources()->mutable_code_interpreter()->add_file_ids(
       "file_assistant");
-  ASSERT_TRUE(store_->CreateAssistant(assistant, nullptr).ok());
+  ASSERT_TRUE(
+      store_->CreateAssistant(assistant, kDefaultProject, nullptr).ok());
   provider_.Add(TextReply({"Hello!"}));
   v1::CreateThreadAndRunRequest request;
   v1::MessageInput* input = request.mutable_thread()->add_messages();
@@ -1541,7 +1545,7 @@ TEST_F(EngineTest, AssistantResourcesApplyWhenTheThreadHasNone) {
   *request.mutable_options() = Options();
   request.mutable_options()->set_assistant_id(assistant.id());
   absl::StatusOr<v1::CreateThreadAndRunResponse> created =
-      engine_->CreateThreadAndRun(request);
+      engine_->CreateThreadAndRun(kDefaultProject, request);
   ASSERT_TRUE(created.ok()) << created.status();
   WaitDone(created->run());
   ASSERT_EQ(provider_.calls(), 1);
@@ -1558,10 +1562,10 @@ TEST_F(EngineTest, CreateThreadAndRunIsIdempotentWithRequestId) {
   *request.mutable_options() = Options();
   request.set_request_id("thread-and-run-1");
   absl::StatusOr<v1::CreateThreadAndRunResponse> first =
-      engine_->CreateThreadAndRun(request);
+      engine_->CreateThreadAndRun(kDefaultProject, request);
   ASSERT_TRUE(first.ok()) << first.status();
   absl::StatusOr<v1::CreateThreadAndRunResponse> retry =
-      engine_->CreateThreadAndRun(request);
+      engine_->CreateThreadAndRun(kDefaultProject, request);
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_EQ(retry->run().id(), first->run().id());
   EXPECT_EQ(retry->run().thread_id(), first->run().thread_id());
@@ -1573,7 +1577,8 @@ TEST_F(EngineTest, CreateThreadAndRunRefusesAdditionalFields) {
   v1::CreateThreadAndRunRequest request;
   *request.mutable_options() = Options();
   request.mutable_options()->set_additional_instructions("more");
-  absl::Status status = engine_->CreateThreadAndRun(request).status();
+  absl::Status status =
+      engine_->CreateThreadAndRun(kDefaultProject, request).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
 }
 

@@ -255,7 +255,8 @@ class StoreTest : public ::testing::Test {
     std::vector<std::string> ids;
     for (int i = 0; i < n; ++i) {
       v1::Assistant assistant = MakeAssistant(absl::StrCat("a", i));
-      EXPECT_TRUE(store().CreateAssistant(assistant, nullptr).ok());
+      EXPECT_TRUE(
+          store().CreateAssistant(assistant, kDefaultProject, nullptr).ok());
       ids.push_back(assistant.id());
     }
     return ids;
@@ -263,7 +264,8 @@ class StoreTest : public ::testing::Test {
 
   // The ids of one page of assistants; fails the test on error.
   std::pair<std::vector<std::string>, bool> ListIds(const ListQuery& query) {
-    absl::StatusOr<Page<v1::Assistant>> page = store().ListAssistants(query);
+    absl::StatusOr<Page<v1::Assistant>> page =
+        store().ListAssistants(kDefaultProject, query);
     EXPECT_TRUE(page.ok()) << page.status();
     if (!page.ok()) return {};
     return {Ids(page->items), page->has_more};
@@ -274,7 +276,8 @@ class StoreTest : public ::testing::Test {
     v1::Thread thread = MakeThread();
     std::vector<v1::Message> owned = messages;
     for (v1::Message& message : owned) message.set_thread_id(thread.id());
-    EXPECT_TRUE(store().CreateThread(thread, owned, nullptr).ok());
+    EXPECT_TRUE(
+        store().CreateThread(thread, kDefaultProject, owned, nullptr).ok());
     return thread.id();
   }
 
@@ -356,7 +359,8 @@ TYPED_TEST_SUITE(StoreTest, Factories, FactoryNames);
 
 TYPED_TEST(StoreTest, AssistantCreateGetUpdateDelete) {
   v1::Assistant assistant = MakeAssistant();
-  ASSERT_TRUE(this->store().CreateAssistant(assistant, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateAssistant(assistant, kDefaultProject, nullptr).ok());
 
   absl::StatusOr<v1::Assistant> got =
       this->store().GetAssistant(assistant.id());
@@ -388,6 +392,73 @@ TYPED_TEST(StoreTest, AssistantCreateGetUpdateDelete) {
       absl::StatusCode::kNotFound, "ASSISTANT_NOT_FOUND");
 }
 
+// Projects: every assistant and thread names its owner; assistants list
+// per project, and a cursor from another project's list is not one of this
+// list's (live or deleted).
+TYPED_TEST(StoreTest, ProjectsOwnAssistantsAndThreads) {
+  v1::Assistant a1 = MakeAssistant(), b1 = MakeAssistant(),
+                a2 = MakeAssistant();
+  ASSERT_TRUE(this->store().CreateAssistant(a1, "proj_a", nullptr).ok());
+  ASSERT_TRUE(this->store().CreateAssistant(b1, "proj_b", nullptr).ok());
+  ASSERT_TRUE(this->store().CreateAssistant(a2, "proj_a", nullptr).ok());
+  v1::Thread thread = MakeThread();
+  ASSERT_TRUE(this->store().CreateThread(thread, "proj_b", {}, nullptr).ok());
+  v1::Thread run_thread = MakeThread();
+  v1::Run run = MakeRun(run_thread.id(), v1::RUN_STATUS_QUEUED);
+  RunCreation creation = MakeCreation(run, MakeEvents(1, 1));
+  creation.new_thread = &run_thread;
+  creation.project = "proj_c";
+  ASSERT_TRUE(this->store().CreateRun(creation).ok());
+
+  EXPECT_EQ(*this->store().GetProject(OwnedKind::kAssistant, a1.id()),
+            "proj_a");
+  EXPECT_EQ(*this->store().GetProject(OwnedKind::kAssistant, b1.id()),
+            "proj_b");
+  EXPECT_EQ(*this->store().GetProject(OwnedKind::kThread, thread.id()),
+            "proj_b");
+  EXPECT_EQ(*this->store().GetProject(OwnedKind::kThread, run_thread.id()),
+            "proj_c");
+  // Wrong kind or unknown id: NOT_FOUND with the kind's reason.
+  ExpectError(this->store().GetProject(OwnedKind::kThread, a1.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  ExpectError(this->store()
+                  .GetProject(OwnedKind::kAssistant, NewId(kAssistantPrefix))
+                  .status(),
+              absl::StatusCode::kNotFound, "ASSISTANT_NOT_FOUND");
+
+  EXPECT_THAT(
+      Ids(this->store().ListAssistants("proj_a", Query(10, true))->items),
+      ElementsAre(a1.id(), a2.id()));
+  EXPECT_THAT(
+      Ids(this->store().ListAssistants("proj_b", Query(10, false))->items),
+      ElementsAre(b1.id()));
+  EXPECT_THAT(this->store().ListAssistants("proj_z", Query(10, true))->items,
+              IsEmpty());
+  EXPECT_THAT(Ids(this->store()
+                      .ListAssistants("proj_a", Query(10, true, a1.id()))
+                      ->items),
+              ElementsAre(a2.id()));
+  ExpectError(
+      this->store().ListAssistants("proj_b", Query(10, true, a1.id())).status(),
+      absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  // A deleted assistant stays a cursor of its own project's list only.
+  ASSERT_TRUE(this->store().DeleteAssistant(a1.id()).ok());
+  EXPECT_THAT(Ids(this->store()
+                      .ListAssistants("proj_a", Query(10, true, a1.id()))
+                      ->items),
+              ElementsAre(a2.id()));
+  ExpectError(this->store()
+                  .ListAssistants("proj_b", Query(10, true, "", a1.id()))
+                  .status(),
+              absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  ExpectError(this->store().GetProject(OwnedKind::kAssistant, a1.id()).status(),
+              absl::StatusCode::kNotFound, "ASSISTANT_NOT_FOUND");
+  ASSERT_TRUE(this->store().DeleteThread(thread.id()).ok());
+  ExpectError(
+      this->store().GetProject(OwnedKind::kThread, thread.id()).status(),
+      absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+}
+
 TYPED_TEST(StoreTest, AssistantNotFoundCarriesId) {
   const std::string id = NewId(kAssistantPrefix);
   absl::Status status = this->store().GetAssistant(id).status();
@@ -399,10 +470,12 @@ TYPED_TEST(StoreTest, AssistantNotFoundCarriesId) {
 
 TYPED_TEST(StoreTest, DuplicateIdIsRejected) {
   v1::Assistant assistant = MakeAssistant();
-  ASSERT_TRUE(this->store().CreateAssistant(assistant, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateAssistant(assistant, kDefaultProject, nullptr).ok());
   assistant.set_name("second");
-  EXPECT_EQ(this->store().CreateAssistant(assistant, nullptr).code(),
-            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(
+      this->store().CreateAssistant(assistant, kDefaultProject, nullptr).code(),
+      absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(this->store().GetAssistant(assistant.id())->name(), "helper");
 }
 
@@ -410,8 +483,11 @@ TYPED_TEST(StoreTest, FailedMutationWritesNothing) {
   v1::Assistant assistant = MakeAssistant();
   v1::Thread thread = MakeThread();
   v1::Message message = MakeMessage(thread.id());
-  ASSERT_TRUE(this->store().CreateAssistant(assistant, nullptr).ok());
-  ASSERT_TRUE(this->store().CreateThread(thread, {message}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateAssistant(assistant, kDefaultProject, nullptr).ok());
+  ASSERT_TRUE(this->store()
+                  .CreateThread(thread, kDefaultProject, {message}, nullptr)
+                  .ok());
 
   absl::Status status =
       this->store()
@@ -442,9 +518,13 @@ TYPED_TEST(StoreTest, MutationMayNotChangeIds) {
   v1::Thread thread = MakeThread();
   v1::Thread other = MakeThread();
   v1::Message message = MakeMessage(thread.id());
-  ASSERT_TRUE(this->store().CreateAssistant(assistant, nullptr).ok());
-  ASSERT_TRUE(this->store().CreateThread(thread, {message}, nullptr).ok());
-  ASSERT_TRUE(this->store().CreateThread(other, {}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateAssistant(assistant, kDefaultProject, nullptr).ok());
+  ASSERT_TRUE(this->store()
+                  .CreateThread(thread, kDefaultProject, {message}, nullptr)
+                  .ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(other, kDefaultProject, {}, nullptr).ok());
 
   EXPECT_FALSE(this->store()
                    .UpdateAssistant(assistant.id(),
@@ -471,7 +551,8 @@ TYPED_TEST(StoreTest, MutationMayNotChangeIds) {
 
 TYPED_TEST(StoreTest, ThreadCreateGetUpdateDelete) {
   v1::Thread thread = MakeThread();
-  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(thread, kDefaultProject, {}, nullptr).ok());
   absl::StatusOr<v1::Thread> got = this->store().GetThread(thread.id());
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_TRUE(MessageDifferencer::Equals(*got, thread));
@@ -504,7 +585,9 @@ TYPED_TEST(StoreTest, ThreadInitialMessagesKeepTheirOrder) {
   for (int i = 0; i < 5; ++i) {
     messages.push_back(MakeMessage(thread.id(), absl::StrCat("m", i)));
   }
-  ASSERT_TRUE(this->store().CreateThread(thread, messages, nullptr).ok());
+  ASSERT_TRUE(this->store()
+                  .CreateThread(thread, kDefaultProject, messages, nullptr)
+                  .ok());
   absl::StatusOr<Page<v1::Message>> page =
       this->store().ListMessages(thread.id(), "", Query(20, true));
   ASSERT_TRUE(page.ok()) << page.status();
@@ -523,7 +606,9 @@ TYPED_TEST(StoreTest, ThreadInitialMessagesKeepTheirOrder) {
 TYPED_TEST(StoreTest, ThreadInitialMessageMustNameTheThread) {
   v1::Thread thread = MakeThread();
   v1::Message stray = MakeMessage(NewId(kThreadPrefix));
-  EXPECT_EQ(this->store().CreateThread(thread, {stray}, nullptr).code(),
+  EXPECT_EQ(this->store()
+                .CreateThread(thread, kDefaultProject, {stray}, nullptr)
+                .code(),
             absl::StatusCode::kInvalidArgument);
   ExpectError(this->store().GetThread(thread.id()).status(),
               absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
@@ -535,9 +620,11 @@ TYPED_TEST(StoreTest, DeleteThreadRemovesItsMessagesOnly) {
   v1::Message m1 = MakeMessage(thread.id());
   v1::Message m2 = MakeMessage(thread.id());
   v1::Message kept = MakeMessage(other.id());
-  ASSERT_TRUE(this->store().CreateThread(thread, {m1}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(thread, kDefaultProject, {m1}, nullptr).ok());
   ASSERT_TRUE(this->store().CreateMessage(m2, nullptr).ok());
-  ASSERT_TRUE(this->store().CreateThread(other, {kept}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(other, kDefaultProject, {kept}, nullptr).ok());
 
   ASSERT_TRUE(this->store().DeleteThread(thread.id()).ok());
   for (const v1::Message& m : {m1, m2}) {
@@ -562,7 +649,8 @@ TYPED_TEST(StoreTest, DeleteThreadRemovesItsMessagesOnly) {
 
 TYPED_TEST(StoreTest, MessageCreateGetUpdateDelete) {
   v1::Thread thread = MakeThread();
-  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(thread, kDefaultProject, {}, nullptr).ok());
   v1::Message message = MakeMessage(thread.id(), "hi");
   ASSERT_TRUE(this->store().CreateMessage(message, nullptr).ok());
 
@@ -601,8 +689,11 @@ TYPED_TEST(StoreTest, MessageOfAnotherThreadIsNotFound) {
   v1::Thread thread = MakeThread();
   v1::Thread other = MakeThread();
   v1::Message message = MakeMessage(thread.id());
-  ASSERT_TRUE(this->store().CreateThread(thread, {message}, nullptr).ok());
-  ASSERT_TRUE(this->store().CreateThread(other, {}, nullptr).ok());
+  ASSERT_TRUE(this->store()
+                  .CreateThread(thread, kDefaultProject, {message}, nullptr)
+                  .ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(other, kDefaultProject, {}, nullptr).ok());
 
   ExpectError(this->store().GetMessage(other.id(), message.id()).status(),
               absl::StatusCode::kNotFound, "MESSAGE_NOT_FOUND");
@@ -633,7 +724,7 @@ TYPED_TEST(StoreTest, MessageLimit) {
   v1::Thread thread = MakeThread();
   ASSERT_TRUE(
       this->store()
-          .CreateThread(thread,
+          .CreateThread(thread, kDefaultProject,
                         {MakeMessage(thread.id()), MakeMessage(thread.id())},
                         nullptr)
           .ok());
@@ -658,7 +749,7 @@ TYPED_TEST(StoreTest, MessageLimit) {
   v1::Thread big = MakeThread();
   std::vector<v1::Message> four;
   for (int i = 0; i < 4; ++i) four.push_back(MakeMessage(big.id()));
-  ExpectError(this->store().CreateThread(big, four, nullptr),
+  ExpectError(this->store().CreateThread(big, kDefaultProject, four, nullptr),
               absl::StatusCode::kFailedPrecondition, "THREAD_MESSAGE_LIMIT");
   EXPECT_EQ(this->store().GetThread(big.id()).status().code(),
             absl::StatusCode::kNotFound);
@@ -821,7 +912,8 @@ TYPED_TEST(StoreTest, UnknownCursorIsInvalid) {
   std::vector<std::string> a = this->CreateAssistants(2);
   absl::Status status =
       this->store()
-          .ListAssistants(Query(10, true, NewId(kAssistantPrefix)))
+          .ListAssistants(kDefaultProject,
+                          Query(10, true, NewId(kAssistantPrefix)))
           .status();
   ExpectError(status, absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
   std::optional<google::rpc::BadRequest> bad = GetBadRequest(status);
@@ -830,7 +922,8 @@ TYPED_TEST(StoreTest, UnknownCursorIsInvalid) {
   EXPECT_EQ(bad->field_violations(0).field(), "after");
 
   status = this->store()
-               .ListAssistants(Query(10, true, "", NewId(kAssistantPrefix)))
+               .ListAssistants(kDefaultProject,
+                               Query(10, true, "", NewId(kAssistantPrefix)))
                .status();
   ExpectError(status, absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
   bad = GetBadRequest(status);
@@ -841,11 +934,15 @@ TYPED_TEST(StoreTest, UnknownCursorIsInvalid) {
   v1::Thread thread = MakeThread();
   v1::Thread other = MakeThread();
   v1::Message foreign = MakeMessage(other.id());
-  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
-  ASSERT_TRUE(this->store().CreateThread(other, {foreign}, nullptr).ok());
-  ExpectError(
-      this->store().ListAssistants(Query(10, true, thread.id())).status(),
-      absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
+  ASSERT_TRUE(
+      this->store().CreateThread(thread, kDefaultProject, {}, nullptr).ok());
+  ASSERT_TRUE(this->store()
+                  .CreateThread(other, kDefaultProject, {foreign}, nullptr)
+                  .ok());
+  ExpectError(this->store()
+                  .ListAssistants(kDefaultProject, Query(10, true, thread.id()))
+                  .status(),
+              absl::StatusCode::kInvalidArgument, "INVALID_CURSOR");
   ExpectError(this->store()
                   .ListMessages(thread.id(), "", Query(10, true, foreign.id()))
                   .status(),
@@ -867,7 +964,9 @@ TYPED_TEST(StoreTest, ListMessagesPagingAndDeletedCursor) {
   v1::Thread thread = MakeThread();
   std::vector<v1::Message> messages;
   for (int i = 0; i < 5; ++i) messages.push_back(MakeMessage(thread.id()));
-  ASSERT_TRUE(this->store().CreateThread(thread, messages, nullptr).ok());
+  ASSERT_TRUE(this->store()
+                  .CreateThread(thread, kDefaultProject, messages, nullptr)
+                  .ok());
   std::vector<std::string> m = Ids(messages);
 
   absl::StatusOr<Page<v1::Message>> page =
@@ -894,7 +993,8 @@ TYPED_TEST(StoreTest, ListMessagesByRun) {
                                        MakeMessage(thread.id(), "2", "run_a"),
                                        MakeMessage(thread.id(), "3", "run_b"),
                                        MakeMessage(thread.id(), "4", "run_a")};
-  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(thread, kDefaultProject, {}, nullptr).ok());
   for (const v1::Message& message : messages) {
     ASSERT_TRUE(this->store().CreateMessage(message, nullptr).ok());
   }
@@ -948,7 +1048,8 @@ TYPED_TEST(StoreTest, IdempotencyRecordIsWrittenWithTheObject) {
       this->store().GetIdempotencyRecord("CreateAssistant/none")->has_value());
   IdempotencyRecord record = MakeRecord("CreateAssistant/r1", 1234);
   v1::Assistant assistant = MakeAssistant();
-  ASSERT_TRUE(this->store().CreateAssistant(assistant, &record).ok());
+  ASSERT_TRUE(
+      this->store().CreateAssistant(assistant, kDefaultProject, &record).ok());
   absl::StatusOr<std::optional<IdempotencyRecord>> got =
       this->store().GetIdempotencyRecord(record.key);
   ASSERT_TRUE(got.ok()) << got.status();
@@ -962,12 +1063,13 @@ TYPED_TEST(StoreTest, IdempotencyRecordIsWrittenWithTheObject) {
 TYPED_TEST(StoreTest, DuplicateIdempotencyKeyCreatesNothing) {
   IdempotencyRecord record = MakeRecord("key", 1);
   v1::Assistant first = MakeAssistant();
-  ASSERT_TRUE(this->store().CreateAssistant(first, &record).ok());
+  ASSERT_TRUE(
+      this->store().CreateAssistant(first, kDefaultProject, &record).ok());
 
   IdempotencyRecord again = MakeRecord("key", 2);
   again.response = "other";
   v1::Assistant second = MakeAssistant();
-  ExpectError(this->store().CreateAssistant(second, &again),
+  ExpectError(this->store().CreateAssistant(second, kDefaultProject, &again),
               absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT");
   EXPECT_EQ(this->store().GetAssistant(second.id()).status().code(),
             absl::StatusCode::kNotFound);
@@ -975,14 +1077,16 @@ TYPED_TEST(StoreTest, DuplicateIdempotencyKeyCreatesNothing) {
 
   v1::Thread thread = MakeThread();
   v1::Message message = MakeMessage(thread.id());
-  ExpectError(this->store().CreateThread(thread, {message}, &again),
-              absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT");
+  ExpectError(
+      this->store().CreateThread(thread, kDefaultProject, {message}, &again),
+      absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT");
   EXPECT_EQ(this->store().GetThread(thread.id()).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(this->store().GetMessage(thread.id(), message.id()).status().code(),
             absl::StatusCode::kNotFound);
 
-  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(thread, kDefaultProject, {}, nullptr).ok());
   ExpectError(this->store().CreateMessage(message, &again),
               absl::StatusCode::kAborted, "IDEMPOTENCY_CONFLICT");
   EXPECT_THAT(
@@ -1001,10 +1105,10 @@ TYPED_TEST(StoreTest, IdempotencyOnThreadAndMessageCreates) {
   IdempotencyRecord thread_record = MakeRecord("CreateThread/x", 5);
   IdempotencyRecord message_record = MakeRecord("CreateMessage/x", 6);
   v1::Thread thread = MakeThread();
-  ASSERT_TRUE(
-      this->store()
-          .CreateThread(thread, {MakeMessage(thread.id())}, &thread_record)
-          .ok());
+  ASSERT_TRUE(this->store()
+                  .CreateThread(thread, kDefaultProject,
+                                {MakeMessage(thread.id())}, &thread_record)
+                  .ok());
   ASSERT_TRUE(this->store()
                   .CreateMessage(MakeMessage(thread.id()), &message_record)
                   .ok());
@@ -1025,7 +1129,9 @@ TYPED_TEST(StoreTest, FailedCreateWritesNoIdempotencyRecord) {
 TYPED_TEST(StoreTest, PruneIdempotencyRecords) {
   for (int64_t at : {100, 200, 300}) {
     IdempotencyRecord record = MakeRecord(absl::StrCat("k", at), at);
-    ASSERT_TRUE(this->store().CreateAssistant(MakeAssistant(), &record).ok());
+    ASSERT_TRUE(this->store()
+                    .CreateAssistant(MakeAssistant(), kDefaultProject, &record)
+                    .ok());
   }
   absl::StatusOr<int64_t> pruned = this->store().PruneIdempotencyRecords(200);
   ASSERT_TRUE(pruned.ok()) << pruned.status();
@@ -1809,7 +1915,8 @@ TYPED_TEST(StoreTest, ListRunStepsPaging) {
 
 TYPED_TEST(StoreTest, ConcurrentCreatesAreAllKept) {
   v1::Thread thread = MakeThread();
-  ASSERT_TRUE(this->store().CreateThread(thread, {}, nullptr).ok());
+  ASSERT_TRUE(
+      this->store().CreateThread(thread, kDefaultProject, {}, nullptr).ok());
   constexpr int kWorkers = 4;
   constexpr int kPerWorker = 25;
   std::vector<std::vector<std::string>> assistant_ids(kWorkers);
@@ -1822,7 +1929,10 @@ TYPED_TEST(StoreTest, ConcurrentCreatesAreAllKept) {
         v1::Assistant assistant = MakeAssistant();
         v1::Message message = MakeMessage(thread.id());
         IdempotencyRecord record = MakeRecord(absl::StrCat("w", w, "-", i), i);
-        if (!this->store().CreateAssistant(assistant, &record).ok()) ++failures;
+        if (!this->store()
+                 .CreateAssistant(assistant, kDefaultProject, &record)
+                 .ok())
+          ++failures;
         if (!this->store().CreateMessage(message, nullptr).ok()) ++failures;
         // Interleave reads with the writes.
         if (!this->store()
@@ -1958,8 +2068,10 @@ TEST_F(SqliteStoreTest, DataSurvivesReopening) {
   {
     std::unique_ptr<SqliteStore> store = OpenStore();
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->CreateAssistant(assistant, nullptr).ok());
-    ASSERT_TRUE(store->CreateThread(thread, messages, &record).ok());
+    ASSERT_TRUE(
+        store->CreateAssistant(assistant, kDefaultProject, nullptr).ok());
+    ASSERT_TRUE(
+        store->CreateThread(thread, kDefaultProject, messages, &record).ok());
     ASSERT_TRUE(store->DeleteMessage(thread.id(), messages[1].id()).ok());
   }
   std::unique_ptr<SqliteStore> store = OpenStore();
@@ -2018,7 +2130,8 @@ TEST_F(SqliteStoreTest, OpenInMemory) {
       SqliteStore::Open(":memory:");
   ASSERT_TRUE(store.ok()) << store.status();
   v1::Assistant assistant = MakeAssistant();
-  ASSERT_TRUE((*store)->CreateAssistant(assistant, nullptr).ok());
+  ASSERT_TRUE(
+      (*store)->CreateAssistant(assistant, kDefaultProject, nullptr).ok());
   EXPECT_TRUE((*store)->GetAssistant(assistant.id()).ok());
 }
 
@@ -2050,8 +2163,10 @@ TEST_F(SqliteStoreTest, CorruptBodyIsAnErrorNotACrash) {
   {
     std::unique_ptr<SqliteStore> store = OpenStore();
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->CreateAssistant(assistant, nullptr).ok());
-    ASSERT_TRUE(store->CreateThread(thread, {message}, nullptr).ok());
+    ASSERT_TRUE(
+        store->CreateAssistant(assistant, kDefaultProject, nullptr).ok());
+    ASSERT_TRUE(
+        store->CreateThread(thread, kDefaultProject, {message}, nullptr).ok());
   }
   // An over-long varint: no protobuf parser accepts it.
   const std::string garbage = "X'FFFFFFFFFFFFFFFFFFFFFFFF'";
@@ -2063,7 +2178,7 @@ TEST_F(SqliteStoreTest, CorruptBodyIsAnErrorNotACrash) {
   ASSERT_NE(store, nullptr);
   ExpectError(store->GetAssistant(assistant.id()).status(),
               absl::StatusCode::kDataLoss, "STORE_CORRUPT");
-  ExpectError(store->ListAssistants(Query(20, true)).status(),
+  ExpectError(store->ListAssistants(kDefaultProject, Query(20, true)).status(),
               absl::StatusCode::kDataLoss, "STORE_CORRUPT");
   ExpectError(
       store
@@ -2081,9 +2196,10 @@ TEST_F(SqliteStoreTest, CorruptBodyIsAnErrorNotACrash) {
   EXPECT_TRUE(store->DeleteAssistant(assistant.id()).ok());
   EXPECT_TRUE(store->DeleteThread(thread.id()).ok());
   v1::Assistant fresh = MakeAssistant();
-  ASSERT_TRUE(store->CreateAssistant(fresh, nullptr).ok());
-  EXPECT_THAT(Ids(store->ListAssistants(Query(20, true))->items),
-              ElementsAre(fresh.id()));
+  ASSERT_TRUE(store->CreateAssistant(fresh, kDefaultProject, nullptr).ok());
+  EXPECT_THAT(
+      Ids(store->ListAssistants(kDefaultProject, Query(20, true))->items),
+      ElementsAre(fresh.id()));
 }
 
 TEST_F(SqliteStoreTest, FailedWritesRollBack) {
@@ -2093,7 +2209,8 @@ TEST_F(SqliteStoreTest, FailedWritesRollBack) {
   {
     std::unique_ptr<SqliteStore> store = OpenStore();
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->CreateThread(thread, {message}, &record).ok());
+    ASSERT_TRUE(
+        store->CreateThread(thread, kDefaultProject, {message}, &record).ok());
     // The mutation runs inside the transaction; its error must roll it back.
     EXPECT_FALSE(
         store
@@ -2109,15 +2226,18 @@ TEST_F(SqliteStoreTest, FailedWritesRollBack) {
     v1::Thread second = MakeThread();
     v1::Message a = MakeMessage(second.id());
     v1::Message dup = a;
-    EXPECT_EQ(store->CreateThread(second, {a, dup}, nullptr).code(),
-              absl::StatusCode::kAlreadyExists);
+    EXPECT_EQ(
+        store->CreateThread(second, kDefaultProject, {a, dup}, nullptr).code(),
+        absl::StatusCode::kAlreadyExists);
     EXPECT_EQ(store->GetThread(second.id()).status().code(),
               absl::StatusCode::kNotFound);
     // Idempotency conflict: nothing of the second thread is written.
     v1::Thread third = MakeThread();
-    EXPECT_EQ(
-        store->CreateThread(third, {MakeMessage(third.id())}, &record).code(),
-        absl::StatusCode::kAborted);
+    EXPECT_EQ(store
+                  ->CreateThread(third, kDefaultProject,
+                                 {MakeMessage(third.id())}, &record)
+                  .code(),
+              absl::StatusCode::kAborted);
     // No transaction was left open: writes still work.
     ASSERT_TRUE(store->CreateMessage(MakeMessage(thread.id()), nullptr).ok());
   }
@@ -2138,7 +2258,8 @@ TEST_F(SqliteStoreTest, DeleteThreadLeavesOnlyTheThreadTombstone) {
     v1::Thread thread = MakeThread();
     v1::Message m1 = MakeMessage(thread.id());
     v1::Message m2 = MakeMessage(thread.id());
-    ASSERT_TRUE(store->CreateThread(thread, {m1, m2}, nullptr).ok());
+    ASSERT_TRUE(
+        store->CreateThread(thread, kDefaultProject, {m1, m2}, nullptr).ok());
     ASSERT_TRUE(store->DeleteMessage(thread.id(), m1.id()).ok());
     ASSERT_TRUE(store->DeleteThread(thread.id()).ok());
   }
@@ -2160,13 +2281,14 @@ TEST_F(SqliteStoreTest, BusyDatabaseIsUnavailable) {
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
             SQLITE_OK);
-  ExpectError(store->CreateAssistant(MakeAssistant(), nullptr),
+  ExpectError(store->CreateAssistant(MakeAssistant(), kDefaultProject, nullptr),
               absl::StatusCode::kUnavailable, "STORE_UNAVAILABLE");
   ASSERT_EQ(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   // Reads were never blocked (WAL), and writes resume once the lock is gone.
-  EXPECT_TRUE(store->ListAssistants(Query(20, true)).ok());
-  EXPECT_TRUE(store->CreateAssistant(MakeAssistant(), nullptr).ok());
+  EXPECT_TRUE(store->ListAssistants(kDefaultProject, Query(20, true)).ok());
+  EXPECT_TRUE(
+      store->CreateAssistant(MakeAssistant(), kDefaultProject, nullptr).ok());
 }
 
 TEST_F(SqliteStoreTest, RunsSurviveReopening) {
@@ -2264,7 +2386,7 @@ TEST_F(SqliteStoreTest, ConcurrentWritesSucceedOrFailAlone) {
   std::vector<v1::Thread> threads(4);
   for (v1::Thread& thread : threads) {
     thread = MakeThread();
-    ASSERT_TRUE(store->CreateThread(thread, {}, nullptr).ok());
+    ASSERT_TRUE(store->CreateThread(thread, kDefaultProject, {}, nullptr).ok());
   }
   const std::string missing = NewId(kThreadPrefix);
   std::atomic<int> ok{0}, not_found{0}, other{0};
@@ -2360,6 +2482,9 @@ PRAGMA user_version = 1;
               ElementsAre(message.id()));
   // Migration 3 counted the thread's existing messages.
   EXPECT_EQ(RawQueryText(path_, "SELECT messages FROM message_counts"), "1");
+  // Migration 4 gave what existed to the default project.
+  EXPECT_EQ(*store->GetProject(OwnedKind::kThread, thread.id()),
+            kDefaultProject);
   // Old objects are not runs, so nothing is active until a run starts.
   EXPECT_THAT(store->ListActiveRuns().value(), IsEmpty());
   v1::Run run = MakeRun(thread.id(), v1::RUN_STATUS_QUEUED);
