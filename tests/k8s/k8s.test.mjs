@@ -111,6 +111,14 @@ test("overlay dev: fake-openai runs beside the gateway and the workers register 
     ["assistants-gateway", "calculator-worker", "stock-price-worker"]);
 });
 
+test("overlay dev: the demo API key k8s/README.md documents is the one stored", async () => {
+  const { createHash } = await import("node:crypto");
+  const secret = render(path.join(K8S, "overlays/dev")).find((o) => o.metadata.name === "gateway-api-keys");
+  const keys = JSON.parse(secret.stringData["api-keys.json"]).keys;
+  assert.deepStrictEqual(keys.map((k) => k.sha256), [createHash("sha256").update("sk-assistants-dev").digest("hex")]);
+  assert.match(fs.readFileSync(path.join(K8S, "README.md"), "utf8"), /Bearer sk-assistants-dev/);
+});
+
 // ---------------------------------------------------------------------------
 // The renderer on fixtures: every feature it implements, against kubectl.
 
@@ -306,6 +314,10 @@ const BREAKAGES = {
   "store off the volume": [(o) => gatewayConfig(o, (c) => { c.store.path = "/tmp/assistants.db"; }), /not on a PersistentVolumeClaim/],
   "grace longer than the pod's": [(o) => gatewayConfig(o, (c) => { c.shutdown.grace_ms = 60000; }), /terminationGracePeriodSeconds/],
   "an API keys file outside its Secret": [(o) => gatewayConfig(o, (c) => { c.auth.api_keys_file = "/etc/assistants/keys/other.json"; }), /has no key other.json/],
+  "an API key stored in the clear": [(o) => {
+    o.find((x) => x.metadata.name === "gateway-api-keys").stringData["api-keys.json"] =
+      '{"keys": [{"project": "p", "name": "n", "key": "sk-plain"}]}';
+  }, /is not \{"keys"/],
   "an allow-list rejecting the workers": [(o) => gatewayConfig(o, (c) => { c.workers.allowlist = "10.0.0.0/8"; }), /not admitted by the gateway's allow-list/],
   "a worker advertising another name": [(o) => {
     const env = o.find((x) => x.metadata.name === "stock-price-worker" && x.kind === "Deployment").spec.template.spec.containers[0].env;

@@ -304,6 +304,18 @@ function gatewayProblems(objects, templates, externalSecrets) {
       const secret = find(objects, "Secret", t.ns, mounted.volume.secret.secretName);
       if (secret && !dataKeys(secret).has(mounted.key)) {
         problems.push(`${id}: Secret ${secret.metadata.name} has no key ${mounted.key} for ${file}`);
+      } else if (secret && file === config.auth?.api_keys_file && secret.stringData?.[mounted.key] !== undefined) {
+        // Keys are stored as SHA-256 hex, never in the clear.
+        let keys = null;
+        try {
+          keys = JSON.parse(secret.stringData[mounted.key]).keys;
+        } catch {
+          // Reported below.
+        }
+        if (!Array.isArray(keys) || keys.length === 0 ||
+            !keys.every((k) => k.project && k.name && /^[0-9a-f]{64}$/.test(k.sha256 ?? ""))) {
+          problems.push(`${id}: ${file} is not {"keys": [{"project", "name", "sha256": hex}]}`);
+        }
       } else if (!secret && !externalSecrets.includes(mounted.volume.secret.secretName)) {
         problems.push(`${id}: no Secret ${mounted.volume.secret.secretName} for ${file}`);
       }
