@@ -1,0 +1,379 @@
+// Checks on a rendered set of objects: the Kubernetes schemas
+// (kubernetes-models) and the project's own rules (hardened containers,
+// probes, references that resolve, selectors that select, network
+// policies that cover every port, the gateway's config agreeing with its
+// pod). Each check returns a list of problems ("" list = fine).
+
+// Kubernetes-models modules by apiVersion; a kind outside them is a problem.
+const MODEL_MODULES = {
+  "v1": "kubernetes-models/v1",
+  "apps/v1": "kubernetes-models/apps/v1",
+  "policy/v1": "kubernetes-models/policy/v1",
+  "networking.k8s.io/v1": "kubernetes-models/networking.k8s.io/v1",
+};
+
+// Validates every object against its Kubernetes schema.
+export async function schemaProblems(objects) {
+  const problems = [];
+  for (const obj of objects) {
+    const id = `${obj.kind}/${obj.metadata?.name}`;
+    const module = MODEL_MODULES[obj.apiVersion];
+    if (!module) {
+      problems.push(`${id}: apiVersion ${obj.apiVersion} has no schema here`);
+      continue;
+    }
+    const Model = (await import(module))[obj.kind];
+    if (typeof Model !== "function") {
+      problems.push(`${id}: no schema for kind ${obj.kind} in ${obj.apiVersion}`);
+      continue;
+    }
+    try {
+      new Model(obj).validate();
+    } catch (err) {
+      problems.push(`${id}: schema: ${err.message}`);
+    }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------
+
+function podTemplates(objects) {
+  return objects
+    .filter((o) => ["Deployment", "StatefulSet", "DaemonSet", "Job"].includes(o.kind))
+    .map((o) => ({ owner: o, ns: o.metadata.namespace ?? "", meta: o.spec.template.metadata ?? {},
+      spec: o.spec.template.spec }));
+}
+
+function allContainers(spec) {
+  return [...(spec.initContainers ?? []), ...(spec.containers ?? [])];
+}
+
+function selects(matchLabels, labels) {
+  return Object.entries(matchLabels ?? {}).every(([k, v]) => labels?.[k] === v);
+}
+
+function find(objects, kind, ns, name) {
+  return objects.find((o) => o.kind === kind && (o.metadata.namespace ?? "") === ns &&
+    o.metadata.name === name);
+}
+
+function dataKeys(obj) {
+  return new Set([...Object.keys(obj.data ?? {}), ...Object.keys(obj.stringData ?? {}),
+    ...Object.keys(obj.binaryData ?? {})]);
+}
+
+function portOf(listen) {
+  const colon = String(listen).lastIndexOf(":");
+  return colon < 0 ? NaN : Number(String(listen).slice(colon + 1));
+}
+
+function globMatch(glob, text) {
+  const re = new RegExp(`^${glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+  return re.test(text);
+}
+
+// Options: externalSecrets: names of Secrets created outside the rendering
+// (production credentials), which references may name.
+export function ruleProblems(objects, { externalSecrets = [] } = {}) {
+  const problems = [];
+  const templates = podTemplates(objects);
+  const namespaces = new Set(objects.map((o) => o.metadata.namespace).filter(Boolean));
+
+  for (const t of templates) {
+    const id = `${t.owner.kind}/${t.owner.metadata.name}`;
+    const podSc = t.spec.securityContext ?? {};
+    if (!selects(t.owner.spec.selector?.matchLabels, t.meta.labels)) {
+      problems.push(`${id}: selector does not select its own pod template`);
+    }
+    if (t.spec.automountServiceAccountToken !== false) {
+      problems.push(`${id}: automountServiceAccountToken must be false (no API access needed)`);
+    }
+    if (podSc.runAsUser === 0) problems.push(`${id}: runAsUser 0`);
+    const volumes = new Map((t.spec.volumes ?? []).map((v) => [v.name, v]));
+
+    for (const c of allContainers(t.spec)) {
+      const cid = `${id} container ${c.name}`;
+      const sc = c.securityContext ?? {};
+      for (const kind of ["requests", "limits"]) {
+        for (const res of ["cpu", "memory"]) {
+          if (c.resources?.[kind]?.[res] === undefined) problems.push(`${cid}: no resources.${kind}.${res}`);
+        }
+      }
+      if (sc.runAsNonRoot !== true && !(podSc.runAsNonRoot === true && sc.runAsNonRoot === undefined)) {
+        problems.push(`${cid}: runAsNonRoot is not true`);
+      }
+      if (sc.runAsUser === 0) problems.push(`${cid}: runAsUser 0`);
+      if (sc.readOnlyRootFilesystem !== true) problems.push(`${cid}: readOnlyRootFilesystem is not true`);
+      if (sc.allowPrivilegeEscalation !== false) problems.push(`${cid}: allowPrivilegeEscalation is not false`);
+      if (!(sc.capabilities?.drop ?? []).includes("ALL")) problems.push(`${cid}: capabilities.drop lacks ALL`);
+      if (!c.image || /:latest$/.test(c.image) || (!c.image.includes("@") && !/:[^/]+$/.test(c.image))) {
+        problems.push(`${cid}: image ${c.image} has no pinned tag or digest`);
+      }
+      if ((c.ports ?? []).length > 0 && (!c.readinessProbe || !c.livenessProbe)) {
+        problems.push(`${cid}: serves ports but lacks a readiness or liveness probe`);
+      }
+      for (const m of c.volumeMounts ?? []) {
+        if (!volumes.has(m.name)) problems.push(`${cid}: mounts unknown volume ${m.name}`);
+      }
+      for (const e of c.env ?? []) {
+        const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
+        if (!ref) continue;
+        const kind = e.valueFrom.secretKeyRef ? "Secret" : "ConfigMap";
+        const target = find(objects, kind, t.ns, ref.name);
+        if (target) {
+          if (!dataKeys(target).has(ref.key)) problems.push(`${cid}: env ${e.name}: ${kind} ${ref.name} has no key ${ref.key}`);
+        } else if (!(kind === "Secret" && externalSecrets.includes(ref.name)) && ref.optional !== true) {
+          problems.push(`${cid}: env ${e.name}: no ${kind} ${ref.name}`);
+        }
+      }
+    }
+
+    for (const v of volumes.values()) {
+      const vid = `${id} volume ${v.name}`;
+      if (v.configMap && !find(objects, "ConfigMap", t.ns, v.configMap.name) && v.configMap.optional !== true) {
+        problems.push(`${vid}: no ConfigMap ${v.configMap.name}`);
+      }
+      if (v.secret && !find(objects, "Secret", t.ns, v.secret.secretName) &&
+          !externalSecrets.includes(v.secret.secretName) && v.secret.optional !== true) {
+        problems.push(`${vid}: no Secret ${v.secret.secretName}`);
+      }
+      if (v.persistentVolumeClaim) {
+        const pvc = find(objects, "PersistentVolumeClaim", t.ns, v.persistentVolumeClaim.claimName);
+        if (!pvc) {
+          problems.push(`${vid}: no PersistentVolumeClaim ${v.persistentVolumeClaim.claimName}`);
+        } else if ((pvc.spec.accessModes ?? []).includes("ReadWriteOnce") && t.owner.kind === "Deployment" &&
+            ((t.owner.spec.replicas ?? 1) > 1 || t.owner.spec.strategy?.type !== "Recreate")) {
+          problems.push(`${id}: mounts ReadWriteOnce ${pvc.metadata.name}, so needs replicas 1 and strategy Recreate`);
+        }
+      }
+    }
+
+    // Metrics: a container port named metrics is annotated for scraping.
+    for (const c of allContainers(t.spec)) {
+      const metrics = (c.ports ?? []).find((p) => p.name === "metrics");
+      if (!metrics) continue;
+      const a = t.meta.annotations ?? {};
+      if (a["prometheus.io/scrape"] !== "true" || a["prometheus.io/port"] !== String(metrics.containerPort) ||
+          !a["prometheus.io/path"]) {
+        problems.push(`${id}: metrics port ${metrics.containerPort} lacks prometheus.io/{scrape,port,path} annotations`);
+      }
+    }
+  }
+
+  // Services select a pod template, and their target ports exist on it.
+  for (const svc of objects.filter((o) => o.kind === "Service")) {
+    const id = `Service/${svc.metadata.name}`;
+    const ns = svc.metadata.namespace ?? "";
+    const pods = templates.filter((t) => t.ns === ns && selects(svc.spec.selector, t.meta.labels));
+    if (!svc.spec.selector || pods.length === 0) {
+      problems.push(`${id}: selector matches no pod template`);
+      continue;
+    }
+    for (const port of svc.spec.ports ?? []) {
+      const target = port.targetPort ?? port.port;
+      const found = pods.some((t) => allContainers(t.spec).some((c) => (c.ports ?? []).some(
+        (p) => p.name === target || p.containerPort === target)));
+      if (!found) problems.push(`${id}: port ${port.name ?? port.port} targets ${target}, which no selected container serves`);
+    }
+  }
+
+  // Network policies: each namespace with pods denies ingress by default;
+  // every selector selects something; every declared container port is
+  // opened by some policy (else it is unreachable) and every opened port is
+  // served by the selected pods.
+  const policies = objects.filter((o) => o.kind === "NetworkPolicy");
+  for (const ns of new Set(templates.map((t) => t.ns))) {
+    const denyAll = policies.some((p) => (p.metadata.namespace ?? "") === ns &&
+      Object.keys(p.spec.podSelector ?? {}).length === 0 && (p.spec.policyTypes ?? []).includes("Ingress") &&
+      (p.spec.ingress ?? []).length === 0);
+    if (!denyAll) problems.push(`namespace ${ns || "(none)"}: no default-deny ingress NetworkPolicy`);
+  }
+  for (const p of policies) {
+    const id = `NetworkPolicy/${p.metadata.name}`;
+    const ns = p.metadata.namespace ?? "";
+    const matchLabels = p.spec.podSelector?.matchLabels;
+    if (p.spec.podSelector?.matchExpressions) problems.push(`${id}: matchExpressions are not checked; use matchLabels`);
+    if (!matchLabels || Object.keys(matchLabels).length === 0) continue;
+    const pods = templates.filter((t) => t.ns === ns && selects(matchLabels, t.meta.labels));
+    if (pods.length === 0) problems.push(`${id}: podSelector matches no pod template`);
+    for (const rule of p.spec.ingress ?? []) {
+      for (const peer of rule.from ?? []) {
+        // A peer naming one of our components must exist; opt-in labels
+        // (assistants-gateway/client) select pods outside the rendering.
+        if (peer.podSelector?.matchLabels?.["app.kubernetes.io/name"] && !peer.namespaceSelector) {
+          const peers = templates.filter((t) => t.ns === ns && selects(peer.podSelector.matchLabels, t.meta.labels));
+          if (peers.length === 0) problems.push(`${id}: from.podSelector ${JSON.stringify(peer.podSelector)} matches no pod template`);
+        }
+      }
+      for (const port of rule.ports ?? []) {
+        const served = pods.some((t) => allContainers(t.spec).some((c) => (c.ports ?? []).some(
+          (cp) => cp.containerPort === port.port || cp.name === port.port)));
+        if (!served) problems.push(`${id}: opens port ${port.port}, which the selected pods do not serve`);
+      }
+    }
+  }
+  for (const t of templates) {
+    for (const c of allContainers(t.spec)) {
+      for (const cp of c.ports ?? []) {
+        const opened = policies.some((p) => (p.metadata.namespace ?? "") === t.ns &&
+          Object.keys(p.spec.podSelector?.matchLabels ?? {}).length > 0 &&
+          selects(p.spec.podSelector.matchLabels, t.meta.labels) &&
+          (p.spec.ingress ?? []).some((r) => (r.ports ?? []).some((pp) => pp.port === cp.containerPort || pp.port === cp.name)));
+        if (!opened) problems.push(`${t.owner.kind}/${t.owner.metadata.name}: port ${cp.containerPort} is opened by no NetworkPolicy`);
+      }
+    }
+  }
+
+  problems.push(...gatewayProblems(objects, templates, externalSecrets));
+  problems.push(...workerProblems(objects, templates));
+  if (namespaces.size > 1) problems.push(`objects span several namespaces: ${[...namespaces].join(", ")}`);
+  return problems;
+}
+
+// The mounted file at `file` in container `c` of template `t`: the volume
+// and the key inside it, or null.
+function mountedFile(t, c, file) {
+  for (const m of c.volumeMounts ?? []) {
+    const dir = m.mountPath.replace(/\/$/, "");
+    if (!file.startsWith(`${dir}/`)) continue;
+    const volume = (t.spec.volumes ?? []).find((v) => v.name === m.name);
+    return { volume, key: file.slice(dir.length + 1) };
+  }
+  return null;
+}
+
+// The gateway: probes, preStop, and its config file agreeing with the pod.
+function gatewayProblems(objects, templates, externalSecrets) {
+  const problems = [];
+  const gateways = templates.filter((t) => t.meta.labels?.["app.kubernetes.io/component"] === "gateway");
+  if (gateways.length === 0) return problems;
+  for (const t of gateways) {
+    const id = `${t.owner.kind}/${t.owner.metadata.name}`;
+    const c = (t.spec.containers ?? []).find((x) => x.name === "gateway");
+    if (!c) {
+      problems.push(`${id}: no container named gateway`);
+      continue;
+    }
+    const grpc = (c.ports ?? []).find((p) => p.name === "grpc");
+    for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+      if (c[probe]?.grpc?.port !== grpc?.containerPort) {
+        problems.push(`${id}: ${probe} must be a gRPC probe on the grpc port`);
+      }
+    }
+    const preStop = c.lifecycle?.preStop?.sleep?.seconds;
+    if (!(preStop > 0)) problems.push(`${id}: no preStop sleep before the drain`);
+
+    const configArg = (c.args ?? []).find((a) => a.startsWith("--config="));
+    if (!configArg) {
+      problems.push(`${id}: gateway has no --config=FILE argument`);
+      continue;
+    }
+    const configFile = mountedFile(t, c, configArg.slice("--config=".length));
+    const cm = configFile?.volume?.configMap && find(objects, "ConfigMap", t.ns, configFile.volume.configMap.name);
+    if (!cm || cm.data?.[configFile.key] === undefined) {
+      problems.push(`${id}: ${configArg} is not a key of a mounted ConfigMap`);
+      continue;
+    }
+    let config;
+    try {
+      config = JSON.parse(cm.data[configFile.key]);
+    } catch (err) {
+      problems.push(`ConfigMap/${cm.metadata.name}: ${configFile.key} is not JSON: ${err.message}`);
+      continue;
+    }
+    if (portOf(config.listen) !== grpc?.containerPort) problems.push(`${id}: config listen ${config.listen} is not the grpc port`);
+    const metricsPort = (c.ports ?? []).find((p) => p.name === "metrics")?.containerPort;
+    if (portOf(config.metrics?.listen) !== metricsPort) {
+      problems.push(`${id}: config metrics.listen ${config.metrics?.listen} is not the metrics port`);
+    }
+    const store = config.store?.path && mountedFile(t, c, config.store.path);
+    if (!store?.volume?.persistentVolumeClaim) problems.push(`${id}: store.path ${config.store?.path} is not on a PersistentVolumeClaim`);
+    const grace = (config.shutdown?.grace_ms ?? 5000) / 1000 + (preStop ?? 0);
+    if (grace >= (t.spec.terminationGracePeriodSeconds ?? 30)) {
+      problems.push(`${id}: preStop + shutdown.grace_ms (${grace} s) do not fit terminationGracePeriodSeconds`);
+    }
+    const secretFiles = [config.auth?.api_keys_file, config.workers?.token_file, config.tls?.cert_file,
+      config.tls?.key_file, config.tls?.client_ca_file].filter(Boolean);
+    for (const file of secretFiles) {
+      const mounted = mountedFile(t, c, file);
+      if (!mounted?.volume?.secret) {
+        problems.push(`${id}: ${file} is not in a mounted Secret`);
+        continue;
+      }
+      const secret = find(objects, "Secret", t.ns, mounted.volume.secret.secretName);
+      if (secret && !dataKeys(secret).has(mounted.key)) {
+        problems.push(`${id}: Secret ${secret.metadata.name} has no key ${mounted.key} for ${file}`);
+      } else if (secret && file === config.auth?.api_keys_file && secret.stringData?.[mounted.key] !== undefined) {
+        // Keys are stored as SHA-256 hex, never in the clear.
+        let keys = null;
+        try {
+          keys = JSON.parse(secret.stringData[mounted.key]).keys;
+        } catch {
+          // Reported below.
+        }
+        if (!Array.isArray(keys) || keys.length === 0 ||
+            !keys.every((k) => k.project && k.name && /^[0-9a-f]{64}$/.test(k.sha256 ?? ""))) {
+          problems.push(`${id}: ${file} is not {"keys": [{"project", "name", "sha256": hex}]}`);
+        }
+      } else if (!secret && !externalSecrets.includes(mounted.volume.secret.secretName)) {
+        problems.push(`${id}: no Secret ${mounted.volume.secret.secretName} for ${file}`);
+      }
+    }
+  }
+  return problems;
+}
+
+// Tool workers: register with a Service that exists, advertise a name the
+// gateway's allow-list admits and a headless Service publishes, and share
+// the gateway's registration token Secret.
+function workerProblems(objects, templates) {
+  const problems = [];
+  const gateway = templates.find((t) => t.meta.labels?.["app.kubernetes.io/component"] === "gateway");
+  for (const t of templates.filter((x) => x.meta.labels?.["app.kubernetes.io/component"] === "tool-worker")) {
+    const id = `${t.owner.kind}/${t.owner.metadata.name}`;
+    for (const c of t.spec.containers ?? []) {
+      const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+      const [svcName, svcPort] = String(env.ASSISTANTS_GATEWAY ?? "").split(":");
+      const svc = find(objects, "Service", t.ns, svcName);
+      if (!svc || !(svc.spec.ports ?? []).some((p) => String(p.port) === svcPort)) {
+        problems.push(`${id}: ASSISTANTS_GATEWAY ${env.ASSISTANTS_GATEWAY} is no Service port`);
+      }
+      const advertise = String(env.WORKER_ADVERTISE ?? "");
+      const host = advertise.slice(0, advertise.lastIndexOf(":")).replace(/\$\(POD_NAME\)/g, "pod-0")
+        .replace(/\$\(POD_NAMESPACE\)/g, t.ns || "default");
+      const listenPort = portOf(env.WORKER_LISTEN);
+      if (portOf(advertise) !== listenPort || !(c.ports ?? []).some((p) => p.containerPort === listenPort)) {
+        problems.push(`${id}: WORKER_ADVERTISE ${advertise} / WORKER_LISTEN ${env.WORKER_LISTEN} disagree with the container port`);
+      }
+      const sub = t.spec.subdomain;
+      const headless = sub && find(objects, "Service", t.ns, sub);
+      if (!headless || headless.spec.clusterIP !== "None" || !selects(headless.spec.selector, t.meta.labels) ||
+          host !== `pod-0.${sub}.${t.ns || "default"}.svc.cluster.local`) {
+        problems.push(`${id}: advertised host ${host} is not published by a headless Service named after the pod subdomain`);
+      }
+      if (gateway) {
+        const gw = (gateway.spec.containers ?? []).find((x) => x.name === "gateway");
+        const cm = (gateway.spec.volumes ?? []).find((v) => v.configMap);
+        const config = cm && find(objects, "ConfigMap", gateway.ns, cm.configMap.name);
+        let allow = "";
+        try {
+          allow = JSON.parse(Object.values(config?.data ?? {})[0] ?? "{}").workers?.allowlist ?? "";
+        } catch {
+          // Reported by gatewayProblems.
+        }
+        if (!allow.split(",").some((g) => g.trim() && globMatch(g.trim().toLowerCase(), host))) {
+          problems.push(`${id}: advertised host ${host} is not admitted by the gateway's allow-list "${allow}"`);
+        }
+        const tokenFile = env.ASSISTANTS_WORKER_TOKEN_FILE ?? "";
+        const mine = mountedFile(t, c, tokenFile);
+        const theirs = gw && (gw.volumeMounts ?? []).map((m) => (gateway.spec.volumes ?? []).find((v) => v.name === m.name))
+          .find((v) => v?.secret && v.secret.secretName === mine?.volume?.secret?.secretName);
+        if (!mine?.volume?.secret || !theirs) {
+          problems.push(`${id}: token file ${tokenFile} is not from the gateway's worker token Secret`);
+        }
+      }
+    }
+  }
+  return problems;
+}
