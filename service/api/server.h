@@ -6,9 +6,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "service/api/services.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
@@ -27,6 +29,12 @@ struct ServerOptions {
   // The tool-worker registry served by ToolRegistryService; null serves a
   // private one that accepts no registrations.
   tool_workers::ToolRegistry* tool_registry = nullptr;
+  // Server interceptors (one concern each: metrics, auth, ...), run in this
+  // order after the built-in access log (access_log.h). Shared so the
+  // options stay copyable; gRPC gets a forwarding factory for each.
+  std::vector<
+      std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
 };
 
 class GatewayServer {
