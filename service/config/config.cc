@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -281,10 +282,10 @@ absl::Status Error(absl::string_view origin, absl::string_view key,
       absl::StrCat(origin, ": ", key, ": ", problem));
 }
 
+// Whole numbers in full (no exponent), fractions as StrCat prints them.
 std::string FormatNumber(double value) {
-  return value == static_cast<double>(static_cast<int64_t>(value))
-             ? absl::StrCat(static_cast<int64_t>(value))
-             : absl::StrCat(value);
+  return std::floor(value) == value ? absl::StrFormat("%.0f", value)
+                                    : absl::StrCat(value);
 }
 
 std::string JsonTypeName(const json& value) {

@@ -216,44 +216,48 @@ TEST(ConfigE2eTest, GoodConfigFileServesAndLogsJsonWithRequestIds) {
   std::string error;
   ASSERT_TRUE(gateway.Start(GatewayBinary(), {"--config=" + file}, &error))
       << error;
-  auto channel = gateway.Connect();
-  ASSERT_NE(channel, nullptr);
-  auto stub = v1::AssistantService::NewStub(channel);
+  {
+    // Clients go away before the gateway stops: an open connection would
+    // hold its graceful shutdown for the whole grace period.
+    auto channel = gateway.Connect();
+    ASSERT_NE(channel, nullptr);
+    auto stub = v1::AssistantService::NewStub(channel);
 
-  v1::GetAssistantRequest request;
-  request.set_assistant_id("asst_doesnotexist");
-  v1::GetAssistantResponse response;
-  grpc::ClientContext context;
-  context.AddMetadata("x-request-id", "req-e2e-42");
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
-  const grpc::Status status = stub->GetAssistant(&context, request, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND)
-      << status.error_message();
-  // A response without a message travels as trailers only: the echoed id
-  // then arrives with the trailing metadata.
-  std::string echoed;
-  for (const auto* metadata : {&context.GetServerInitialMetadata(),
-                               &context.GetServerTrailingMetadata()}) {
-    auto it = metadata->find("x-request-id");
-    if (it != metadata->end()) {
-      echoed = std::string(it->second.data(), it->second.size());
-    }
-  }
-  EXPECT_EQ(echoed, "req-e2e-42");
-
-  // A call without an id gets a generated one.
-  grpc::ClientContext anonymous;
-  anonymous.set_deadline(std::chrono::system_clock::now() +
+    v1::GetAssistantRequest request;
+    request.set_assistant_id("asst_doesnotexist");
+    v1::GetAssistantResponse response;
+    grpc::ClientContext context;
+    context.AddMetadata("x-request-id", "req-e2e-42");
+    context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(10));
-  v1::ListAssistantsRequest list;
-  v1::ListAssistantsResponse listed;
-  ASSERT_TRUE(stub->ListAssistants(&anonymous, list, &listed).ok());
-  auto generated = anonymous.GetServerInitialMetadata().find("x-request-id");
-  ASSERT_NE(generated, anonymous.GetServerInitialMetadata().end());
-  EXPECT_THAT(std::string(generated->second.data(), generated->second.size()),
-              ::testing::StartsWith("req_"));
+    const grpc::Status status =
+        stub->GetAssistant(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND)
+        << status.error_message();
+    // A response without a message travels as trailers only: the echoed id
+    // then arrives with the trailing metadata.
+    std::string echoed;
+    for (const auto* metadata : {&context.GetServerInitialMetadata(),
+                                 &context.GetServerTrailingMetadata()}) {
+      auto it = metadata->find("x-request-id");
+      if (it != metadata->end()) {
+        echoed = std::string(it->second.data(), it->second.size());
+      }
+    }
+    EXPECT_EQ(echoed, "req-e2e-42");
 
+    // A call without an id gets a generated one.
+    grpc::ClientContext anonymous;
+    anonymous.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(10));
+    v1::ListAssistantsRequest list;
+    v1::ListAssistantsResponse listed;
+    ASSERT_TRUE(stub->ListAssistants(&anonymous, list, &listed).ok());
+    auto generated = anonymous.GetServerInitialMetadata().find("x-request-id");
+    ASSERT_NE(generated, anonymous.GetServerInitialMetadata().end());
+    EXPECT_THAT(std::string(generated->second.data(), generated->second.size()),
+                ::testing::StartsWith("req_"));
+  }
   ASSERT_EQ(gateway.Stop(), 0) << gateway.captured_stderr();
   bool saw_listening = false;
   bool saw_rpc = false;
