@@ -1,5 +1,6 @@
 // assistants-gateway: serves the Assistants API over gRPC with an embedded
-// store. Configuration: flags, each defaulting to an environment variable.
+// store. Configuration: one GatewayConfig (service/config/config.h) from
+// defaults, a JSON file, the environment and flags; logs are JSON lines.
 #include <signal.h>
 
 #include <algorithm>
@@ -14,7 +15,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/json_util.h"
 #include "service/api/server.h"
@@ -22,7 +24,9 @@
 #include "service/auth/rate_limiter.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
+#include "service/common/log.h"
 #include "service/common/timers.h"
+#include "service/config/config.h"
 #include "service/runs/engine.h"
 #include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
@@ -33,71 +37,18 @@
 #include "upstream/http/curl_http_client.h"
 #include "upstream/provider_registry.h"
 
-namespace {
-
-std::string EnvOr(const char* name, const char* fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? value : fallback;
-}
-
-}  // namespace
-
-ABSL_FLAG(std::string, listen, EnvOr("ASSISTANTS_LISTEN", "127.0.0.1:50051"),
-          "host:port to serve gRPC on (env ASSISTANTS_LISTEN); port 0 picks a "
-          "free port");
-ABSL_FLAG(std::string, db, EnvOr("ASSISTANTS_DB", "assistants.db"),
-          "SQLite database file, or :memory: for the in-memory store (env "
-          "ASSISTANTS_DB)");
-ABSL_FLAG(int, shutdown_grace_ms, 5000,
-          "on SIGTERM/SIGINT, how long calls in flight may finish");
-ABSL_FLAG(
-    int, requires_action_timeout_s,
-    std::atoi(EnvOr("ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S", "600").c_str()),
-    "how long a run may wait for tool outputs before it expires (env "
-    "ASSISTANTS_REQUIRES_ACTION_TIMEOUT_S)");
-ABSL_FLAG(std::string, active_run_policy,
-          EnvOr("ASSISTANTS_ACTIVE_RUN_POLICY", "reject"),
-          "default for a run created on a thread with an active run: reject, "
-          "queue or interrupt (env ASSISTANTS_ACTIVE_RUN_POLICY)");
-ABSL_FLAG(int, heartbeat_ms, 15000,
-          "silence after which a RunEvents stream gets a heartbeat event");
-ABSL_FLAG(int, engine_threads, 4, "threads that drive runs");
-ABSL_FLAG(std::string, worker_token_file,
-          EnvOr("ASSISTANTS_WORKER_TOKEN_FILE", ""),
-          "file holding the token tool workers register with (env "
-          "ASSISTANTS_WORKER_TOKEN_FILE, or the token itself in "
-          "ASSISTANTS_WORKER_TOKEN); without one, only static workers serve");
-ABSL_FLAG(std::string, worker_allowlist,
-          EnvOr("ASSISTANTS_WORKER_ALLOWLIST", "127.0.0.0/8,[::1],localhost"),
-          "endpoints tool workers may register, comma-separated: IPv4 "
-          "blocks (10.0.0.0/8), addresses, host globs (*.svc.cluster.local) "
-          "or * (env ASSISTANTS_WORKER_ALLOWLIST)");
-ABSL_FLAG(std::string, workers_config, EnvOr("ASSISTANTS_WORKERS_CONFIG", ""),
-          "JSON file of static tool workers, {\"workers\": [{\"worker_id\", "
-          "\"endpoint\", \"tools\": [...]}]} as in ListWorkers (env "
-          "ASSISTANTS_WORKERS_CONFIG)");
-ABSL_FLAG(int, worker_lease_ttl_ms, 15000,
-          "default lease of a registered tool worker");
-ABSL_FLAG(std::string, api_keys_file, EnvOr("ASSISTANTS_API_KEYS_FILE", ""),
-          "JSON file of client API keys (sha256 hashes, each with its "
-          "project); empty turns authentication off: every caller is the "
-          "default project (env ASSISTANTS_API_KEYS_FILE)");
-ABSL_FLAG(int, max_message_bytes, 4 * 1024 * 1024,
-          "largest request accepted, in bytes");
-ABSL_FLAG(int, max_active_runs_per_project, 0,
-          "active runs a project may have at once; 0 = no limit");
-ABSL_FLAG(int, max_streams_per_project, 0,
-          "open RunEvents streams a project may have; 0 = no limit");
-ABSL_FLAG(double, requests_per_second_per_key, 0,
-          "request rate each API key may sustain; 0 = no limit");
-ABSL_FLAG(double, burst_per_key, 0,
-          "requests an API key may burst above its rate (default: one "
-          "second's worth)");
-ABSL_FLAG(int, worker_wait_ms, 15000,
-          "how long a resumed run's tool call waits for its worker to "
-          "register again after a gateway restart");
+ABSL_FLAG(bool, print_config, false,
+          "print the effective configuration as JSON (secrets redacted) and "
+          "exit");
 
 namespace {
+
+using assistants::config::GatewayConfig;
+
+// Exit codes: 2 for configuration errors (nothing started), 1 for failures
+// while starting with a valid configuration.
+constexpr int kConfigError = 2;
+constexpr int kStartError = 1;
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -107,47 +58,42 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return text.str();
 }
 
-// The registry from the worker flags: token, allow-list, static workers.
+// The registry from the workers.* keys: token, allow-list, static workers.
+// Errors name the key at fault.
 absl::StatusOr<std::unique_ptr<assistants::tool_workers::ToolRegistry>>
-MakeToolRegistry(const assistants::Clock* clock) {
+MakeToolRegistry(const GatewayConfig::Workers& workers,
+                 const std::string& allowlist_origin,
+                 const assistants::Clock* clock) {
   namespace tw = assistants::tool_workers;
   tw::RegistryOptions options;
-  const std::string token_file = absl::GetFlag(FLAGS_worker_token_file);
-  if (!token_file.empty()) {
-    auto token = ReadFile(token_file);
-    if (!token.ok()) return token.status();
-    options.registration_token =
-        std::string(absl::StripAsciiWhitespace(*token));
-    if (options.registration_token.empty()) {
-      return absl::InvalidArgumentError("--worker_token_file " + token_file +
-                                        " is empty");
-    }
-  } else {
-    options.registration_token = EnvOr("ASSISTANTS_WORKER_TOKEN", "");
-  }
+  options.registration_token = workers.token;
   auto allowlist =
-      tw::EndpointAllowList::Parse(absl::GetFlag(FLAGS_worker_allowlist));
-  if (!allowlist.ok()) return allowlist.status();
-  options.allowlist = *std::move(allowlist);
-  if (absl::GetFlag(FLAGS_worker_lease_ttl_ms) < options.min_lease_ttl_ms) {
+      tw::EndpointAllowList::Parse(absl::StrJoin(workers.allowlist, ","));
+  if (!allowlist.ok()) {
     return absl::InvalidArgumentError(
-        "--worker_lease_ttl_ms must be at least 1000");
+        absl::StrCat(allowlist_origin,
+                     ": workers.allowlist: ", allowlist.status().message()));
   }
-  options.default_lease_ttl_ms = absl::GetFlag(FLAGS_worker_lease_ttl_ms);
+  options.allowlist = *std::move(allowlist);
+  options.default_lease_ttl_ms = workers.lease_ttl_ms;
   auto registry = std::make_unique<tw::ToolRegistry>(options, clock);
-  const std::string config = absl::GetFlag(FLAGS_workers_config);
+  const std::string& config = workers.static_file;
   if (!config.empty()) {
     auto text = ReadFile(config);
-    if (!text.ok()) return text.status();
-    assistants::v1::ListWorkersResponse workers;
-    auto parsed = google::protobuf::util::JsonStringToMessage(*text, &workers);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("workers.static_file: ", text.status().message()));
+    }
+    assistants::v1::ListWorkersResponse static_workers;
+    auto parsed =
+        google::protobuf::util::JsonStringToMessage(*text, &static_workers);
     if (!parsed.ok()) {
-      return absl::InvalidArgumentError("--workers_config " + config + ": " +
+      return absl::InvalidArgumentError("workers.static_file " + config + ": " +
                                         parsed.ToString());
     }
-    for (const assistants::v1::Worker& worker : workers.workers()) {
+    for (const assistants::v1::Worker& worker : static_workers.workers()) {
       if (absl::Status added = registry->AddStatic(worker); !added.ok()) {
-        return absl::InvalidArgumentError("--workers_config " + config +
+        return absl::InvalidArgumentError("workers.static_file " + config +
                                           ": worker " + worker.worker_id() +
                                           ": " + std::string(added.message()));
       }
@@ -156,17 +102,81 @@ MakeToolRegistry(const assistants::Clock* clock) {
   return registry;
 }
 
+// The upstream backends from the upstream.* keys: "openai" (Responses API)
+// and "openai-chat" (Chat Completions) on the OpenAI endpoint, plus "chat"
+// when upstream.chat.base_url names a compatible server.
+std::vector<assistants::upstream::BackendConfig> UpstreamBackends(
+    const GatewayConfig::Upstream& upstream) {
+  namespace up = assistants::upstream;
+  up::ProviderConfig base;
+  base.timeouts.connect =
+      std::chrono::milliseconds(upstream.connect_timeout_ms);
+  base.timeouts.first_byte =
+      std::chrono::milliseconds(upstream.first_byte_timeout_ms);
+  base.timeouts.idle = std::chrono::milliseconds(upstream.idle_timeout_ms);
+  base.timeouts.total = std::chrono::milliseconds(upstream.total_timeout_ms);
+  base.retry.max_attempts = static_cast<int>(upstream.max_attempts);
+
+  std::vector<up::BackendConfig> backends;
+  up::ProviderConfig openai = base;
+  openai.name = "openai";
+  openai.base_url = upstream.openai.base_url;
+  openai.api_key = upstream.openai.api_key;
+  openai.organization = upstream.openai.organization;
+  openai.project = upstream.openai.project;
+  backends.push_back({up::WireApi::kResponses, openai});
+  up::ProviderConfig openai_chat = openai;
+  openai_chat.name = "openai-chat";
+  backends.push_back({up::WireApi::kChatCompletions, openai_chat});
+  if (!upstream.chat.base_url.empty()) {
+    up::ProviderConfig chat = base;
+    chat.name = "chat";
+    chat.base_url = upstream.chat.base_url;
+    chat.api_key = upstream.chat.api_key;
+    backends.push_back({up::WireApi::kChatCompletions, chat});
+  }
+  return backends;
+}
+
+assistants::v1::ActiveRunPolicy ActiveRunPolicy(const std::string& name) {
+  if (name == "queue") return assistants::v1::ACTIVE_RUN_POLICY_QUEUE;
+  if (name == "interrupt") return assistants::v1::ACTIVE_RUN_POLICY_INTERRUPT;
+  return assistants::v1::ACTIVE_RUN_POLICY_REJECT;  // Validated by config.
+}
+
+int Fail(int code, absl::string_view message) {
+  assistants::Log(assistants::LogLevel::kError, message);
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Serves the Assistants API (assistants, threads, messages, runs) over "
-      "gRPC.\nUsage: assistants-gateway [--listen=HOST:PORT] [--db=PATH]");
+      "gRPC.\nUsage: assistants-gateway [--config=FILE] [--listen=HOST:PORT] "
+      "[--db=PATH] [--print_config]\nEvery configuration key is also an "
+      "environment variable and a flag; see README \"Configuration\".");
   absl::ParseCommandLine(argc, argv);
   // Debian's Abseil is built with Mutex deadlock detection on: every lock
   // taken while holding another walks a lock graph (1-2 % of the gateway's
   // CPU under load). The tests keep it on to catch lock-order inversions.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+
+  // Configuration errors are plain text: logging is not configured yet, and
+  // an operator reads them straight off the terminal or the pod's events.
+  absl::StatusOr<GatewayConfig> loaded =
+      assistants::config::LoadConfig(assistants::config::ProcessSources());
+  if (!loaded.ok()) {
+    std::cerr << "assistants-gateway: " << loaded.status().message() << "\n";
+    return kConfigError;
+  }
+  const GatewayConfig& config = *loaded;
+  if (absl::GetFlag(FLAGS_print_config)) {
+    std::cout << assistants::config::ConfigToJson(config) << std::endl;
+    return 0;
+  }
+  assistants::SetLogLevel(config.log.level);
 
   // Block the shutdown signals in every thread; one thread waits for them.
   sigset_t signals;
@@ -175,77 +185,52 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  const std::string db = absl::GetFlag(FLAGS_db);
+  const std::string& db = config.store.path;
   std::unique_ptr<assistants::Store> store;
   if (db == ":memory:") {
     store = std::make_unique<assistants::MemoryStore>();
   } else {
     auto sqlite = assistants::SqliteStore::Open(db);
     if (!sqlite.ok()) {
-      std::cerr << "assistants-gateway: cannot open database " << db << ": "
-                << sqlite.status().message() << "\n";
-      return 1;
+      return Fail(kStartError, absl::StrCat("cannot open database ", db, ": ",
+                                            sqlite.status().message()));
     }
     store = *std::move(sqlite);
   }
 
-  // Upstream backends (environment until the configuration file exists).
-  std::string default_upstream;
-  auto backends =
-      assistants::upstream::BackendsFromEnvironment(&default_upstream);
-  if (!backends.ok()) {
-    std::cerr << "assistants-gateway: " << backends.status().message() << "\n";
-    return 1;
-  }
   auto http = std::make_unique<assistants::upstream::CurlHttpClient>();
   auto providers = assistants::upstream::ProviderRegistry::Create(
-      *backends, default_upstream, http.get());
+      UpstreamBackends(config.upstream), config.upstream.default_backend,
+      http.get());
   if (!providers.ok()) {
-    std::cerr << "assistants-gateway: " << providers.status().message() << "\n";
-    return 1;
+    return Fail(kConfigError, providers.status().message());
   }
 
   assistants::runs::EngineOptions engine_options;
   engine_options.max_active_runs_per_project =
-      std::max(0, absl::GetFlag(FLAGS_max_active_runs_per_project));
+      static_cast<int>(config.limits.max_active_runs_per_project);
   engine_options.requires_action_timeout_ms =
-      int64_t{absl::GetFlag(FLAGS_requires_action_timeout_s)} * 1000;
+      config.runs.requires_action_timeout_s * 1000;
   engine_options.default_upstream = (*providers)->default_backend();
-  const std::string policy = absl::GetFlag(FLAGS_active_run_policy);
-  if (policy == "reject") {
-    engine_options.default_active_run_policy =
-        assistants::v1::ACTIVE_RUN_POLICY_REJECT;
-  } else if (policy == "queue") {
-    engine_options.default_active_run_policy =
-        assistants::v1::ACTIVE_RUN_POLICY_QUEUE;
-  } else if (policy == "interrupt") {
-    engine_options.default_active_run_policy =
-        assistants::v1::ACTIVE_RUN_POLICY_INTERRUPT;
-  } else {
-    std::cerr << "assistants-gateway: --active_run_policy must be reject, "
-                 "queue or interrupt, not \""
-              << policy << "\"\n";
-    return 1;
-  }
-  if (engine_options.requires_action_timeout_ms <= 0) {
-    std::cerr << "assistants-gateway: --requires_action_timeout_s must be "
-                 "positive\n";
-    return 1;
-  }
+  engine_options.default_active_run_policy =
+      ActiveRunPolicy(config.runs.active_run_policy);
 
   assistants::SystemClock clock;
   assistants::ThreadTimers timers(&clock);
   assistants::Executor engine_executor(
-      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_engine_threads))));
-  auto tool_registry = MakeToolRegistry(&clock);
+      static_cast<size_t>(config.runs.engine_threads));
+  auto origin = config.origins.find("workers.allowlist");
+  auto tool_registry = MakeToolRegistry(
+      config.workers,
+      origin == config.origins.end() ? "default" : origin->second, &clock);
   if (!tool_registry.ok()) {
     std::cerr << "assistants-gateway: " << tool_registry.status().message()
               << "\n";
-    return 1;
+    return kConfigError;
   }
   assistants::tool_workers::GrpcWorkerTransport worker_transport(&clock);
   assistants::tool_workers::DispatcherOptions dispatcher_options;
-  dispatcher_options.no_worker_wait_ms = absl::GetFlag(FLAGS_worker_wait_ms);
+  dispatcher_options.no_worker_wait_ms = config.workers.wait_ms;
   assistants::tool_workers::WorkerDispatcher dispatcher(
       tool_registry->get(), &worker_transport, &clock, &timers,
       dispatcher_options);
@@ -255,61 +240,57 @@ int main(int argc, char** argv) {
       [registry](absl::string_view name) { return registry->Resolve(name); },
       &dispatcher, &clock, &timers, &engine_executor, engine_options);
   if (absl::Status recovered = engine->Recover(); !recovered.ok()) {
-    std::cerr << "assistants-gateway: cannot resume runs: "
-              << recovered.message() << "\n";
-    return 1;
+    return Fail(kStartError,
+                absl::StrCat("cannot resume runs: ", recovered.message()));
   }
 
   assistants::ServerOptions options;
-  options.listen = absl::GetFlag(FLAGS_listen);
+  options.listen = config.listen;
+  options.streams.heartbeat_ms = static_cast<int>(config.streams.heartbeat_ms);
   std::unique_ptr<assistants::auth::ApiKeys> api_keys;
-  if (const std::string path = absl::GetFlag(FLAGS_api_keys_file);
-      !path.empty()) {
-    auto loaded = assistants::auth::ApiKeys::LoadFile(path);
-    if (!loaded.ok()) {
-      std::cerr << "assistants-gateway: " << loaded.status().message() << "\n";
-      return 1;
-    }
+  if (!config.auth.api_keys_file.empty()) {
+    auto loaded = assistants::auth::ApiKeys::LoadFile(config.auth.api_keys_file);
+    if (!loaded.ok()) return Fail(kConfigError, loaded.status().message());
     api_keys = std::make_unique<assistants::auth::ApiKeys>(*std::move(loaded));
     options.admission.api_keys = api_keys.get();
   } else {
-    std::cerr << "assistants-gateway: no API keys file: authentication is "
-                 "off, every caller acts for project \"default\""
-              << std::endl;
+    assistants::Log(assistants::LogLevel::kWarning,
+                    "no API keys file: authentication is off, every caller "
+                    "acts for project \"default\"");
   }
   std::unique_ptr<assistants::auth::RateLimiter> rate_limiter;
-  if (const double rate = absl::GetFlag(FLAGS_requests_per_second_per_key);
+  if (const double rate = config.limits.requests_per_second_per_key;
       rate > 0) {
-    const double burst = absl::GetFlag(FLAGS_burst_per_key);
+    const double burst = static_cast<double>(config.limits.burst_per_key);
     rate_limiter = std::make_unique<assistants::auth::RateLimiter>(
         rate, burst >= 1 ? burst : std::max(1.0, rate), &clock);
     options.admission.rate_limiter = rate_limiter.get();
   }
   options.admission.max_request_bytes =
-      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_max_message_bytes)));
+      static_cast<size_t>(config.limits.max_message_bytes);
   options.admission.max_streams_per_project =
-      std::max(0, absl::GetFlag(FLAGS_max_streams_per_project));
-  options.streams.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+      static_cast<int>(config.limits.max_streams_per_project);
   options.tool_registry = tool_registry->get();
   auto server = assistants::GatewayServer::Start(options, store.get(), &clock,
                                                  engine.get(), &timers);
-  if (!server.ok()) {
-    std::cerr << "assistants-gateway: " << server.status().message() << "\n";
-    return 1;
-  }
-  std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  std::cerr << "assistants-gateway listening on " << host << ":"
-            << (*server)->port()
-            << " (store: " << (db == ":memory:" ? "memory" : "sqlite " + db)
-            << ")" << std::endl;
+  if (!server.ok()) return Fail(kStartError, server.status().message());
+  // Tooling (tests, scripts, bench) waits for this text in the msg: keep it
+  // verbatim, with a space after the address, and log it at any level.
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  const std::string address = absl::StrCat(host, ":", (*server)->port());
+  assistants::LogAlways(
+      absl::StrCat("assistants-gateway listening on ", address, " (store: ",
+                   db == ":memory:" ? "memory" : "sqlite " + db, ")"),
+      {{"listen", address},
+       {"store", db == ":memory:" ? "memory" : "sqlite"},
+       {"log_level", assistants::LogLevelName(config.log.level)}});
 
   std::thread signal_waiter([&] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);
-    std::cerr << "assistants-gateway: signal " << signal_number
-              << ", shutting down" << std::endl;
-    (*server)->Shutdown(
-        std::chrono::milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms)));
+    assistants::Log(assistants::LogLevel::kInfo, "shutting down",
+                    {{"signal", signal_number}});
+    (*server)->Shutdown(std::chrono::milliseconds(config.shutdown.grace_ms));
   });
   (*server)->Wait();
   signal_waiter.join();
@@ -319,6 +300,6 @@ int main(int argc, char** argv) {
   server->reset();
   engine.reset();
   http.reset();
-  std::cerr << "assistants-gateway: stopped" << std::endl;
+  assistants::Log(assistants::LogLevel::kInfo, "stopped");
   return 0;
 }

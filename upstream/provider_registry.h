@@ -1,5 +1,7 @@
 // The configured upstream backends by name, and the one that serves an
-// assistant: its `upstream` field when set, else the gateway's default.
+// assistant: its `upstream` field when set, else the gateway's default. The
+// backends themselves come from the gateway's configuration (upstream.* keys,
+// service/config/config.h).
 #ifndef UPSTREAM_PROVIDER_REGISTRY_H_
 #define UPSTREAM_PROVIDER_REGISTRY_H_
 
@@ -47,19 +49,6 @@ class ProviderRegistry {
   std::map<std::string, std::unique_ptr<Provider>, std::less<>> providers_;
   std::string default_backend_;
 };
-
-// Backends from the environment (the gateway's configuration file arrives
-// later and will override these):
-//   OPENAI_API_KEY / OPENAI_API_KEY_FILE, OPENAI_BASE_URL (default
-//   https://api.openai.com/v1), OPENAI_ORGANIZATION, OPENAI_PROJECT configure
-//   backend "openai" (Responses API) and "openai-chat" (Chat Completions on
-//   the same endpoint);
-//   CHAT_COMPLETIONS_BASE_URL (+ CHAT_COMPLETIONS_API_KEY) adds backend
-//   "chat" for any compatible server (vLLM, Ollama, LiteLLM, ...);
-//   ASSISTANTS_DEFAULT_UPSTREAM picks the default (else "openai").
-// A key file that cannot be read is an error naming the variable.
-absl::StatusOr<std::vector<BackendConfig>> BackendsFromEnvironment(
-    std::string* default_backend);
 
 }  // namespace assistants::upstream
 

@@ -2,16 +2,40 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "service/api/access_log.h"
 #include "service/api/channel_args.h"
 #include "service/common/errors.h"
 
 namespace assistants {
+namespace {
+
+// gRPC owns the factories it is given; this one lends it a shared factory.
+class SharedInterceptorFactory
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit SharedInterceptorFactory(
+      std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+          factory)
+      : factory_(std::move(factory)) {}
+
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return factory_->CreateServerInterceptor(info);
+  }
+
+ private:
+  std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+      factory_;
+};
+
+}  // namespace
 
 GatewayServer::GatewayServer(const ServerOptions& options, Store* store,
                              const Clock* clock, runs::RunEngine* engine,
@@ -59,6 +83,15 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   builder.RegisterService(&gateway->message_service_);
   builder.RegisterService(&gateway->run_service_);
   builder.RegisterService(&gateway->tool_registry_service_);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<SharedInterceptorFactory>(
+      MakeAccessLogInterceptorFactory()));
+  for (const auto& factory : options.interceptors) {
+    interceptors.push_back(std::make_unique<SharedInterceptorFactory>(factory));
+  }
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   gateway->server_ = builder.BuildAndStart();
   if (gateway->server_ == nullptr || gateway->port_ == 0) {
     return MakeError(absl::StatusCode::kUnavailable, "LISTEN_FAILED",

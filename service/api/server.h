@@ -6,9 +6,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "service/api/services.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
@@ -30,6 +32,12 @@ struct ServerOptions {
   // Authentication, rate and size limits (see admission.h); the defaults
   // admit everyone as the default project.
   AdmissionOptions admission;
+  // Server interceptors (one concern each: metrics, auth, ...), run in this
+  // order after the built-in access log (access_log.h). Shared so the
+  // options stay copyable; gRPC gets a forwarding factory for each.
+  std::vector<
+      std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
 };
 
 class GatewayServer {

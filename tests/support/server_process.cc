@@ -283,7 +283,8 @@ std::string DescribeWaitStatus(int status) {
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv,
-                         std::chrono::milliseconds timeout) {
+                         std::chrono::milliseconds timeout,
+                         const std::vector<std::string>& env) {
   CommandResult result;
   int out_pipe[2];
   int err_pipe[2];
@@ -298,7 +299,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
     return result;
   }
   std::string error;
-  const pid_t pid = Spawn(argv, out_pipe[1], err_pipe[1], &error);
+  const pid_t pid = Spawn(argv, out_pipe[1], err_pipe[1], &error, env);
   close(out_pipe[1]);
   close(err_pipe[1]);
   if (pid < 0) {

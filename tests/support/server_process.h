@@ -121,10 +121,12 @@ struct CommandResult {
 
 // Runs `argv` (argv[0] is the program path) to completion with stdin from
 // /dev/null and returns its exit code and output. The command is killed if it
-// runs longer than `timeout`.
+// runs longer than `timeout`. `env` entries ("NAME=VALUE") replace or add
+// variables of the environment passed down, as in ServerProcess::set_env.
 CommandResult RunCommand(
     const std::vector<std::string>& argv,
-    std::chrono::milliseconds timeout = std::chrono::seconds(60));
+    std::chrono::milliseconds timeout = std::chrono::seconds(60),
+    const std::vector<std::string>& env = {});
 
 }  // namespace assistants::test_support
 

@@ -1,0 +1,289 @@
+// End to end: the real assistants-gateway binary with bad configuration
+// files, environment variables and flags (each must exit 2 with a message
+// naming the key and its source), --print_config, and a good configuration
+// file that starts, serves and writes JSON log lines with request ids.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "assistants/v1/assistant.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "nlohmann/json.hpp"
+#include "tests/e2e/e2e_helpers.h"
+#include "tests/support/server_process.h"
+
+namespace assistants::test_support {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Variables of the developer's or CI's environment that would change the
+// outcome; empty means unset to the gateway.
+std::vector<std::string> CleanEnvironment(std::vector<std::string> extra) {
+  std::vector<std::string> env = {"ASSISTANTS_CONFIG=",
+                                  "ASSISTANTS_LOG_LEVEL=",
+                                  "ASSISTANTS_ACTIVE_RUN_POLICY=",
+                                  "ASSISTANTS_ENGINE_THREADS=",
+                                  "ASSISTANTS_TLS_CERT_FILE=",
+                                  "ASSISTANTS_TLS_KEY_FILE=",
+                                  "ASSISTANTS_WORKER_ALLOWLIST=",
+                                  "ASSISTANTS_DEFAULT_UPSTREAM=",
+                                  "OPENAI_API_KEY=",
+                                  "OPENAI_API_KEY_FILE="};
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+std::string WriteFile(const TempDir& dir, const std::string& name,
+                      const std::string& contents) {
+  const std::string path = dir.path() + "/" + name;
+  std::ofstream(path) << contents;
+  return path;
+}
+
+struct BadStart {
+  const char* name;
+  const char* file;  // Written to $DIR/gateway.json and passed with --config.
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  // Expected on stderr after "assistants-gateway: "; $DIR is the scratch
+  // directory.
+  const char* message;
+};
+
+void PrintTo(const BadStart& c, std::ostream* os) { *os << c.name; }
+
+class BadConfigE2eTest : public ::testing::TestWithParam<BadStart> {};
+
+std::string Expand(std::string text, const std::string& dir) {
+  for (size_t at = text.find("$DIR"); at != std::string::npos;
+       at = text.find("$DIR", at + dir.size())) {
+    text.replace(at, 4, dir);
+  }
+  return text;
+}
+
+TEST_P(BadConfigE2eTest, ExitsWithCode2AndNamesTheKey) {
+  const BadStart& c = GetParam();
+  TempDir dir;
+  WriteFile(dir, "cert.pem", "-----BEGIN CERTIFICATE-----\n");
+  std::vector<std::string> argv = {GatewayBinary(), "--listen=127.0.0.1:0",
+                                   "--db=:memory:"};
+  if (c.file != nullptr) {
+    argv.push_back("--config=" + WriteFile(dir, "gateway.json", c.file));
+  }
+  for (const std::string& arg : c.args) argv.push_back(Expand(arg, dir.path()));
+  std::vector<std::string> env;
+  for (const std::string& entry : c.env) {
+    env.push_back(Expand(entry, dir.path()));
+  }
+  const CommandResult result = RunCommand(argv, std::chrono::seconds(60),
+                                          CleanEnvironment(std::move(env)));
+  EXPECT_EQ(result.exit_code, 2) << result.stderr_text;
+  EXPECT_THAT(result.stderr_text, HasSubstr("assistants-gateway: " +
+                                            Expand(c.message, dir.path())));
+  EXPECT_THAT(result.stderr_text, Not(HasSubstr("listening on")));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BadConfigE2eTest,
+    ::testing::Values(
+        BadStart{"FileOutOfRange",
+                 R"({"limits": {"max_message_bytes": 10}})",
+                 {},
+                 {},
+                 "config $DIR/gateway.json: limits.max_message_bytes: must be "
+                 "between 1024 and 67108864, got 10\n"},
+        BadStart{"FileUnknownKey",
+                 R"({"streams": {"heartbeat": 100}})",
+                 {},
+                 {},
+                 "config $DIR/gateway.json: streams.heartbeat: unknown key "
+                 "(did you mean \"streams.heartbeat_ms\"?)\n"},
+        BadStart{"FileWrongType",
+                 R"({"runs": {"engine_threads": "four"}})",
+                 {},
+                 {},
+                 "config $DIR/gateway.json: runs.engine_threads: must be an "
+                 "integer, got a string (\"four\")\n"},
+        BadStart{"FileNotJson",
+                 "listen: 127.0.0.1:0\n",
+                 {},
+                 {},
+                 "config $DIR/gateway.json: not valid JSON: "},
+        BadStart{"MissingFileByFlag",
+                 nullptr,
+                 {"--config=$DIR/missing.json"},
+                 {},
+                 "config $DIR/missing.json: cannot read the file (named by "
+                 "flag --config): "},
+        BadStart{"MissingFileByEnv",
+                 nullptr,
+                 {},
+                 {"ASSISTANTS_CONFIG=$DIR/missing.json"},
+                 "config $DIR/missing.json: cannot read the file (named by env "
+                 "ASSISTANTS_CONFIG): "},
+        BadStart{"EnvBadEnum",
+                 nullptr,
+                 {},
+                 {"ASSISTANTS_ACTIVE_RUN_POLICY=fifo"},
+                 "env ASSISTANTS_ACTIVE_RUN_POLICY: runs.active_run_policy: "
+                 "must be one of reject, queue, interrupt, got \"fifo\"\n"},
+        BadStart{"EnvBadLevel",
+                 nullptr,
+                 {},
+                 {"ASSISTANTS_LOG_LEVEL=trace"},
+                 "env ASSISTANTS_LOG_LEVEL: log.level: must be one of debug, "
+                 "info, warning, error, got \"trace\"\n"},
+        BadStart{"FlagOutOfRange",
+                 nullptr,
+                 {"--engine_threads=0"},
+                 {},
+                 "flag --engine_threads: runs.engine_threads: must be between "
+                 "1 and 256, got 0\n"},
+        BadStart{"FlagNotANumber",
+                 nullptr,
+                 {"--requires_action_timeout_s=ten"},
+                 {},
+                 "flag --requires_action_timeout_s: "
+                 "runs.requires_action_timeout_s: must be an integer, got "
+                 "\"ten\"\n"},
+        BadStart{"FlagCertWithoutKey",
+                 nullptr,
+                 {"--tls_cert_file=$DIR/cert.pem"},
+                 {},
+                 "flag --tls_cert_file: tls.cert_file: is set but "
+                 "tls.key_file is not (a certificate needs its private key)\n"},
+        BadStart{"FlagUnreadableTokenFile",
+                 nullptr,
+                 {"--worker_token_file=$DIR/no-token"},
+                 {},
+                 "flag --worker_token_file: workers.token_file: cannot read "
+                 "\"$DIR/no-token\": No such file or directory\n"},
+        BadStart{"EnvBadAllowList",
+                 nullptr,
+                 {},
+                 {"ASSISTANTS_WORKER_ALLOWLIST=10.0.0.0/99"},
+                 "env ASSISTANTS_WORKER_ALLOWLIST: workers.allowlist: worker "
+                 "endpoint allow-list: \"10.0.0.0/99\" is not an IPv4 block "
+                 "such as 10.0.0.0/8\n"},
+        BadStart{"FlagBeatsFileButBadFileStillFails",
+                 R"({"shutdown": {"grace_ms": -1}})",
+                 {"--shutdown_grace_ms=100"},
+                 {},
+                 "config $DIR/gateway.json: shutdown.grace_ms: must be between "
+                 "0 and 3600000, got -1\n"}),
+    [](const ::testing::TestParamInfo<BadStart>& info) {
+      return std::string(info.param.name);
+    });
+
+TEST(ConfigE2eTest, PrintConfigShowsEffectiveValuesWithSecretsRedacted) {
+  TempDir dir;
+  const std::string file = WriteFile(
+      dir, "gateway.json",
+      R"({"streams": {"heartbeat_ms": 500}, "log": {"level": "warning"}})");
+  const CommandResult result =
+      RunCommand({GatewayBinary(), "--config=" + file, "--heartbeat_ms=700",
+                  "--print_config"},
+                 std::chrono::seconds(60),
+                 CleanEnvironment({"OPENAI_API_KEY=sk-e2e-secret",
+                                   "ASSISTANTS_MAX_STREAMS_PER_PROJECT=9"}));
+  ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
+  EXPECT_THAT(result.stdout_text, Not(HasSubstr("sk-e2e-secret")));
+  const auto printed = nlohmann::json::parse(result.stdout_text);
+  EXPECT_EQ(printed["streams"]["heartbeat_ms"], 700);
+  EXPECT_EQ(printed["log"]["level"], "warning");
+  EXPECT_EQ(printed["limits"]["max_streams_per_project"], 9);
+  EXPECT_EQ(printed["upstream"]["openai"]["api_key"], "<redacted>");
+  EXPECT_EQ(printed["listen"], "127.0.0.1:50051");
+}
+
+TEST(ConfigE2eTest, GoodConfigFileServesAndLogsJsonWithRequestIds) {
+  TempDir dir;
+  const std::string file = WriteFile(dir, "gateway.json", R"({
+    "store": {"path": ":memory:"},
+    "log": {"level": "debug"},
+    "runs": {"engine_threads": 2, "active_run_policy": "queue"},
+    "limits": {"max_message_bytes": 1048576}
+  })");
+  ServerProcess gateway;
+  gateway.set_env(CleanEnvironment({}));
+  std::string error;
+  ASSERT_TRUE(gateway.Start(GatewayBinary(), {"--config=" + file}, &error))
+      << error;
+  {
+    // Clients go away before the gateway stops: an open connection would
+    // hold its graceful shutdown for the whole grace period.
+    auto channel = gateway.Connect();
+    ASSERT_NE(channel, nullptr);
+    auto stub = v1::AssistantService::NewStub(channel);
+
+    v1::GetAssistantRequest request;
+    request.set_assistant_id("asst_doesnotexist");
+    v1::GetAssistantResponse response;
+    grpc::ClientContext context;
+    context.AddMetadata("x-request-id", "req-e2e-42");
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+    const grpc::Status status =
+        stub->GetAssistant(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND)
+        << status.error_message();
+    // A response without a message travels as trailers only: the echoed id
+    // then arrives with the trailing metadata.
+    std::string echoed;
+    for (const auto* metadata : {&context.GetServerInitialMetadata(),
+                                 &context.GetServerTrailingMetadata()}) {
+      auto it = metadata->find("x-request-id");
+      if (it != metadata->end()) {
+        echoed = std::string(it->second.data(), it->second.size());
+      }
+    }
+    EXPECT_EQ(echoed, "req-e2e-42");
+
+    // A call without an id gets a generated one.
+    grpc::ClientContext anonymous;
+    anonymous.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(10));
+    v1::ListAssistantsRequest list;
+    v1::ListAssistantsResponse listed;
+    ASSERT_TRUE(stub->ListAssistants(&anonymous, list, &listed).ok());
+    auto generated = anonymous.GetServerInitialMetadata().find("x-request-id");
+    ASSERT_NE(generated, anonymous.GetServerInitialMetadata().end());
+    EXPECT_THAT(std::string(generated->second.data(), generated->second.size()),
+                ::testing::StartsWith("req_"));
+  }
+  ASSERT_EQ(gateway.Stop(), 0) << gateway.captured_stderr();
+  bool saw_listening = false;
+  bool saw_rpc = false;
+  std::istringstream lines(gateway.captured_stderr());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') continue;    // gRPC's own output.
+    const auto entry = nlohmann::json::parse(line);  // Every line is JSON.
+    ASSERT_TRUE(entry.contains("ts") && entry.contains("level") &&
+                entry.contains("msg"))
+        << line;
+    const std::string msg = entry["msg"];
+    saw_listening = saw_listening || msg.find(
+                                         "assistants-gateway listening on "
+                                         "127.0.0.1:") == 0;
+    if (msg == "rpc" &&
+        entry["method"] == "/assistants.v1.AssistantService/GetAssistant") {
+      saw_rpc = true;
+      EXPECT_EQ(entry["level"], "debug");
+      EXPECT_EQ(entry["code"], "NOT_FOUND");
+      EXPECT_EQ(entry["request_id"], "req-e2e-42");
+      EXPECT_TRUE(entry["duration_ms"].is_number());
+    }
+  }
+  EXPECT_TRUE(saw_listening) << gateway.captured_stderr();
+  EXPECT_TRUE(saw_rpc) << gateway.captured_stderr();
+}
+
+}  // namespace
+}  // namespace assistants::test_support
