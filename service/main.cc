@@ -249,7 +249,8 @@ int main(int argc, char** argv) {
   options.streams.heartbeat_ms = static_cast<int>(config.streams.heartbeat_ms);
   std::unique_ptr<assistants::auth::ApiKeys> api_keys;
   if (!config.auth.api_keys_file.empty()) {
-    auto loaded = assistants::auth::ApiKeys::LoadFile(config.auth.api_keys_file);
+    auto loaded =
+        assistants::auth::ApiKeys::LoadFile(config.auth.api_keys_file);
     if (!loaded.ok()) return Fail(kConfigError, loaded.status().message());
     api_keys = std::make_unique<assistants::auth::ApiKeys>(*std::move(loaded));
     options.admission.api_keys = api_keys.get();
@@ -259,8 +260,7 @@ int main(int argc, char** argv) {
                     "acts for project \"default\"");
   }
   std::unique_ptr<assistants::auth::RateLimiter> rate_limiter;
-  if (const double rate = config.limits.requests_per_second_per_key;
-      rate > 0) {
+  if (const double rate = config.limits.requests_per_second_per_key; rate > 0) {
     const double burst = static_cast<double>(config.limits.burst_per_key);
     rate_limiter = std::make_unique<assistants::auth::RateLimiter>(
         rate, burst >= 1 ? burst : std::max(1.0, rate), &clock);
@@ -270,6 +270,7 @@ int main(int argc, char** argv) {
       static_cast<size_t>(config.limits.max_message_bytes);
   options.admission.max_streams_per_project =
       static_cast<int>(config.limits.max_streams_per_project);
+  options.admission.open_methods = config.auth.open_methods;
   options.tool_registry = tool_registry->get();
   auto server = assistants::GatewayServer::Start(options, store.get(), &clock,
                                                  engine.get(), &timers);

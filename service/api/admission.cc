@@ -35,12 +35,19 @@ std::optional<absl::string_view> BearerCredential(
 }
 
 absl::StatusOr<auth::Principal> Admission::Authenticate(
-    const grpc::ServerContextBase& context) {
+    const grpc::ServerContextBase& context, absl::string_view method) {
   auth::Principal caller;
-  if (options_.api_keys == nullptr) {
+  const bool has_key = context.client_metadata().count("authorization") > 0;
+  auto open = [&] {
+    for (const std::string& prefix : options_.open_methods) {
+      if (absl::StartsWith(method, prefix)) return true;
+    }
+    return false;
+  };
+  if (options_.api_keys == nullptr || (!has_key && open())) {
     caller.project = kDefaultProject;
   } else {
-    if (context.client_metadata().count("authorization") == 0) {
+    if (!has_key) {
       return Unauthenticated("API_KEY_MISSING",
                              "This gateway requires an API key: send metadata "
                              "`authorization: Bearer <key>`");

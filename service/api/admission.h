@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -40,6 +41,11 @@ struct AdmissionOptions {
   size_t max_request_bytes = 0;
   // Open RunEvents streams per project; 0 = no limit.
   int max_streams_per_project = 0;
+  // Full method names ("/assistants.v1.ToolRegistryService/ListTools") or
+  // prefixes of them ("/assistants.v1.ToolRegistryService/") served
+  // without a key; such callers act for kDefaultProject. Health and
+  // reflection never pass admission: they are always open.
+  std::vector<std::string> open_methods;
 };
 
 class Admission {
@@ -48,12 +54,14 @@ class Admission {
   Admission(const AdmissionOptions& options, Tenancy* tenancy)
       : options_(options), tenancy_(tenancy) {}
 
-  // The caller, from the call's `authorization` metadata, after taking a
-  // token from its key's rate limit. UNAUTHENTICATED (API_KEY_MISSING,
-  // API_KEY_MALFORMED, API_KEY_INVALID; metadata field "authorization");
-  // RESOURCE_EXHAUSTED (RATE_LIMITED, with RetryInfo). Never blocks.
+  // The caller of `method` ("/package.Service/Method"), from the call's
+  // `authorization` metadata, after taking a token from its key's rate
+  // limit; an open method's caller without a key is kDefaultProject.
+  // UNAUTHENTICATED (API_KEY_MISSING, API_KEY_MALFORMED, API_KEY_INVALID;
+  // metadata field "authorization"); RESOURCE_EXHAUSTED (RATE_LIMITED, with
+  // RetryInfo). Never blocks.
   absl::StatusOr<auth::Principal> Authenticate(
-      const grpc::ServerContextBase& context);
+      const grpc::ServerContextBase& context, absl::string_view method);
   // The request checks: RESOURCE_EXHAUSTED (REQUEST_TOO_LARGE, field
   // "request"), NOT_FOUND for another project's objects. May block on the
   // store.

@@ -1,10 +1,23 @@
 // Handlers of AssistantService, ThreadService, MessageService and
 // RunService: each forwards its request to the core (or run engine) method
 // of the same name.
+#include <string>
+
+#include "absl/strings/str_cat.h"
 #include "service/api/services.h"
 #include "service/api/unary.h"
 
 namespace assistants {
+namespace {
+
+// "/package.Service/Method": what admission matches open methods against.
+// Made once per handler and never freed (a function-local static).
+const std::string* MethodPath(absl::string_view service,
+                              absl::string_view method) {
+  return new std::string(absl::StrCat("/", service, "/", method));
+}
+
+}  // namespace
 
 // Defines Service::Method as "admit the call, then run Target->Method on
 // the executor" (Target is resources_ or engine_). Creates and lists act
@@ -15,19 +28,23 @@ namespace assistants {
   grpc::ServerUnaryReactor* Service::Method(                                \
       grpc::CallbackServerContext* context,                                 \
       const v1::Method##Request* request, v1::Method##Response* response) { \
-    return HandleUnary(context, executor_, admission_, request, response,   \
-                       [this, request](const auth::Principal&) {            \
+    static const std::string* const kPath =                                 \
+        MethodPath(Proto::service_full_name(), #Method);                    \
+    return HandleUnary(context, *kPath, executor_, admission_, request,     \
+                       response, [this, request](const auth::Principal&) {  \
                          return Target->Method(*request);                   \
                        });                                                  \
   }
-#define FORWARD_IN_PROJECT(Service, Target, Method)                         \
-  grpc::ServerUnaryReactor* Service::Method(                                \
-      grpc::CallbackServerContext* context,                                 \
-      const v1::Method##Request* request, v1::Method##Response* response) { \
-    return HandleUnary(context, executor_, admission_, request, response,   \
-                       [this, request](const auth::Principal& caller) {     \
-                         return Target->Method(caller.project, *request);   \
-                       });                                                  \
+#define FORWARD_IN_PROJECT(Service, Target, Method)                          \
+  grpc::ServerUnaryReactor* Service::Method(                                 \
+      grpc::CallbackServerContext* context,                                  \
+      const v1::Method##Request* request, v1::Method##Response* response) {  \
+    static const std::string* const kPath =                                  \
+        MethodPath(Proto::service_full_name(), #Method);                     \
+    return HandleUnary(context, *kPath, executor_, admission_, request,      \
+                       response, [this, request](const auth::Principal& c) { \
+                         return Target->Method(c.project, *request);         \
+                       });                                                   \
   }
 
 FORWARD_IN_PROJECT(AssistantServiceImpl, resources_, CreateAssistant)

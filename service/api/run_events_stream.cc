@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "service/api/status_mapping.h"
 #include "service/common/errors.h"
 #include "service/runs/event_hub.h"
@@ -95,7 +96,10 @@ class RunEventsStream final
       FinishLocked(DrainingStatus());
       return;
     }
-    absl::StatusOr<auth::Principal> caller = admission_->Authenticate(*context);
+    static const std::string* const kMethod = new std::string(
+        absl::StrCat("/", v1::RunService::service_full_name(), "/RunEvents"));
+    absl::StatusOr<auth::Principal> caller =
+        admission_->Authenticate(*context, *kMethod);
     absl::Status admitted = caller.status();
     if (admitted.ok()) admitted = admission_->AcquireStream(caller->project);
     if (!admitted.ok()) {

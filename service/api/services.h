@@ -22,6 +22,8 @@ namespace assistants {
 class AssistantServiceImpl final
     : public v1::AssistantService::CallbackService {
  public:
+  using Proto = v1::AssistantService;
+
   AssistantServiceImpl(Resources* resources, Executor* executor,
                        Admission* admission)
       : resources_(resources), executor_(executor), admission_(admission) {}
@@ -55,6 +57,8 @@ class AssistantServiceImpl final
 
 class ThreadServiceImpl final : public v1::ThreadService::CallbackService {
  public:
+  using Proto = v1::ThreadService;
+
   ThreadServiceImpl(Resources* resources, Executor* executor,
                     Admission* admission)
       : resources_(resources), executor_(executor), admission_(admission) {}
@@ -83,6 +87,8 @@ class ThreadServiceImpl final : public v1::ThreadService::CallbackService {
 
 class MessageServiceImpl final : public v1::MessageService::CallbackService {
  public:
+  using Proto = v1::MessageService;
+
   MessageServiceImpl(Resources* resources, Executor* executor,
                      Admission* admission)
       : resources_(resources), executor_(executor), admission_(admission) {}
@@ -117,6 +123,8 @@ class MessageServiceImpl final : public v1::MessageService::CallbackService {
 // RunService over the run engine; RunEvents is a RunEventsStream.
 class RunServiceImpl final : public v1::RunService::CallbackService {
  public:
+  using Proto = v1::RunService;
+
   RunServiceImpl(runs::RunEngine* engine, Executor* executor, Timers* timers,
                  const Clock* clock, Admission* admission,
                  StreamOptions stream_options)
@@ -181,6 +189,8 @@ class RunServiceImpl final : public v1::RunService::CallbackService {
 class ToolRegistryServiceImpl final
     : public v1::ToolRegistryService::CallbackService {
  public:
+  using Proto = v1::ToolRegistryService;
+
   // Workers authenticate with the registry's token; ListTools and
   // ListWorkers, which callers use, pass `admission`'s authentication.
   ToolRegistryServiceImpl(tool_workers::ToolRegistry* registry,

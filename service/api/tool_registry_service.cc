@@ -1,6 +1,7 @@
 // ToolRegistryService: the registration token comes from the
 // `authorization: Bearer <token>` metadata; everything else is the
 // registry's.
+#include "absl/strings/str_cat.h"
 #include "service/api/services.h"
 #include "service/api/status_mapping.h"
 
@@ -53,7 +54,10 @@ grpc::ServerUnaryReactor* ToolRegistryServiceImpl::UnregisterWorker(
 grpc::ServerUnaryReactor* ToolRegistryServiceImpl::ListTools(
     grpc::CallbackServerContext* context, const v1::ListToolsRequest*,
     v1::ListToolsResponse* response) {
-  if (absl::Status admitted = admission_->Authenticate(*context).status();
+  static const std::string* const kMethod = new std::string(
+      absl::StrCat("/", Proto::service_full_name(), "/ListTools"));
+  if (absl::Status admitted =
+          admission_->Authenticate(*context, *kMethod).status();
       !admitted.ok()) {
     return Answer(context, absl::StatusOr<v1::ListToolsResponse>(admitted),
                   response);
@@ -66,7 +70,10 @@ grpc::ServerUnaryReactor* ToolRegistryServiceImpl::ListTools(
 grpc::ServerUnaryReactor* ToolRegistryServiceImpl::ListWorkers(
     grpc::CallbackServerContext* context, const v1::ListWorkersRequest*,
     v1::ListWorkersResponse* response) {
-  if (absl::Status admitted = admission_->Authenticate(*context).status();
+  static const std::string* const kMethod = new std::string(
+      absl::StrCat("/", Proto::service_full_name(), "/ListWorkers"));
+  if (absl::Status admitted =
+          admission_->Authenticate(*context, *kMethod).status();
       !admitted.ok()) {
     return Answer(context, absl::StatusOr<v1::ListWorkersResponse>(admitted),
                   response);

@@ -18,17 +18,19 @@
 
 namespace assistants {
 
-// Admits the call (authentication and rate limit on the callback thread,
-// where a refusal costs no hop; the request checks on the executor), then
-// runs `call(caller)` (returning absl::StatusOr<Response>) on `executor` and
-// answers the RPC with its result moved into `response`.
+// Admits the call of `method` (authentication and rate limit on the
+// callback thread, where a refusal costs no hop; the request checks on the
+// executor), then runs `call(caller)` (returning absl::StatusOr<Response>)
+// on `executor` and answers the RPC with its result moved into `response`.
 template <typename Request, typename Response, typename Call>
 grpc::ServerUnaryReactor* HandleUnary(grpc::CallbackServerContext* context,
+                                      absl::string_view method,
                                       Executor* executor, Admission* admission,
                                       const Request* request,
                                       Response* response, Call call) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<auth::Principal> caller = admission->Authenticate(*context);
+  absl::StatusOr<auth::Principal> caller =
+      admission->Authenticate(*context, method);
   if (!caller.ok()) {
     reactor->Finish(ToGrpcStatus(caller.status()));
     return reactor;

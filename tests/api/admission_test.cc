@@ -490,6 +490,43 @@ TEST_F(AdmissionTest, EveryUnauthenticatedReason) {
               }).ok());
 }
 
+TEST_F(AdmissionTest, OpenMethodsNeedNoKey) {
+  AdmissionOptions options;
+  options.open_methods = {"/assistants.v1.ToolRegistryService/",
+                          "/assistants.v1.AssistantService/ListAssistants"};
+  Start(options);
+  EXPECT_TRUE(As("", [&](grpc::ClientContext* c) {
+                v1::ListWorkersResponse out;
+                return registry_->ListWorkers(c, {}, &out);
+              }).ok());
+  // A keyless caller of an open method is the default project: it does not
+  // see project A's assistants.
+  v1::CreateAssistantRequest create;
+  create.set_model("gpt-4o");
+  v1::CreateAssistantResponse created;
+  ASSERT_TRUE(As(kKeyA, [&](grpc::ClientContext* c) {
+                return assistants_->CreateAssistant(c, create, &created);
+              }).ok());
+  v1::ListAssistantsResponse list;
+  ASSERT_TRUE(As("", [&](grpc::ClientContext* c) {
+                return assistants_->ListAssistants(c, {}, &list);
+              }).ok());
+  EXPECT_EQ(list.data_size(), 0);
+  // A key on an open method still counts: A sees its own.
+  ASSERT_TRUE(As(kKeyA, [&](grpc::ClientContext* c) {
+                return assistants_->ListAssistants(c, {}, &list);
+              }).ok());
+  EXPECT_EQ(list.data_size(), 1);
+  // Methods not listed still need a key; an exact name opens only itself.
+  EXPECT_EQ(Decode(As("",
+                      [&](grpc::ClientContext* c) {
+                        return assistants_->CreateAssistant(c, create,
+                                                            &created);
+                      }))
+                .reason,
+            "API_KEY_MISSING");
+}
+
 // Health stays open without a key (probes carry none). No generated health
 // stubs: grpc.health.v1.Health/Check is called generically.
 TEST_F(AdmissionTest, HealthChecksNeedNoKey) {
