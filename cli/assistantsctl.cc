@@ -1253,8 +1253,9 @@ Outcome RunsEvents(const Invocation& inv) {
   return result.status;
 }
 
-// A fresh idempotency key for a run, so that re-sending the start after a
-// broken stream re-attaches to the same run instead of starting a second.
+// A fresh random id: a run's idempotency key, so that re-sending the start
+// after a broken stream re-attaches to the same run instead of starting a
+// second, and each invocation's x-request-id.
 std::string NewRequestId() {
   std::random_device random;
   return absl::StrFormat("assistantsctl-%08x%08x%08x%08x", random(), random(),
