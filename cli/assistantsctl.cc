@@ -1,5 +1,6 @@
 // assistantsctl: a command-line client of the Assistants gateway's public gRPC
-// API (assistants, threads, messages and runs). It prints either a short
+// API (assistants, threads, messages, runs, tools and workers: every RPC a
+// client calls). It prints either a short
 // human-readable rendering or, with --json, the proto3 JSON of the result, and
 // decodes the gateway's rich errors (google.rpc.Status with ErrorInfo and
 // BadRequest) so that operators and scripts see the reason and the offending
@@ -7,9 +8,14 @@
 // tutorial's code does (streamed, or polled with --poll); its logic lives in
 // run_flow / run_printer / tool_answers so it is unit-tested.
 //
+// Every call carries `authorization: Bearer <--api-key>` when a key is set
+// and one `x-request-id` per invocation; --tls* flags select TLS or mTLS
+// (cli/connection.h).
+//
 // Exit codes: 0 success, 1 the RPC failed (or `run`: the run did not
 // complete), 2 usage error (bad arguments).
 
+#include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -41,12 +47,14 @@
 #include "assistants/v1/run_service.grpc.pb.h"
 #include "assistants/v1/thread.grpc.pb.h"
 #include "assistants/v1/tool_worker.grpc.pb.h"
+#include "cli/connection.h"
 #include "cli/rpc_error.h"
 #include "cli/run_flow.h"
 #include "cli/run_printer.h"
 #include "cli/tool_answers.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 
 namespace {
 
@@ -64,6 +72,8 @@ constexpr double kDefaultTimeoutSeconds = 10;
 // The usage text around the command synopses (which live in Commands()).
 constexpr char kUsageHeader[] =
     R"(usage: assistantsctl [--target HOST:PORT] [--json] [--timeout SECONDS]
+                     [--api-key KEY] [--tls] [--tls-ca FILE]
+                     [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
                      RESOURCE VERB [ARGS...] | run [FLAGS...]
 
 Global flags (accepted anywhere on the command line):
@@ -71,9 +81,23 @@ Global flags (accepted anywhere on the command line):
                        127.0.0.1:50051)
   --json               print the result as proto3 JSON (field names as in the
                        .proto files) instead of a short rendering
-  --timeout SECONDS    deadline of the RPC (default 10; for `run`, of each
-                       unary call: the event stream has none)
+  --timeout SECONDS    deadline of the RPC (default 10; for `run` and
+                       `runs events --follow`, of each unary call: the event
+                       stream has none)
+  --api-key KEY        sent as "authorization: Bearer KEY" on every call
+                       (default $ASSISTANTS_API_KEY; never printed)
+  --tls                use TLS, trusting the system's root CAs
+  --tls-ca FILE        use TLS, trusting the CA certificates (PEM) in FILE
+                       (default $ASSISTANTS_TLS_CA)
+  --tls-cert FILE      client certificate chain (PEM) for mutual TLS, with
+  --tls-key FILE       its private key (default $ASSISTANTS_TLS_CERT and
+                       $ASSISTANTS_TLS_KEY); implies TLS
+  --tls-server-name NAME
+                       name to check the server certificate against instead
+                       of the target's host
+                       (default $ASSISTANTS_TLS_SERVER_NAME)
   --help               print this text
+Each invocation sends one random x-request-id with all its calls.
 
 Commands:
 )";
@@ -82,7 +106,21 @@ constexpr char kUsageFooter[] = R"(
 --tools-json takes OpenAI's shape, for example
   '[{"type":"code_interpreter"},
     {"type":"function","function":{"name":"f","parameters":{...}}}]'
---metadata replaces an assistant's metadata whole on update, as in OpenAI.
+--metadata replaces an assistant's metadata whole on update, as in OpenAI;
+threads/messages/runs update need --metadata k=v ... or --clear-metadata.
+runs create / threads create-and-run return the new run at once (`run`
+streams it). Their [RUN FLAGS]: [--model M] [--instructions I]
+[--tools-json JSON] [--metadata k=v ...] [--temperature T] [--top-p P]
+[--max-prompt-tokens N] [--max-completion-tokens N]
+[--requires-action-timeout-s N]; --tools-json there replaces the assistant's
+tools for the run ("[]": none). runs submit answers requires_action: --output CALL_ID=TEXT per
+pending call, or --outputs-file FILE.json mapping call ids to outputs
+(strings sent as they are, other JSON values as their JSON text).
+runs events prints the run's events from sequence --after N (default 0), one
+line each ("SEQ  EVENT  DETAIL"; --json: the events' JSON), until `done`;
+without --follow it stops at the --timeout deadline (exit 0, with a note on
+stderr) if the run is still going, with --follow it waits for the end and
+resumes a broken stream; it never answers tool calls.
 With --json, create/get/update print the object itself (as OpenAI does);
 list and delete print the whole response (object "list" / "*.deleted").
 
@@ -133,8 +171,8 @@ struct Args {
 // Flags that take no value; every other flag consumes the next word, so a
 // value may itself start with "-" (e.g. "--temperature -1").
 const std::set<std::string>& BooleanFlags() {
-  static const auto* flags =
-      new std::set<std::string>{"json", "help", "demo-tools", "poll"};
+  static const auto* flags = new std::set<std::string>{
+      "json", "help", "demo-tools", "poll", "follow", "tls", "clear-metadata"};
   return *flags;
 }
 
@@ -333,9 +371,10 @@ absl::Status ParseToolsJson(const std::string& json,
 // Output.
 
 struct GlobalOptions {
-  std::string target;
   bool json = false;
   double timeout_seconds = kDefaultTimeoutSeconds;
+  // Target, API key, TLS and the invocation's x-request-id.
+  cli::ConnectionOptions connection;
 };
 
 // Prints "error: CODE REASON: message" and the BadRequest field violations.
@@ -448,6 +487,12 @@ void PrintMessage(const v1::Message& message) {
   std::cout << "thread:  " << message.thread_id() << "\n";
   std::cout << "role:    " << RoleName(message.role()) << "\n";
   std::cout << "text:    " << MessageText(message) << "\n";
+  if (!message.run_id().empty()) {
+    std::cout << "run:     " << message.run_id() << "\n";
+  }
+  if (!message.metadata().empty()) {
+    std::cout << "metadata: " << MetadataText(message.metadata()) << "\n";
+  }
 }
 
 std::string StepTypeName(v1::RunStepType type) {
@@ -503,6 +548,46 @@ void PrintRun(const v1::Run& run) {
               << ", completion " << run.usage().completion_tokens()
               << ", total " << run.usage().total_tokens() << "\n";
   }
+  if (!run.metadata().empty()) {
+    std::cout << "metadata:  " << MetadataText(run.metadata()) << "\n";
+  }
+}
+
+// One step in full: its calls with their arguments and outputs.
+void PrintStep(const v1::RunStep& step) {
+  std::cout << "id:      " << step.id() << "\n";
+  std::cout << "run:     " << step.run_id() << "\n";
+  std::cout << "type:    " << StepTypeName(step.type()) << "\n";
+  std::cout << "status:  " << StepStatusName(step.status()) << "\n";
+  if (step.step_details().has_message_creation()) {
+    std::cout << "message: "
+              << step.step_details().message_creation().message_id() << "\n";
+  }
+  for (const v1::ToolCall& call :
+       step.step_details().tool_calls().tool_calls()) {
+    if (call.has_function()) {
+      std::cout << "call:    " << call.id() << "  " << call.function().name()
+                << "(" << call.function().arguments() << ")";
+      if (call.function().has_output()) {
+        std::cout << " -> " << call.function().output();
+      }
+      std::cout << "\n";
+    } else if (call.has_code_interpreter()) {
+      std::cout << "call:    " << call.id() << "  code_interpreter\n";
+    } else if (call.has_file_search()) {
+      std::cout << "call:    " << call.id() << "  file_search\n";
+    }
+  }
+  if (!step.last_error().code().empty() ||
+      !step.last_error().message().empty()) {
+    std::cout << "error:   " << step.last_error().code() << ": "
+              << step.last_error().message() << "\n";
+  }
+  if (step.has_usage()) {
+    std::cout << "usage:   prompt " << step.usage().prompt_tokens()
+              << ", completion " << step.usage().completion_tokens()
+              << ", total " << step.usage().total_tokens() << "\n";
+  }
 }
 
 // One line per step: "step_...  tool_calls  completed  function(f) ...".
@@ -553,6 +638,8 @@ struct Invocation {
   // The second positional argument, for an object inside another one
   // ("runs get THREAD_ID RUN_ID").
   std::string second_id;
+  // The third ("runs step THREAD_ID RUN_ID STEP_ID").
+  std::string third_id;
   GlobalOptions options;
   std::shared_ptr<grpc::Channel> channel;
 
@@ -849,8 +936,326 @@ Outcome RunsSteps(const Invocation& inv) {
   });
 }
 
-// A fresh idempotency key for a run, so that re-sending the start after a
-// broken stream re-attaches to the same run instead of starting a second.
+// --metadata k=v ... or --clear-metadata for the update commands, whose
+// metadata is replaced whole: an update with neither would silently clear
+// it, so one of them is required.
+absl::Status ParseMetadataUpdate(
+    const Args& args, google::protobuf::Map<std::string, std::string>* out) {
+  const bool clear = args.Has("clear-metadata");
+  if (clear == args.Has("metadata")) {
+    return absl::InvalidArgumentError(
+        "give --metadata k=v ... (replaces the metadata) or --clear-metadata");
+  }
+  return ParseMetadata(args.GetAll("metadata"), out);
+}
+
+Outcome ThreadsUpdate(const Invocation& inv) {
+  v1::UpdateThreadRequest request;
+  request.set_thread_id(inv.id);
+  absl::Status parsed =
+      ParseMetadataUpdate(inv.args, request.mutable_metadata());
+  if (!parsed.ok()) return parsed;
+  // Empty metadata is written only when the mask names it.
+  request.mutable_update_mask()->add_paths("metadata");
+  v1::UpdateThreadResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::ThreadService::NewStub(inv.channel);
+  const grpc::Status status = stub->UpdateThread(&context, request, &response);
+  return Show(status, inv, response.thread(), PrintThread);
+}
+
+Outcome MessagesGet(const Invocation& inv) {
+  v1::GetMessageRequest request;
+  request.set_thread_id(inv.id);
+  request.set_message_id(inv.second_id);
+  v1::GetMessageResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::MessageService::NewStub(inv.channel);
+  const grpc::Status status = stub->GetMessage(&context, request, &response);
+  return Show(status, inv, response.message(), PrintMessage);
+}
+
+Outcome MessagesUpdate(const Invocation& inv) {
+  v1::UpdateMessageRequest request;
+  request.set_thread_id(inv.id);
+  request.set_message_id(inv.second_id);
+  absl::Status parsed =
+      ParseMetadataUpdate(inv.args, request.mutable_metadata());
+  if (!parsed.ok()) return parsed;
+  v1::UpdateMessageResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::MessageService::NewStub(inv.channel);
+  const grpc::Status status = stub->UpdateMessage(&context, request, &response);
+  return Show(status, inv, response.message(), PrintMessage);
+}
+
+Outcome MessagesDelete(const Invocation& inv) {
+  v1::DeleteMessageRequest request;
+  request.set_thread_id(inv.id);
+  request.set_message_id(inv.second_id);
+  v1::DeleteMessageResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::MessageService::NewStub(inv.channel);
+  const grpc::Status status = stub->DeleteMessage(&context, request, &response);
+  return Show(status, inv, response, [](const v1::DeleteMessageResponse& r) {
+    PrintDeleted(r.id(), r.deleted());
+  });
+}
+
+absl::StatusOr<v1::ActiveRunPolicy> ParseActiveRunPolicy(
+    const std::string& text) {
+  if (text == "reject") return v1::ACTIVE_RUN_POLICY_REJECT;
+  if (text == "queue") return v1::ACTIVE_RUN_POLICY_QUEUE;
+  if (text == "interrupt") return v1::ACTIVE_RUN_POLICY_INTERRUPT;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--active-run-policy: expected reject, queue or interrupt, got \"", text,
+      "\""));
+}
+
+// The run flags of `runs create` and `threads create-and-run` into
+// RunOptions. --message goes to the run's additional_messages (the caller
+// moves it into the new thread for create-and-run). Range checks are the
+// gateway's, as for assistants.
+absl::Status FillRunOptions(const Args& args, v1::RunOptions* options) {
+  auto assistant = args.Get("assistant");
+  if (!assistant.has_value()) {
+    return absl::InvalidArgumentError("--assistant is required");
+  }
+  options->set_assistant_id(*assistant);
+  if (auto v = args.Get("model")) options->set_model(*v);
+  if (auto v = args.Get("instructions")) options->set_instructions(*v);
+  if (auto v = args.Get("additional-instructions")) {
+    options->set_additional_instructions(*v);
+  }
+  for (const std::string& text : args.GetAll("message")) {
+    v1::MessageInput* message = options->add_additional_messages();
+    message->set_role(v1::MESSAGE_ROLE_USER);
+    message->set_text(text);
+  }
+  if (auto v = args.Get("tools-json")) {
+    absl::Status status = ParseToolsJson(*v, options->mutable_tools());
+    if (!status.ok()) return status;
+    // Given explicitly, the list replaces the assistant's, even when empty.
+    options->set_override_tools(true);
+  }
+  absl::Status status =
+      ParseMetadata(args.GetAll("metadata"), options->mutable_metadata());
+  if (!status.ok()) return status;
+  if (auto v = args.Get("temperature")) {
+    absl::StatusOr<double> value = ParseDouble("temperature", *v);
+    if (!value.ok()) return value.status();
+    options->set_temperature(*value);
+  }
+  if (auto v = args.Get("top-p")) {
+    absl::StatusOr<double> value = ParseDouble("top-p", *v);
+    if (!value.ok()) return value.status();
+    options->set_top_p(*value);
+  }
+  if (auto v = args.Get("max-prompt-tokens")) {
+    absl::StatusOr<int64_t> value = ParseInt<int64_t>("max-prompt-tokens", *v);
+    if (!value.ok()) return value.status();
+    options->set_max_prompt_tokens(*value);
+  }
+  if (auto v = args.Get("max-completion-tokens")) {
+    absl::StatusOr<int64_t> value =
+        ParseInt<int64_t>("max-completion-tokens", *v);
+    if (!value.ok()) return value.status();
+    options->set_max_completion_tokens(*value);
+  }
+  if (auto v = args.Get("requires-action-timeout-s")) {
+    absl::StatusOr<int32_t> value = ParseInt("requires-action-timeout-s", *v);
+    if (!value.ok()) return value.status();
+    options->set_requires_action_timeout_seconds(*value);
+  }
+  if (auto v = args.Get("active-run-policy")) {
+    absl::StatusOr<v1::ActiveRunPolicy> policy = ParseActiveRunPolicy(*v);
+    if (!policy.ok()) return policy.status();
+    options->set_active_run_policy(*policy);
+  }
+  return absl::OkStatus();
+}
+
+Outcome RunsCreate(const Invocation& inv) {
+  v1::CreateRunRequest request;
+  request.set_thread_id(inv.id);
+  absl::Status filled = FillRunOptions(inv.args, request.mutable_options());
+  if (!filled.ok()) return filled;
+  if (auto v = inv.args.Get("request-id")) request.set_request_id(*v);
+  v1::CreateRunResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status = stub->CreateRun(&context, request, &response);
+  return Show(status, inv, response.run(), PrintRun);
+}
+
+Outcome ThreadsCreateAndRun(const Invocation& inv) {
+  v1::CreateThreadAndRunRequest request;
+  v1::RunOptions* options = request.mutable_options();
+  absl::Status filled = FillRunOptions(inv.args, options);
+  if (!filled.ok()) return filled;
+  // The messages start the new thread (additional_messages is CreateRun's).
+  for (v1::MessageInput& message : *options->mutable_additional_messages()) {
+    *request.mutable_thread()->add_messages() = std::move(message);
+  }
+  options->clear_additional_messages();
+  absl::Status parsed =
+      ParseMetadata(inv.args.GetAll("thread-metadata"),
+                    request.mutable_thread()->mutable_metadata());
+  if (!parsed.ok()) return parsed;
+  if (auto v = inv.args.Get("request-id")) request.set_request_id(*v);
+  v1::CreateThreadAndRunResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status =
+      stub->CreateThreadAndRun(&context, request, &response);
+  return Show(status, inv, response.run(), PrintRun);
+}
+
+Outcome RunsUpdate(const Invocation& inv) {
+  v1::UpdateRunRequest request;
+  request.set_thread_id(inv.id);
+  request.set_run_id(inv.second_id);
+  absl::Status parsed =
+      ParseMetadataUpdate(inv.args, request.mutable_metadata());
+  if (!parsed.ok()) return parsed;
+  v1::UpdateRunResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status = stub->UpdateRun(&context, request, &response);
+  return Show(status, inv, response.run(), PrintRun);
+}
+
+// --outputs-file FILE.json: {"call_id": output, ...} in the file's order;
+// a string is sent as it is, any other value as its compact JSON text.
+absl::Status ReadOutputsByCall(
+    const std::string& path,
+    google::protobuf::RepeatedPtrField<v1::ToolOutput>* out) {
+  std::ifstream file(path);
+  if (!file) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--outputs-file: cannot read ", path));
+  }
+  std::stringstream text;
+  text << file.rdbuf();
+  const nlohmann::ordered_json root = nlohmann::ordered_json::parse(
+      text.str(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--outputs-file: ", path, ": invalid JSON"));
+  }
+  if (!root.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--outputs-file: ", path,
+        ": expected a JSON object mapping tool call ids to outputs"));
+  }
+  for (const auto& [call_id, value] : root.items()) {
+    v1::ToolOutput* output = out->Add();
+    output->set_tool_call_id(call_id);
+    output->set_output(
+        value.is_string()
+            ? value.get<std::string>()
+            : value.dump(-1, ' ', false,
+                         nlohmann::ordered_json::error_handler_t::replace));
+  }
+  return absl::OkStatus();
+}
+
+Outcome RunsSubmit(const Invocation& inv) {
+  v1::SubmitToolOutputsRequest request;
+  request.set_thread_id(inv.id);
+  request.set_run_id(inv.second_id);
+  const auto file = inv.args.Get("outputs-file");
+  if (file.has_value() == inv.args.Has("output")) {
+    return absl::InvalidArgumentError(
+        "give --output CALL_ID=OUTPUT ... or --outputs-file FILE.json");
+  }
+  if (file.has_value()) {
+    absl::Status read =
+        ReadOutputsByCall(*file, request.mutable_tool_outputs());
+    if (!read.ok()) return read;
+  }
+  for (const std::string& pair : inv.args.GetAll("output")) {
+    std::vector<std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    if (kv.size() != 2 || kv[0].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--output: expected CALL_ID=OUTPUT, got \"", pair, "\""));
+    }
+    v1::ToolOutput* output = request.add_tool_outputs();
+    output->set_tool_call_id(kv[0]);
+    output->set_output(kv[1]);
+  }
+  if (auto v = inv.args.Get("request-id")) request.set_request_id(*v);
+  v1::SubmitToolOutputsResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status =
+      stub->SubmitToolOutputs(&context, request, &response);
+  return Show(status, inv, response.run(), PrintRun);
+}
+
+Outcome RunsStep(const Invocation& inv) {
+  v1::GetRunStepRequest request;
+  request.set_thread_id(inv.id);
+  request.set_run_id(inv.second_id);
+  request.set_step_id(inv.third_id);
+  v1::GetRunStepResponse response;
+  grpc::ClientContext context;
+  inv.PrepareContext(&context);
+  auto stub = v1::RunService::NewStub(inv.channel);
+  const grpc::Status status = stub->GetRunStep(&context, request, &response);
+  return Show(status, inv, response.step(), PrintStep);
+}
+
+// Watches a run's events through the run flow (resumption, dedup, idle
+// watchdog) with answering turned off.
+Outcome RunsEvents(const Invocation& inv) {
+  v1::RunEventsRequest request;
+  request.set_thread_id(inv.id);
+  request.set_run_id(inv.second_id);
+  if (auto after = inv.args.Get("after")) {
+    absl::StatusOr<int64_t> sequence = ParseInt<int64_t>("after", *after);
+    if (!sequence.ok()) return sequence.status();
+    if (*sequence < 0) {
+      return absl::InvalidArgumentError("--after must not be negative");
+    }
+    request.set_after_sequence(*sequence);
+  }
+  const bool follow = inv.args.Has("follow");
+  cli::RunFlowOptions options;
+  options.json = inv.options.json;
+  options.event_lines = true;
+  options.answer_tool_calls = false;
+  options.rpc_timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(inv.options.timeout_seconds * 1000));
+  if (!follow) {
+    // One call, bounded like any other command's.
+    options.max_retries = 0;
+    options.stream_timeout = options.rpc_timeout;
+  }
+  auto runs = v1::RunService::NewStub(inv.channel);
+  const cli::ToolAnswerSources no_answers;
+  cli::RunFlowResult result =
+      cli::StreamRun(*runs, request, no_answers, options, std::cout, std::cerr);
+  if (!follow &&
+      result.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    std::cerr << "(the run is still going at the --timeout deadline: "
+                 "--follow waits for its end)\n";
+    return grpc::Status::OK;
+  }
+  return result.status;
+}
+
+// A fresh random id: a run's idempotency key, so that re-sending the start
+// after a broken stream re-attaches to the same run instead of starting a
+// second, and each invocation's x-request-id.
 std::string NewRequestId() {
   std::random_device random;
   return absl::StrFormat("assistantsctl-%08x%08x%08x%08x", random(), random(),
@@ -1063,7 +1468,7 @@ struct Command {
   // Arguments after "RESOURCE VERB" as shown in the usage text.
   std::string synopsis;
   // Names of the positional arguments in the usage line, space-separated
-  // (at most two), or empty for none.
+  // (at most three), or empty for none.
   std::string positional;
   // Command-specific flags accepted (global flags are always accepted).
   std::set<std::string> flags;
@@ -1078,6 +1483,19 @@ const std::vector<Command>& Commands() {
       "metadata", "temperature", "top-p",       "upstream"};
   static const std::set<std::string> kPaging = {"limit", "order", "after",
                                                 "before"};
+  // [RUN FLAGS] of runs create and threads create-and-run.
+  static const std::set<std::string> kRunFlags = {"assistant",
+                                                  "model",
+                                                  "instructions",
+                                                  "message",
+                                                  "tools-json",
+                                                  "metadata",
+                                                  "temperature",
+                                                  "top-p",
+                                                  "max-prompt-tokens",
+                                                  "max-completion-tokens",
+                                                  "requires-action-timeout-s",
+                                                  "request-id"};
   auto with = [](std::set<std::string> flags, const std::string& extra) {
     flags.insert(extra);
     return flags;
@@ -1118,7 +1536,22 @@ const std::vector<Command>& Commands() {
        {"message", "metadata"},
        ThreadsCreate},
       {"threads", "get", "ID", "ID", {}, {}, ThreadsGet},
+      {"threads",
+       "update",
+       "ID --metadata k=v ... | --clear-metadata",
+       "ID",
+       {"metadata", "clear-metadata"},
+       {"metadata"},
+       ThreadsUpdate},
       {"threads", "delete", "ID", "ID", {}, {}, ThreadsDelete},
+      {"threads",
+       "create-and-run",
+       "--assistant ID [--message TEXT ...]\n"
+       "[--thread-metadata k=v ...] [RUN FLAGS] [--request-id ID]",
+       "",
+       with(kRunFlags, "thread-metadata"),
+       {"message", "metadata", "thread-metadata"},
+       ThreadsCreateAndRun},
       {"messages",
        "create",
        "THREAD_ID --text TEXT [--role user|assistant] [--metadata k=v ...]\n"
@@ -1135,6 +1568,27 @@ const std::vector<Command>& Commands() {
        with(kPaging, "run-id"),
        {},
        MessagesList},
+      {"messages",
+       "get",
+       "THREAD_ID MESSAGE_ID",
+       "THREAD_ID MESSAGE_ID",
+       {},
+       {},
+       MessagesGet},
+      {"messages",
+       "update",
+       "THREAD_ID MESSAGE_ID --metadata k=v ... | --clear-metadata",
+       "THREAD_ID MESSAGE_ID",
+       {"metadata", "clear-metadata"},
+       {"metadata"},
+       MessagesUpdate},
+      {"messages",
+       "delete",
+       "THREAD_ID MESSAGE_ID",
+       "THREAD_ID MESSAGE_ID",
+       {},
+       {},
+       MessagesDelete},
       {"run",
        "",
        "--assistant ID [--thread ID] [--message TEXT ...] [--model M]\n"
@@ -1146,6 +1600,16 @@ const std::vector<Command>& Commands() {
         "attach", "after", "outputs", "demo-tools", "poll", "poll-interval-ms"},
        {"message"},
        RunCommand},
+      {"runs",
+       "create",
+       "THREAD_ID --assistant ID [--message TEXT ...] [RUN FLAGS]\n"
+       "[--additional-instructions I] [--active-run-policy "
+       "reject|queue|interrupt]\n"
+       "[--request-id ID]",
+       "THREAD_ID",
+       with(with(kRunFlags, "additional-instructions"), "active-run-policy"),
+       {"message", "metadata"},
+       RunsCreate},
       {"runs", "get", "THREAD_ID RUN_ID", "THREAD_ID RUN_ID", {}, {}, RunsGet},
       {"runs",
        "list",
@@ -1155,12 +1619,28 @@ const std::vector<Command>& Commands() {
        {},
        RunsList},
       {"runs",
+       "update",
+       "THREAD_ID RUN_ID --metadata k=v ... | --clear-metadata",
+       "THREAD_ID RUN_ID",
+       {"metadata", "clear-metadata"},
+       {"metadata"},
+       RunsUpdate},
+      {"runs",
        "cancel",
        "THREAD_ID RUN_ID",
        "THREAD_ID RUN_ID",
        {},
        {},
        RunsCancel},
+      {"runs",
+       "submit",
+       "THREAD_ID RUN_ID --output CALL_ID=OUTPUT ... | --outputs-file "
+       "FILE.json\n"
+       "[--request-id ID]",
+       "THREAD_ID RUN_ID",
+       {"output", "outputs-file", "request-id"},
+       {"output"},
+       RunsSubmit},
       {"runs",
        "steps",
        "THREAD_ID RUN_ID [--limit N] [--order asc|desc] [--after ID]\n"
@@ -1169,6 +1649,20 @@ const std::vector<Command>& Commands() {
        kPaging,
        {},
        RunsSteps},
+      {"runs",
+       "step",
+       "THREAD_ID RUN_ID STEP_ID",
+       "THREAD_ID RUN_ID STEP_ID",
+       {},
+       {},
+       RunsStep},
+      {"runs",
+       "events",
+       "THREAD_ID RUN_ID [--after N] [--follow]",
+       "THREAD_ID RUN_ID",
+       {"after", "follow"},
+       {},
+       RunsEvents},
       {"workers", "list", "", "", {}, {}, WorkersList},
       {"tools", "list", "", "", {}, {}, ToolsList},
   };
@@ -1196,7 +1690,8 @@ size_t PositionalCount(const Command& command) {
 // "<lead>resource verb SYNOPSIS" with continuation lines indented under the
 // synopsis.
 std::string CommandUsage(const Command& command, absl::string_view lead) {
-  const std::string prefix = absl::StrCat(lead, CommandName(command), " ");
+  const std::string prefix = absl::StrCat(lead, CommandName(command),
+                                          command.synopsis.empty() ? "" : " ");
   const std::string indent(prefix.size(), ' ');
   return absl::StrCat(
       prefix, absl::StrReplaceAll(command.synopsis, {{"\n", "\n" + indent}}),
@@ -1213,8 +1708,9 @@ std::string Usage() {
 }
 
 const std::set<std::string>& GlobalFlags() {
-  static const auto* flags =
-      new std::set<std::string>{"target", "json", "timeout", "help"};
+  static const auto* flags = new std::set<std::string>{
+      "target", "json",   "timeout",  "help",    "api-key",
+      "tls",    "tls-ca", "tls-cert", "tls-key", "tls-server-name"};
   return *flags;
 }
 
@@ -1262,12 +1758,42 @@ absl::Status CheckCommandArgs(const Command& command, const Args& args) {
   return absl::OkStatus();
 }
 
+// The flag's value, else the environment variable's when set and non-empty.
+std::optional<std::string> FlagOrEnv(const Args& args, const std::string& flag,
+                                     const char* env) {
+  if (auto value = args.Get(flag)) return value;
+  const char* value = std::getenv(env);
+  if (value != nullptr && *value != '\0') return std::string(value);
+  return std::nullopt;
+}
+
+// A file flag with its environment default, labelled with where it came
+// from so an unreadable file's error names the right one.
+cli::NamedFile FileFlag(const Args& args, const std::string& flag,
+                        const char* env) {
+  if (auto value = args.Get(flag)) return {*value, "--" + flag};
+  const char* value = std::getenv(env);
+  if (value != nullptr && *value != '\0') return {value, env};
+  return {};
+}
+
 absl::StatusOr<GlobalOptions> ParseGlobalOptions(const Args& args) {
   GlobalOptions options;
-  const char* env_target = std::getenv("ASSISTANTS_TARGET");
-  options.target = args.Get("target").value_or(
-      env_target != nullptr && *env_target != '\0' ? env_target
-                                                   : kDefaultTarget);
+  cli::ConnectionOptions& connection = options.connection;
+  connection.target =
+      FlagOrEnv(args, "target", "ASSISTANTS_TARGET").value_or(kDefaultTarget);
+  connection.api_key =
+      FlagOrEnv(args, "api-key", "ASSISTANTS_API_KEY").value_or("");
+  connection.tls = args.Has("tls");
+  connection.tls_ca = FileFlag(args, "tls-ca", "ASSISTANTS_TLS_CA");
+  connection.tls_cert = FileFlag(args, "tls-cert", "ASSISTANTS_TLS_CERT");
+  connection.tls_key = FileFlag(args, "tls-key", "ASSISTANTS_TLS_KEY");
+  connection.tls_server_name =
+      FlagOrEnv(args, "tls-server-name", "ASSISTANTS_TLS_SERVER_NAME")
+          .value_or("");
+  // One id for all the calls of this invocation, so the gateway's logs of
+  // a whole `run` can be found together.
+  connection.request_id = NewRequestId();
   options.json = args.Has("json");
   if (auto timeout = args.Get("timeout")) {
     absl::StatusOr<double> seconds = ParseDouble("timeout", *timeout);
@@ -1317,10 +1843,15 @@ int Run(int argc, char** argv) {
   // CheckCommandArgs made sure exactly these positional words are present.
   const size_t first = CommandWords(*command);
   const size_t count = PositionalCount(*command);
-  Invocation invocation{
-      *args, count > 0 ? args->positional[first] : "",
-      count > 1 ? args->positional[first + 1] : "", *options,
-      grpc::CreateChannel(options->target, grpc::InsecureChannelCredentials())};
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      cli::OpenChannel(options->connection);
+  if (!channel.ok()) return UsageError(channel.status().message(), command);
+  Invocation invocation{*args,
+                        count > 0 ? args->positional[first] : "",
+                        count > 1 ? args->positional[first + 1] : "",
+                        count > 2 ? args->positional[first + 2] : "",
+                        *options,
+                        *std::move(channel)};
   Outcome outcome = command->run(invocation);
   if (!outcome.ok()) {
     if (absl::IsAborted(outcome.status())) return kExitRpcError;
@@ -1335,4 +1866,12 @@ int Run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return Run(argc, argv); }
+int main(int argc, char** argv) {
+  // gRPC's own log lines (a failed TLS handshake, say) would come before
+  // and around the CLI's one decoded "error: ..." line, which already
+  // carries their reason; GRPC_VERBOSITY brings them back for debugging.
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) {
+    gpr_set_log_function([](gpr_log_func_args*) {});
+  }
+  return Run(argc, argv);
+}

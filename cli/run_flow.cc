@@ -249,6 +249,10 @@ RunFlowResult RunFlow::Stream(const v1::RunEventsRequest& initial) {
     request.set_after_sequence(last_sequence);
 
     grpc::ClientContext context;
+    if (options_.stream_timeout.count() > 0) {
+      context.set_deadline(std::chrono::system_clock::now() +
+                           options_.stream_timeout);
+    }
     IdleWatchdog watchdog(&context, options_.idle_timeout);
     std::unique_ptr<grpc::ClientReaderInterface<v1::RunEventsResponse>> reader =
         runs_.RunEvents(&context, request);
@@ -261,7 +265,11 @@ RunFlowResult RunFlow::Stream(const v1::RunEventsRequest& initial) {
       const v1::RunEvent& event = response.event();
       if (event.has_heartbeat() || event.has_draining()) {
         // Not part of the run; they carry the last real sequence.
-        if (options_.json) PrintLine(EventJsonLine(event));
+        if (options_.json) {
+          PrintLine(EventJsonLine(event));
+        } else if (options_.event_lines) {
+          PrintLine(EventLine(event));
+        }
         draining = draining || event.has_draining();
         continue;
       }
@@ -276,10 +284,13 @@ RunFlowResult RunFlow::Stream(const v1::RunEventsRequest& initial) {
       }
       if (options_.json) {
         PrintLine(EventJsonLine(event));
+      } else if (options_.event_lines) {
+        PrintLine(EventLine(event));
       } else {
         printer.Print(event);
       }
-      if (event.event() == "thread.run.requires_action") {
+      if (event.event() == "thread.run.requires_action" &&
+          options_.answer_tool_calls) {
         watchdog.SetBusy(true);
         failed = !AnswerRequiredAction(event.run(), attached);
         watchdog.SetBusy(false);
@@ -338,8 +349,10 @@ RunFlowResult RunFlow::Stream(const v1::RunEventsRequest& initial) {
   }
 
   // Attached after the terminal event (--after), the stream never carried
-  // the final run: read it.
-  if (!IsTerminalRunStatus(result_.run.status()) && !run_id.empty()) {
+  // the final run: read it (a watcher, event_lines, has printed what it
+  // came for).
+  if (!options_.event_lines && !IsTerminalRunStatus(result_.run.status()) &&
+      !run_id.empty()) {
     v1::GetRunRequest get;
     get.set_thread_id(thread_id);
     get.set_run_id(run_id);
@@ -353,7 +366,7 @@ RunFlowResult RunFlow::Stream(const v1::RunEventsRequest& initial) {
     }
     result_.run = got.run();
   }
-  if (!options_.json && !printer.printed_terminal()) {
+  if (!options_.json && !options_.event_lines && !printer.printed_terminal()) {
     const std::string line = TerminalLine(result_.run.status(), result_.run);
     if (!line.empty()) PrintLine(line);
   }

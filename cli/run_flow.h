@@ -46,6 +46,15 @@ struct RunFlowOptions {
   // call id>" so retried submissions are idempotent. Empty: no retries of
   // non-idempotent calls.
   std::string request_id;
+  // False to watch a run without taking part (`runs events`): the pending
+  // calls of requires_action are shown but never answered.
+  bool answer_tool_calls = true;
+  // One EventLine per event (heartbeats included) instead of the seed's
+  // rendering, and no final status line: the events are the output.
+  bool event_lines = false;
+  // Deadline of each RunEvents call; zero for none. DEADLINE_EXCEEDED is
+  // not resumed: it ends the flow with that status.
+  std::chrono::milliseconds stream_timeout{0};
 };
 
 struct RunFlowResult {

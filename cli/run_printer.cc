@@ -1,9 +1,13 @@
 #include "cli/run_printer.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -40,7 +44,171 @@ absl::string_view ToolCallDeltaType(const v1::ToolCallDelta& delta) {
   }
 }
 
+absl::string_view StepTypeName(v1::RunStepType type) {
+  switch (type) {
+    case v1::RUN_STEP_TYPE_MESSAGE_CREATION:
+      return "message_creation";
+    case v1::RUN_STEP_TYPE_TOOL_CALLS:
+      return "tool_calls";
+    default:
+      return "unspecified";
+  }
+}
+
+absl::string_view StepStatusName(v1::RunStepStatus status) {
+  switch (status) {
+    case v1::RUN_STEP_STATUS_IN_PROGRESS:
+      return "in_progress";
+    case v1::RUN_STEP_STATUS_CANCELLED:
+      return "cancelled";
+    case v1::RUN_STEP_STATUS_FAILED:
+      return "failed";
+    case v1::RUN_STEP_STATUS_COMPLETED:
+      return "completed";
+    case v1::RUN_STEP_STATUS_EXPIRED:
+      return "expired";
+    default:
+      return "unspecified";
+  }
+}
+
+absl::string_view MessageRoleName(v1::MessageRole role) {
+  switch (role) {
+    case v1::MESSAGE_ROLE_USER:
+      return "user";
+    case v1::MESSAGE_ROLE_ASSISTANT:
+      return "assistant";
+    default:
+      return "unspecified";
+  }
+}
+
+absl::string_view MessageStatusName(v1::MessageStatus status) {
+  switch (status) {
+    case v1::MESSAGE_STATUS_IN_PROGRESS:
+      return "in_progress";
+    case v1::MESSAGE_STATUS_INCOMPLETE:
+      return "incomplete";
+    case v1::MESSAGE_STATUS_COMPLETED:
+      return "completed";
+    default:
+      return "unspecified";
+  }
+}
+
+// A fragment of streamed text or arguments, quoted and escaped.
+std::string Quoted(absl::string_view text) {
+  return absl::StrCat("\"", absl::CEscape(text), "\"");
+}
+
+std::string RunDetail(const v1::Run& run) {
+  std::vector<std::string> parts = {run.id(), RunStatusName(run.status())};
+  for (const v1::RequiredToolCall& call :
+       run.required_action().submit_tool_outputs().tool_calls()) {
+    parts.push_back(absl::StrCat(call.function().name(), "(",
+                                 call.function().arguments(),
+                                 ") id=", call.id()));
+  }
+  if (!run.last_error().code().empty() || !run.last_error().message().empty()) {
+    parts.push_back(absl::StrCat(run.last_error().code(), ": ",
+                                 run.last_error().message()));
+  }
+  if (!run.incomplete_details().reason().empty()) {
+    parts.push_back(run.incomplete_details().reason());
+  }
+  return absl::StrJoin(parts, "  ");
+}
+
+std::string StepDetail(const v1::RunStep& step) {
+  std::vector<std::string> parts = {step.id(),
+                                    std::string(StepTypeName(step.type())),
+                                    std::string(StepStatusName(step.status()))};
+  if (step.step_details().has_message_creation()) {
+    parts.push_back(step.step_details().message_creation().message_id());
+  }
+  for (const v1::ToolCall& call :
+       step.step_details().tool_calls().tool_calls()) {
+    parts.push_back(call.has_function()
+                        ? absl::StrCat("function(", call.function().name(),
+                                       ") id=", call.id())
+                        : absl::StrCat(ToolCallType(call), " id=", call.id()));
+  }
+  return absl::StrJoin(parts, "  ");
+}
+
+std::string StepDeltaDetail(const v1::RunStepDelta& delta) {
+  std::vector<std::string> parts = {delta.id()};
+  for (const v1::ToolCallDelta& call : delta.delta().tool_calls()) {
+    std::string part = absl::StrCat("[", call.index(), "]");
+    if (!call.id().empty()) absl::StrAppend(&part, " id=", call.id());
+    if (call.has_function()) {
+      const v1::FunctionCallDelta& function = call.function();
+      if (!function.name().empty())
+        absl::StrAppend(&part, " ", function.name());
+      if (!function.arguments().empty()) {
+        absl::StrAppend(&part, " ", Quoted(function.arguments()));
+      }
+      if (function.has_output()) {
+        absl::StrAppend(&part, " output=", Quoted(function.output()));
+      }
+    } else if (call.has_code_interpreter()) {
+      absl::StrAppend(&part, " code_interpreter");
+      if (!call.code_interpreter().input().empty()) {
+        absl::StrAppend(&part, " ", Quoted(call.code_interpreter().input()));
+      }
+    }
+    parts.push_back(std::move(part));
+  }
+  return absl::StrJoin(parts, "  ");
+}
+
+std::string MessageDeltaDetail(const v1::MessageDelta& delta) {
+  std::string text;
+  for (const v1::MessageContentDelta& part : delta.delta().content()) {
+    if (part.has_text()) absl::StrAppend(&text, part.text().value());
+    if (part.content_case() == v1::MessageContentDelta::kRefusal) {
+      absl::StrAppend(&text, part.refusal());
+    }
+  }
+  return absl::StrCat(delta.id(), "  ", Quoted(text));
+}
+
 }  // namespace
+
+std::string EventLine(const v1::RunEvent& event) {
+  std::string detail;
+  switch (event.data_case()) {
+    case v1::RunEvent::kRun:
+      detail = RunDetail(event.run());
+      break;
+    case v1::RunEvent::kStep:
+      detail = StepDetail(event.step());
+      break;
+    case v1::RunEvent::kStepDelta:
+      detail = StepDeltaDetail(event.step_delta());
+      break;
+    case v1::RunEvent::kMessage:
+      detail = absl::StrCat(event.message().id(), "  ",
+                            MessageRoleName(event.message().role()), "  ",
+                            MessageStatusName(event.message().status()));
+      break;
+    case v1::RunEvent::kMessageDelta:
+      detail = MessageDeltaDetail(event.message_delta());
+      break;
+    case v1::RunEvent::kThread:
+      detail = event.thread().id();
+      break;
+    case v1::RunEvent::kError:
+      detail =
+          absl::StrCat(event.error().code(), ": ", event.error().message());
+      break;
+    default:
+      break;
+  }
+  std::string line = absl::StrCat(event.sequence(), "  ", event.event());
+  if (!detail.empty()) absl::StrAppend(&line, "  ", detail);
+  return line;
+}
 
 void RunPrinter::Print(const v1::RunEvent& event) {
   const std::string& name = event.event();

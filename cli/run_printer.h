@@ -85,6 +85,14 @@ class RunPrinter {
 // without the newline: the --json rendering of a stream.
 std::string EventJsonLine(const v1::RunEvent& event);
 
+// The event as one short line for `assistantsctl runs events` (no newline):
+// "SEQ  EVENT  DETAIL", where DETAIL names the payload: the run's id and
+// status (with the pending calls of requires_action, the error of a failed
+// run), a step's id, type and status, a message's id, role and status, the
+// text or arguments of a delta (C-escaped, so the line stays one line), an
+// error event's code and message. Heartbeat, draining and done have none.
+std::string EventLine(const v1::RunEvent& event);
+
 // OpenAI's status name: "queued", "in_progress", "requires_action", ...
 std::string RunStatusName(v1::RunStatus status);
 

@@ -1,7 +1,9 @@
-// The assistantsctl binary's run commands from outside: flag checking (exit
-// 2), the flags' mapping onto the RunEvents request, exit codes from the
-// run's end, and decoded errors, against in-process fakes of RunService (the
-// run engine is not needed, and today's gateway answers UNIMPLEMENTED).
+// The assistantsctl binary from outside: flag checking (exit 2), the flags'
+// mapping onto each request (the RunEvents start, every resource command),
+// exit codes from the run's end, decoded errors, `runs events`, and the
+// metadata (API key, request id) and TLS flags, against in-process fakes of
+// the public services (the run engine is not needed).
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -19,6 +21,7 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
+#include "tests/cli/fake_resource_service.h"
 #include "tests/cli/fake_run_service.h"
 #include "tests/cli/seed_events.h"
 #include "tests/support/server_process.h"
@@ -31,6 +34,7 @@ using cli_test::kSeedStreamed;
 using test_support::CliBinary;
 using test_support::CommandResult;
 using test_support::RunCommand;
+using ::testing::ElementsAre;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -326,6 +330,523 @@ TEST_F(AssistantsctlRunTest, RunsCommands) {
       Cli({"--json", "runs", "get", "thread_1", "run_1"});
   ASSERT_EQ(json.exit_code, 0) << json.stderr_text;
   EXPECT_THAT(json.stdout_text, StartsWith(R"({"id":"run_1")"));
+}
+
+// Sets an environment variable for the scope (the CLI child inherits it).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() { unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
+std::vector<std::string> Lines(const std::string& text) {
+  if (text.empty()) return {};
+  return absl::StrSplit(absl::StripSuffix(text, "\n"), '\n');
+}
+
+// Every command but `run` against fakes of all the public services, with
+// the metadata of each call recorded.
+class AssistantsctlCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access(CliBinary().c_str(), X_OK) != 0) {
+      GTEST_SKIP() << "build assistantsctl first: " << CliBinary();
+    }
+    runs_ =
+        std::make_unique<FakeRunService>(cli_test::SeedFunctionCallEvents());
+    // The run is history: its events replay without waiting for outputs.
+    runs_->set_gate(false);
+    server_ =
+        cli_test::ServeAll(runs_.get(), &resources_, &recorder_, &target_);
+    ASSERT_NE(server_, nullptr);
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown();
+  }
+
+  CommandResult Cli(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {CliBinary(), "--target", target_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  }
+
+  std::unique_ptr<FakeRunService> runs_;
+  cli_test::FakeResourceService resources_;
+  cli_test::MetadataRecorder recorder_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string target_;
+};
+
+TEST_F(AssistantsctlCommandsTest, ThreadsUpdateReplacesOrClearsMetadata) {
+  const CommandResult updated = Cli({"threads", "update", "thread_1",
+                                     "--metadata", "b=2", "--metadata", "a=1"});
+  ASSERT_EQ(updated.exit_code, 0) << updated.stderr_text;
+  EXPECT_THAT(updated.stdout_text, HasSubstr("id:      thread_1\n"));
+  EXPECT_THAT(updated.stdout_text, HasSubstr("metadata: a=1 b=2\n"));
+  v1::UpdateThreadRequest request =
+      resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_EQ(request.thread_id(), "thread_1");
+  EXPECT_THAT(request.metadata(), SizeIs(2));
+  EXPECT_THAT(request.update_mask().paths(), ElementsAre("metadata"));
+
+  const CommandResult cleared =
+      Cli({"threads", "update", "thread_1", "--clear-metadata"});
+  ASSERT_EQ(cleared.exit_code, 0) << cleared.stderr_text;
+  request = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_THAT(request.metadata(), SizeIs(0));
+  // The mask is what makes empty metadata a write.
+  EXPECT_THAT(request.update_mask().paths(), ElementsAre("metadata"));
+}
+
+TEST_F(AssistantsctlCommandsTest, MessagesGetUpdateDelete) {
+  const CommandResult got = Cli({"messages", "get", "thread_1", "msg_7"});
+  ASSERT_EQ(got.exit_code, 0) << got.stderr_text;
+  EXPECT_THAT(got.stdout_text, HasSubstr("id:      msg_7\n"));
+  EXPECT_THAT(got.stdout_text,
+              HasSubstr(absl::StrCat("text:    ", cli_test::kSeedAnswer)));
+  EXPECT_THAT(got.stdout_text, HasSubstr("run:     run_1\n"));
+  const auto get = runs_->last<v1::GetMessageRequest>("GetMessage");
+  EXPECT_EQ(get.thread_id(), "thread_1");
+  EXPECT_EQ(get.message_id(), "msg_7");
+
+  const CommandResult updated =
+      Cli({"messages", "update", "thread_1", "msg_7", "--metadata", "k=v"});
+  ASSERT_EQ(updated.exit_code, 0) << updated.stderr_text;
+  EXPECT_THAT(updated.stdout_text, HasSubstr("metadata: k=v\n"));
+  const auto update = runs_->last<v1::UpdateMessageRequest>("UpdateMessage");
+  EXPECT_EQ(update.message_id(), "msg_7");
+  EXPECT_EQ(update.metadata().at("k"), "v");
+
+  const CommandResult deleted =
+      Cli({"messages", "delete", "thread_1", "msg_7"});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.stderr_text;
+  EXPECT_EQ(deleted.stdout_text, "deleted msg_7\n");
+  const CommandResult json =
+      Cli({"--json", "messages", "delete", "thread_1", "msg_7"});
+  ASSERT_EQ(json.exit_code, 0) << json.stderr_text;
+  EXPECT_EQ(json.stdout_text,
+            R"({"id":"msg_7","object":"thread.message.deleted","deleted":true})"
+            "\n");
+}
+
+TEST_F(AssistantsctlCommandsTest, RunsCreateMapsEveryRunFlag) {
+  const CommandResult created =
+      Cli({"runs",        "create",
+           "thread_1",    "--assistant",
+           "asst_1",      "--model",
+           "gpt-4o-mini", "--instructions",
+           "Be brief.",   "--additional-instructions",
+           "Use USD.",    "--message",
+           "m1",          "--message",
+           "m2",          "--metadata",
+           "k=v",         "--tools-json",
+           "[]",          "--temperature",
+           "0.5",         "--top-p",
+           "0.9",         "--max-prompt-tokens",
+           "1000",        "--max-completion-tokens",
+           "200",         "--requires-action-timeout-s",
+           "30",          "--active-run-policy",
+           "queue",       "--request-id",
+           "req-9"});
+  ASSERT_EQ(created.exit_code, 0) << created.stderr_text;
+  EXPECT_THAT(created.stdout_text, HasSubstr("id:        run_1\n"));
+  EXPECT_THAT(created.stdout_text, HasSubstr("status:    queued\n"));
+
+  const auto request = runs_->last<v1::CreateRunRequest>("CreateRun");
+  EXPECT_EQ(request.thread_id(), "thread_1");
+  EXPECT_EQ(request.request_id(), "req-9");
+  const v1::RunOptions& options = request.options();
+  EXPECT_EQ(options.assistant_id(), "asst_1");
+  EXPECT_EQ(options.model(), "gpt-4o-mini");
+  EXPECT_EQ(options.instructions(), "Be brief.");
+  EXPECT_EQ(options.additional_instructions(), "Use USD.");
+  ASSERT_THAT(options.additional_messages(), SizeIs(2));
+  EXPECT_EQ(options.additional_messages(1).text(), "m2");
+  EXPECT_EQ(options.additional_messages(1).role(), v1::MESSAGE_ROLE_USER);
+  EXPECT_EQ(options.metadata().at("k"), "v");
+  // An explicit empty tool list means "no tools for this run".
+  EXPECT_THAT(options.tools(), SizeIs(0));
+  EXPECT_TRUE(options.override_tools());
+  EXPECT_EQ(options.temperature(), 0.5);
+  EXPECT_EQ(options.top_p(), 0.9);
+  EXPECT_EQ(options.max_prompt_tokens(), 1000);
+  EXPECT_EQ(options.max_completion_tokens(), 200);
+  EXPECT_EQ(options.requires_action_timeout_seconds(), 30);
+  EXPECT_EQ(options.active_run_policy(), v1::ACTIVE_RUN_POLICY_QUEUE);
+
+  // Unset flags stay unset: the assistant's values apply.
+  ASSERT_EQ(
+      Cli({"runs", "create", "thread_1", "--assistant", "asst_1"}).exit_code,
+      0);
+  const auto bare = runs_->last<v1::CreateRunRequest>("CreateRun");
+  EXPECT_FALSE(bare.options().has_model());
+  EXPECT_FALSE(bare.options().has_temperature());
+  EXPECT_FALSE(bare.options().override_tools());
+  EXPECT_EQ(bare.request_id(), "");
+}
+
+TEST_F(AssistantsctlCommandsTest, CreateAndRunPutsTheMessagesInTheNewThread) {
+  const CommandResult created =
+      Cli({"--json", "threads", "create-and-run", "--assistant", "asst_1",
+           "--message", "hi", "--thread-metadata", "t=1", "--metadata", "r=2"});
+  ASSERT_EQ(created.exit_code, 0) << created.stderr_text;
+  EXPECT_THAT(created.stdout_text, StartsWith(R"({"id":"run_1")"));
+  const auto request =
+      runs_->last<v1::CreateThreadAndRunRequest>("CreateThreadAndRun");
+  ASSERT_THAT(request.thread().messages(), SizeIs(1));
+  EXPECT_EQ(request.thread().messages(0).text(), "hi");
+  EXPECT_EQ(request.thread().metadata().at("t"), "1");
+  EXPECT_THAT(request.options().additional_messages(), SizeIs(0));
+  EXPECT_EQ(request.options().assistant_id(), "asst_1");
+  EXPECT_EQ(request.options().metadata().at("r"), "2");
+}
+
+TEST_F(AssistantsctlCommandsTest, RunsUpdateReplacesMetadata) {
+  const CommandResult updated =
+      Cli({"runs", "update", "thread_1", "run_1", "--metadata", "k=v"});
+  ASSERT_EQ(updated.exit_code, 0) << updated.stderr_text;
+  EXPECT_THAT(updated.stdout_text, HasSubstr("metadata:  k=v\n"));
+  const auto request = runs_->last<v1::UpdateRunRequest>("UpdateRun");
+  EXPECT_EQ(request.thread_id(), "thread_1");
+  EXPECT_EQ(request.run_id(), "run_1");
+  EXPECT_EQ(request.metadata().at("k"), "v");
+}
+
+TEST_F(AssistantsctlCommandsTest, RunsSubmitFromFlagsOrAFile) {
+  const CommandResult flags =
+      Cli({"runs", "submit", "thread_1", "run_1", "--output",
+           R"(call_1={"price": 1})", "--output", "call_2=a=b", "--request-id",
+           "sub-1"});
+  ASSERT_EQ(flags.exit_code, 0) << flags.stderr_text;
+  EXPECT_THAT(flags.stdout_text, HasSubstr("status:    queued\n"));
+
+  test_support::TempDir dir;
+  const std::string path = dir.path() + "/outputs.json";
+  std::ofstream(path) << R"({"call_9": {"price": 2}, "call_3": "plain"})";
+  const CommandResult file =
+      Cli({"runs", "submit", "thread_1", "run_1", "--outputs-file", path});
+  ASSERT_EQ(file.exit_code, 0) << file.stderr_text;
+
+  const std::vector<v1::SubmitToolOutputsRequest> submissions =
+      runs_->submissions();
+  ASSERT_THAT(submissions, SizeIs(2));
+  EXPECT_EQ(submissions[0].thread_id(), "thread_1");
+  EXPECT_EQ(submissions[0].run_id(), "run_1");
+  EXPECT_EQ(submissions[0].request_id(), "sub-1");
+  ASSERT_THAT(submissions[0].tool_outputs(), SizeIs(2));
+  EXPECT_EQ(submissions[0].tool_outputs(0).tool_call_id(), "call_1");
+  EXPECT_EQ(submissions[0].tool_outputs(0).output(), R"({"price": 1})");
+  EXPECT_EQ(submissions[0].tool_outputs(1).tool_call_id(), "call_2");
+  EXPECT_EQ(submissions[0].tool_outputs(1).output(), "a=b");
+  // The file's order; strings as they are, other values as compact JSON.
+  ASSERT_THAT(submissions[1].tool_outputs(), SizeIs(2));
+  EXPECT_EQ(submissions[1].tool_outputs(0).tool_call_id(), "call_9");
+  EXPECT_EQ(submissions[1].tool_outputs(0).output(), R"({"price":2})");
+  EXPECT_EQ(submissions[1].tool_outputs(1).tool_call_id(), "call_3");
+  EXPECT_EQ(submissions[1].tool_outputs(1).output(), "plain");
+  EXPECT_EQ(submissions[1].request_id(), "");
+}
+
+TEST_F(AssistantsctlCommandsTest, RunsStepShowsOneStep) {
+  const CommandResult step =
+      Cli({"runs", "step", "thread_1", "run_1", "step_1"});
+  ASSERT_EQ(step.exit_code, 0) << step.stderr_text;
+  EXPECT_EQ(step.stdout_text,
+            "id:      step_1\n"
+            "run:     run_1\n"
+            "type:    tool_calls\n"
+            "status:  completed\n"
+            "call:    call_1  get_stock_price({\"ticker\":\"AAPL\"}) -> "
+            "{\"price\": 237.5, \"currency\": \"USD\"}\n");
+  const auto request = runs_->last<v1::GetRunStepRequest>("GetRunStep");
+  EXPECT_EQ(request.thread_id(), "thread_1");
+  EXPECT_EQ(request.run_id(), "run_1");
+  EXPECT_EQ(request.step_id(), "step_1");
+
+  const CommandResult missing =
+      Cli({"runs", "step", "thread_1", "run_1", "step_404"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.stderr_text, "error: NOT_FOUND: no such step\n");
+}
+
+TEST_F(AssistantsctlCommandsTest, RunsEventsPrintsEachEventOnce) {
+  const CommandResult events = Cli({"runs", "events", "thread_1", "run_1"});
+  ASSERT_EQ(events.exit_code, 0) << events.stderr_text;
+  const std::vector<std::string> lines = Lines(events.stdout_text);
+  ASSERT_THAT(lines, SizeIs(22));
+  EXPECT_EQ(lines[0], "1  thread.run.created  run_1  queued");
+  EXPECT_EQ(lines[5],
+            "6  thread.run.step.delta  step_1  [0] id=call_1 "
+            "get_stock_price");
+  EXPECT_EQ(lines[6], R"(7  thread.run.step.delta  step_1  [0] "{\"ticker\"")");
+  EXPECT_EQ(lines[8],
+            "9  thread.run.requires_action  run_1  requires_action  "
+            "get_stock_price({\"ticker\":\"AAPL\"}) id=call_1");
+  EXPECT_EQ(lines[11],
+            "12  thread.run.step.completed  step_1  tool_calls  completed  "
+            "function(get_stock_price) id=call_1");
+  EXPECT_EQ(lines[14],
+            "15  thread.message.created  msg_1  assistant  in_progress");
+  EXPECT_EQ(
+      lines[16],
+      R"(17  thread.message.delta  msg_1  "AAPL is trading at $237.50, ")");
+  EXPECT_EQ(lines[20], "21  thread.run.completed  run_1  completed");
+  EXPECT_EQ(lines[21], "22  done");
+  EXPECT_EQ(events.stderr_text, "");
+  // A watcher never answers the run's tool calls.
+  EXPECT_THAT(runs_->submissions(), SizeIs(0));
+
+  const CommandResult after =
+      Cli({"runs", "events", "thread_1", "run_1", "--after", "20"});
+  ASSERT_EQ(after.exit_code, 0) << after.stderr_text;
+  EXPECT_EQ(after.stdout_text,
+            "21  thread.run.completed  run_1  completed\n22  done\n");
+
+  const CommandResult json =
+      Cli({"--json", "runs", "events", "thread_1", "run_1", "--follow"});
+  ASSERT_EQ(json.exit_code, 0) << json.stderr_text;
+  const std::vector<std::string> json_lines = Lines(json.stdout_text);
+  ASSERT_THAT(json_lines, SizeIs(22));
+  EXPECT_THAT(json_lines[21], HasSubstr(R"("event":"done")"));
+
+  const std::vector<v1::RunEventsRequest> requests = runs_->stream_requests();
+  ASSERT_THAT(requests, SizeIs(3));
+  EXPECT_EQ(requests[1].after_sequence(), 20);
+  EXPECT_EQ(requests[1].thread_id(), "thread_1");
+  EXPECT_EQ(requests[1].run_id(), "run_1");
+  EXPECT_FALSE(requests[1].has_create_run());
+}
+
+TEST_F(AssistantsctlCommandsTest, RunsEventsFollowResumesABrokenStream) {
+  runs_->SetConnections({{5, cli_test::Connection::Ending::kUnavailable}});
+  const CommandResult events =
+      Cli({"runs", "events", "thread_1", "run_1", "--follow"});
+  ASSERT_EQ(events.exit_code, 0) << events.stderr_text;
+  EXPECT_THAT(Lines(events.stdout_text), SizeIs(22));
+  EXPECT_THAT(events.stderr_text, HasSubstr("resuming after sequence 5"));
+  const std::vector<v1::RunEventsRequest> requests = runs_->stream_requests();
+  ASSERT_THAT(requests, SizeIs(2));
+  EXPECT_EQ(requests[1].after_sequence(), 5);
+}
+
+TEST_F(AssistantsctlCommandsTest, RunsEventsWithoutFollowDoesNotResume) {
+  runs_->SetConnections({{5, cli_test::Connection::Ending::kUnavailable}});
+  const CommandResult events = Cli({"runs", "events", "thread_1", "run_1"});
+  EXPECT_EQ(events.exit_code, 1);
+  EXPECT_THAT(Lines(events.stdout_text), SizeIs(5));
+  EXPECT_EQ(events.stderr_text, "error: UNAVAILABLE: connection reset\n");
+  EXPECT_THAT(runs_->stream_requests(), SizeIs(1));
+}
+
+TEST_F(AssistantsctlCommandsTest, RunsEventsWithoutFollowStopsAtTheDeadline) {
+  // A live run that goes quiet after three events.
+  runs_->SetConnections({{3, cli_test::Connection::Ending::kSilence}});
+  const CommandResult events =
+      Cli({"--timeout", "0.3", "runs", "events", "thread_1", "run_1"});
+  EXPECT_EQ(events.exit_code, 0) << events.stderr_text;
+  EXPECT_THAT(Lines(events.stdout_text), SizeIs(3));
+  EXPECT_THAT(events.stderr_text, HasSubstr("--follow waits for its end"));
+}
+
+TEST_F(AssistantsctlCommandsTest, WorkersAndToolsList) {
+  const CommandResult workers = Cli({"workers", "list"});
+  ASSERT_EQ(workers.exit_code, 0) << workers.stderr_text;
+  EXPECT_EQ(workers.stdout_text,
+            "stock-1  serving  127.0.0.1:50061  in_flight=2  "
+            "tools=get_stock_price\n");
+  const CommandResult tools = Cli({"tools", "list"});
+  ASSERT_EQ(tools.exit_code, 0) << tools.stderr_text;
+  EXPECT_EQ(tools.stdout_text,
+            "get_stock_price  workers=stock-1  timeout_ms=5000  "
+            "max_concurrency=4  Latest price\n");
+  const CommandResult json = Cli({"--json", "workers", "list"});
+  ASSERT_EQ(json.exit_code, 0) << json.stderr_text;
+  EXPECT_THAT(json.stdout_text,
+              StartsWith(R"({"workers":[{"worker_id":"stock-1")"));
+}
+
+TEST_F(AssistantsctlCommandsTest, ApiKeyAndRequestIdGoWithEveryCall) {
+  constexpr char kKey[] = "sk-test-0123456789";
+  const CommandResult got =
+      Cli({"--api-key", kKey, "runs", "get", "thread_1", "run_1"});
+  ASSERT_EQ(got.exit_code, 0) << got.stderr_text;
+  // `run` makes two calls (RunEvents, SubmitToolOutputs) in one invocation.
+  const CommandResult ran =
+      Cli({"run", "--assistant", "asst_1", "--demo-tools", "--api_key", kKey});
+  ASSERT_EQ(ran.exit_code, 0) << ran.stderr_text;
+
+  std::vector<cli_test::CallMetadata> calls = recorder_.calls();
+  ASSERT_THAT(calls, SizeIs(3));
+  EXPECT_EQ(calls[0].method, "/assistants.v1.RunService/GetRun");
+  EXPECT_EQ(calls[1].method, "/assistants.v1.RunService/RunEvents");
+  EXPECT_EQ(calls[2].method, "/assistants.v1.RunService/SubmitToolOutputs");
+  for (const cli_test::CallMetadata& call : calls) {
+    EXPECT_EQ(call.authorization, absl::StrCat("Bearer ", kKey)) << call.method;
+    EXPECT_THAT(call.request_id, StartsWith("assistantsctl-")) << call.method;
+  }
+  // One id per invocation.
+  EXPECT_NE(calls[0].request_id, calls[1].request_id);
+  EXPECT_EQ(calls[1].request_id, calls[2].request_id);
+  for (const CommandResult* result : {&got, &ran}) {
+    EXPECT_THAT(result->stdout_text, Not(HasSubstr(kKey)));
+    EXPECT_THAT(result->stderr_text, Not(HasSubstr(kKey)));
+  }
+
+  {
+    // The environment's key, unless the flag gives one.
+    ScopedEnv env("ASSISTANTS_API_KEY", "sk-from-env");
+    ASSERT_EQ(Cli({"assistants", "get", "asst_1"}).exit_code, 0);
+    ASSERT_EQ(Cli({"tools", "list", "--api-key", kKey}).exit_code, 0);
+  }
+  ASSERT_EQ(Cli({"workers", "list"}).exit_code, 0);
+  calls = recorder_.calls();
+  ASSERT_THAT(calls, SizeIs(6));
+  EXPECT_EQ(calls[3].method, "/assistants.v1.AssistantService/GetAssistant");
+  EXPECT_EQ(calls[3].authorization, "Bearer sk-from-env");
+  EXPECT_EQ(calls[4].authorization, absl::StrCat("Bearer ", kKey));
+  // No key: no authorization header at all.
+  EXPECT_EQ(calls[5].authorization, "");
+  EXPECT_THAT(calls[5].request_id, StartsWith("assistantsctl-"));
+}
+
+TEST_F(AssistantsctlCommandsTest, ApiKeyIsNeverPrinted) {
+  ScopedEnv env("ASSISTANTS_API_KEY", "sk-secret-in-env");
+  const CommandResult help = Cli({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.stdout_text, HasSubstr("--api-key KEY"));
+  EXPECT_THAT(help.stdout_text, Not(HasSubstr("sk-secret-in-env")));
+
+  const CommandResult bad =
+      Cli({"--api-key", "sk-secret\nwith-newline", "runs", "get", "t", "r"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.stderr_text, HasSubstr("--api-key"));
+  EXPECT_THAT(bad.stderr_text, Not(HasSubstr("sk-secret")));
+  EXPECT_THAT(recorder_.calls(), SizeIs(0));
+}
+
+TEST_F(AssistantsctlCommandsTest, UsageErrorsOfTheNewCommandsExitTwo) {
+  test_support::TempDir dir;
+  const std::string not_object = dir.path() + "/outputs.json";
+  std::ofstream(not_object) << "[1]";
+  const std::vector<std::vector<std::string>> cases = {
+      {"threads", "update", "thread_1"},  // neither --metadata nor --clear
+      {"threads", "update", "thread_1", "--metadata", "a=1",
+       "--clear-metadata"},
+      {"threads", "update", "thread_1", "--metadata", "novalue"},
+      {"messages", "get", "thread_1"},
+      {"messages", "update", "thread_1", "msg_1"},
+      {"messages", "delete", "thread_1", "msg_1", "extra"},
+      {"runs", "create", "thread_1"},               // no --assistant
+      {"runs", "create", "--assistant", "asst_1"},  // no thread
+      {"runs", "create", "thread_1", "--assistant", "a", "--active-run-policy",
+       "sometimes"},
+      {"runs", "create", "thread_1", "--assistant", "a", "--max-prompt-tokens",
+       "many"},
+      {"runs", "create", "thread_1", "--assistant", "a", "--tools-json", "{"},
+      {"runs", "create", "thread_1", "--assistant", "a", "--thread-metadata",
+       "a=1"},
+      {"threads", "create-and-run", "--message", "hi"},
+      {"threads", "create-and-run", "--assistant", "a",
+       "--additional-instructions", "x"},
+      {"runs", "update", "thread_1", "run_1"},
+      {"runs", "submit", "thread_1", "run_1"},
+      {"runs", "submit", "thread_1", "run_1", "--output", "call_1"},
+      {"runs", "submit", "thread_1", "run_1", "--output", "=x"},
+      {"runs", "submit", "thread_1", "run_1", "--output", "c=1",
+       "--outputs-file", not_object},
+      {"runs", "submit", "thread_1", "run_1", "--outputs-file", not_object},
+      {"runs", "submit", "thread_1", "run_1", "--outputs-file",
+       "/nonexistent/outputs.json"},
+      {"runs", "step", "thread_1", "run_1"},
+      {"runs", "events", "thread_1"},
+      {"runs", "events", "thread_1", "run_1", "--after", "-1"},
+      {"runs", "events", "thread_1", "run_1", "--after", "x"},
+      {"runs", "events", "thread_1", "run_1", "--follow=yes"},
+      {"workers", "list", "extra"},
+  };
+  for (const auto& args : cases) {
+    const CommandResult result = Cli(args);
+    const std::string name = absl::StrJoin(args, " ");
+    EXPECT_EQ(result.exit_code, 2) << name << ": " << result.stderr_text;
+    EXPECT_THAT(result.stderr_text, HasSubstr("usage:")) << name;
+    EXPECT_EQ(result.stdout_text, "") << name;
+  }
+  EXPECT_THAT(recorder_.calls(), SizeIs(0));
+}
+
+// TLS files are read before any call: a missing, empty or unreadable one is
+// a usage error that names the file and where it was given.
+TEST(AssistantsctlTlsTest, UnreadableFilesExitTwoNamingTheFile) {
+  if (access(CliBinary().c_str(), X_OK) != 0) {
+    GTEST_SKIP() << "build assistantsctl first: " << CliBinary();
+  }
+  test_support::TempDir dir;
+  const std::string empty = dir.path() + "/empty.pem";
+  std::ofstream(empty) << "";
+  const std::string pem = dir.path() + "/client.pem";
+  std::ofstream(pem) << "-----BEGIN CERTIFICATE-----\n";
+  struct Case {
+    std::vector<std::string> args;
+    std::string env_ca;  // ASSISTANTS_TLS_CA, when non-empty
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{"--tls-ca", "/nonexistent/ca.pem"},
+       "",
+       "error: --tls-ca: cannot read /nonexistent/ca.pem: No such file or "
+       "directory\n"},
+      {{},
+       "/nonexistent/env-ca.pem",
+       "error: ASSISTANTS_TLS_CA: cannot read /nonexistent/env-ca.pem"},
+      // The flag wins over the environment.
+      {{"--tls-ca", empty},
+       "/nonexistent/env-ca.pem",
+       absl::StrCat("error: --tls-ca: ", empty, " is empty\n")},
+      {{"--tls-ca", dir.path()},
+       "",
+       absl::StrCat("error: --tls-ca: cannot read ", dir.path())},
+      {{"--tls-cert", pem}, "", "--tls-cert and --tls-key go together"},
+      {{"--tls-key", pem}, "", "--tls-cert and --tls-key go together"},
+      {{"--tls-cert", pem, "--tls-key", "/nonexistent/client.key"},
+       "",
+       "error: --tls-key: cannot read /nonexistent/client.key"},
+      {{"--tls-cert", "/nonexistent/client.pem", "--tls-key", pem},
+       "",
+       "error: --tls-cert: cannot read /nonexistent/client.pem"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {CliBinary(), "--target", "127.0.0.1:1"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    argv.insert(argv.end(), {"assistants", "list"});
+    std::unique_ptr<ScopedEnv> env;
+    if (!c.env_ca.empty()) {
+      env = std::make_unique<ScopedEnv>("ASSISTANTS_TLS_CA", c.env_ca);
+    }
+    const CommandResult result = RunCommand(argv);
+    const std::string name = absl::StrJoin(c.args, " ") + " " + c.env_ca;
+    EXPECT_EQ(result.exit_code, 2) << name << ": " << result.stderr_text;
+    EXPECT_THAT(result.stderr_text, HasSubstr(c.expected)) << name;
+    EXPECT_THAT(result.stderr_text, HasSubstr("usage:")) << name;
+    EXPECT_EQ(result.stdout_text, "") << name;
+  }
+}
+
+// With TLS on, a plaintext server is a failed call (exit 1), not a hang or
+// a crash: the flags really switch the channel to TLS.
+TEST_F(AssistantsctlCommandsTest, TlsAgainstAPlaintextServerFails) {
+  const CommandResult result =
+      Cli({"--tls", "--timeout", "5", "assistants", "get", "asst_1"});
+  EXPECT_EQ(result.exit_code, 1) << result.stderr_text;
+  EXPECT_THAT(result.stderr_text, StartsWith("error: UNAVAILABLE"));
+  EXPECT_THAT(recorder_.calls(), SizeIs(0));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -88,6 +89,16 @@ class FakeRunService final : public v1::RunService::Service,
   int get_run_calls() {
     std::lock_guard<std::mutex> lock(mu_);
     return get_run_calls_;
+  }
+  // The request last received by a unary `method` ("CreateRun") that the
+  // accessors above do not cover, or a default message.
+  template <typename Request>
+  Request last(const std::string& method) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Request request;
+    auto it = requests_.find(method);
+    if (it != requests_.end()) request.ParseFromString(it->second);
+    return request;
   }
 
   grpc::Status RunEvents(
@@ -226,9 +237,70 @@ class FakeRunService final : public v1::RunService::Service,
   }
 
   grpc::Status CreateThreadAndRun(
-      grpc::ServerContext*, const v1::CreateThreadAndRunRequest*,
+      grpc::ServerContext*, const v1::CreateThreadAndRunRequest* request,
       v1::CreateThreadAndRunResponse* response) override {
+    Keep("CreateThreadAndRun", *request);
     *response->mutable_run() = SeedRun(v1::RUN_STATUS_QUEUED);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateRun(grpc::ServerContext*,
+                         const v1::CreateRunRequest* request,
+                         v1::CreateRunResponse* response) override {
+    Keep("CreateRun", *request);
+    *response->mutable_run() = SeedRun(v1::RUN_STATUS_QUEUED);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status UpdateRun(grpc::ServerContext*,
+                         const v1::UpdateRunRequest* request,
+                         v1::UpdateRunResponse* response) override {
+    Keep("UpdateRun", *request);
+    *response->mutable_run() = SeedRun(v1::RUN_STATUS_COMPLETED);
+    *response->mutable_run()->mutable_metadata() = request->metadata();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetRunStep(grpc::ServerContext*,
+                          const v1::GetRunStepRequest* request,
+                          v1::GetRunStepResponse* response) override {
+    Keep("GetRunStep", *request);
+    for (const v1::RunEvent& event : log_) {
+      if (event.event() == "thread.run.step.completed" &&
+          event.step().id() == request->step_id()) {
+        *response->mutable_step() = event.step();
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such step");
+  }
+
+  grpc::Status GetMessage(grpc::ServerContext*,
+                          const v1::GetMessageRequest* request,
+                          v1::GetMessageResponse* response) override {
+    Keep("GetMessage", *request);
+    *response->mutable_message() =
+        AssistantMessage(request->message_id(), kSeedAnswer);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status UpdateMessage(grpc::ServerContext*,
+                             const v1::UpdateMessageRequest* request,
+                             v1::UpdateMessageResponse* response) override {
+    Keep("UpdateMessage", *request);
+    *response->mutable_message() =
+        AssistantMessage(request->message_id(), kSeedAnswer);
+    *response->mutable_message()->mutable_metadata() = request->metadata();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteMessage(grpc::ServerContext*,
+                             const v1::DeleteMessageRequest* request,
+                             v1::DeleteMessageResponse* response) override {
+    Keep("DeleteMessage", *request);
+    response->set_id(request->message_id());
+    response->set_object("thread.message.deleted");
+    response->set_deleted(true);
     return grpc::Status::OK;
   }
 
@@ -245,6 +317,12 @@ class FakeRunService final : public v1::RunService::Service,
   }
 
  private:
+  void Keep(const std::string& method,
+            const google::protobuf::Message& request) {
+    std::lock_guard<std::mutex> lock(mu_);
+    requests_[method] = request.SerializeAsString();
+  }
+
   const std::vector<v1::RunEvent> log_;
   std::vector<Connection> connections_;
   std::vector<v1::Run> polled_runs_;
@@ -256,6 +334,7 @@ class FakeRunService final : public v1::RunService::Service,
   std::vector<v1::SubmitToolOutputsRequest> submissions_;
   int get_run_calls_ = 0;
   size_t poll_index_ = 0;
+  std::map<std::string, std::string> requests_;
 };
 
 }  // namespace assistants::cli::cli_test

@@ -334,5 +334,53 @@ TEST(EventJsonLineTest, OneLineOfProto3JsonThatParsesBack) {
               HasSubstr(R"("tool_calls":[{"id":"call_1")"));
 }
 
+// `runs events` lines for the payloads the seed run lacks: a failed run, an
+// error event, code_interpreter input and an output on a function delta,
+// text with a newline (escaped: one event, one line), and the bare events.
+TEST(EventLineTest, EveryPayloadOnOneLine) {
+  v1::Run failed = SeedRun(v1::RUN_STATUS_FAILED);
+  failed.mutable_last_error()->set_code("server_error");
+  failed.mutable_last_error()->set_message("upstream returned 500");
+  EXPECT_EQ(EventLine(RunEvent(4, "thread.run.failed", failed)),
+            "4  thread.run.failed  run_1  failed  server_error: upstream "
+            "returned 500");
+
+  v1::Run incomplete = SeedRun(v1::RUN_STATUS_INCOMPLETE);
+  incomplete.mutable_incomplete_details()->set_reason("max_completion_tokens");
+  EXPECT_EQ(EventLine(RunEvent(5, "thread.run.incomplete", incomplete)),
+            "5  thread.run.incomplete  run_1  incomplete  "
+            "max_completion_tokens");
+
+  v1::RunEvent error;
+  error.set_sequence(6);
+  error.set_event("error");
+  error.mutable_error()->set_code("server_error");
+  error.mutable_error()->set_message("boom");
+  EXPECT_EQ(EventLine(error), "6  error  server_error: boom");
+
+  EXPECT_EQ(EventLine(CodeDelta(7, "step_3", 1, "print(1)\n")),
+            R"(7  thread.run.step.delta  step_3  [1] code_interpreter )"
+            R"("print(1)\n")");
+
+  v1::RunEvent output = FunctionDelta(8, "step_1", 0, "", "", "");
+  output.mutable_step_delta()
+      ->mutable_delta()
+      ->mutable_tool_calls(0)
+      ->mutable_function()
+      ->set_output(R"({"ok":true})");
+  EXPECT_EQ(EventLine(output),
+            R"(8  thread.run.step.delta  step_1  [0] output="{\"ok\":true}")");
+
+  EXPECT_EQ(EventLine(TextDelta(9, "msg_1", 0, "two\nlines")),
+            R"(9  thread.message.delta  msg_1  "two\nlines")");
+
+  v1::RunEvent heartbeat;
+  heartbeat.set_sequence(9);
+  heartbeat.set_event("heartbeat");
+  heartbeat.mutable_heartbeat();
+  EXPECT_EQ(EventLine(heartbeat), "9  heartbeat");
+  EXPECT_EQ(EventLine(DoneEvent(10)), "10  done");
+}
+
 }  // namespace
 }  // namespace assistants::cli
