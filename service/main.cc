@@ -21,6 +21,7 @@
 #include "service/common/clock.h"
 #include "service/common/executor.h"
 #include "service/common/timers.h"
+#include "service/common/tls.h"
 #include "service/runs/engine.h"
 #include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
@@ -79,6 +80,29 @@ ABSL_FLAG(int, worker_lease_ttl_ms, 15000,
 ABSL_FLAG(int, worker_wait_ms, 15000,
           "how long a resumed run's tool call waits for its worker to "
           "register again after a gateway restart");
+// TLS (see README "TLS"): all empty serves and dials plaintext.
+ABSL_FLAG(std::string, tls_cert_file, EnvOr("ASSISTANTS_TLS_CERT_FILE", ""),
+          "PEM certificate chain the gRPC port serves TLS with (env "
+          "ASSISTANTS_TLS_CERT_FILE); empty: plaintext");
+ABSL_FLAG(std::string, tls_key_file, EnvOr("ASSISTANTS_TLS_KEY_FILE", ""),
+          "PEM private key of --tls_cert_file (env ASSISTANTS_TLS_KEY_FILE)");
+ABSL_FLAG(std::string, tls_client_ca_file,
+          EnvOr("ASSISTANTS_TLS_CLIENT_CA_FILE", ""),
+          "PEM CA; when set, clients must present a certificate it signed "
+          "(mutual TLS) (env ASSISTANTS_TLS_CLIENT_CA_FILE)");
+ABSL_FLAG(std::string, worker_tls_ca_file,
+          EnvOr("ASSISTANTS_WORKER_TLS_CA_FILE", ""),
+          "PEM CA the tool workers' certificates must chain to; set (or a "
+          "client certificate set): workers are dialled with TLS (env "
+          "ASSISTANTS_WORKER_TLS_CA_FILE)");
+ABSL_FLAG(std::string, worker_tls_cert_file,
+          EnvOr("ASSISTANTS_WORKER_TLS_CERT_FILE", ""),
+          "PEM client certificate the gateway presents to tool workers that "
+          "demand one (env ASSISTANTS_WORKER_TLS_CERT_FILE)");
+ABSL_FLAG(std::string, worker_tls_key_file,
+          EnvOr("ASSISTANTS_WORKER_TLS_KEY_FILE", ""),
+          "PEM private key of --worker_tls_cert_file (env "
+          "ASSISTANTS_WORKER_TLS_KEY_FILE)");
 
 namespace {
 
@@ -180,7 +204,20 @@ int main(int argc, char** argv) {
     std::cerr << "assistants-gateway: " << backends.status().message() << "\n";
     return 1;
   }
-  auto http = std::make_unique<assistants::upstream::CurlHttpClient>();
+  // A private upstream's CA (env only, like the rest of the upstream
+  // settings); checked now so a typo fails the start, not every run.
+  assistants::upstream::CurlHttpClientOptions http_options;
+  http_options.ca_file = EnvOr("ASSISTANTS_UPSTREAM_CA_FILE", "");
+  if (!http_options.ca_file.empty()) {
+    auto ca = assistants::tls::ReadPemFile(http_options.ca_file,
+                                           "ASSISTANTS_UPSTREAM_CA_FILE CA");
+    if (!ca.ok()) {
+      std::cerr << "assistants-gateway: " << ca.status().message() << "\n";
+      return 1;
+    }
+  }
+  auto http =
+      std::make_unique<assistants::upstream::CurlHttpClient>(http_options);
   auto providers = assistants::upstream::ProviderRegistry::Create(
       *backends, default_upstream, http.get());
   if (!providers.ok()) {
@@ -224,7 +261,17 @@ int main(int argc, char** argv) {
               << "\n";
     return 1;
   }
-  assistants::tool_workers::GrpcWorkerTransport worker_transport(&clock);
+  auto worker_credentials = assistants::tls::ChannelCredentials(
+      {absl::GetFlag(FLAGS_worker_tls_cert_file),
+       absl::GetFlag(FLAGS_worker_tls_key_file),
+       absl::GetFlag(FLAGS_worker_tls_ca_file)});
+  if (!worker_credentials.ok()) {
+    std::cerr << "assistants-gateway: worker TLS: "
+              << worker_credentials.status().message() << "\n";
+    return 1;
+  }
+  assistants::tool_workers::GrpcWorkerTransport worker_transport(
+      &clock, *worker_credentials);
   assistants::tool_workers::DispatcherOptions dispatcher_options;
   dispatcher_options.no_worker_wait_ms = absl::GetFlag(FLAGS_worker_wait_ms);
   assistants::tool_workers::WorkerDispatcher dispatcher(
@@ -243,6 +290,9 @@ int main(int argc, char** argv) {
 
   assistants::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
+  options.tls = {absl::GetFlag(FLAGS_tls_cert_file),
+                 absl::GetFlag(FLAGS_tls_key_file),
+                 absl::GetFlag(FLAGS_tls_client_ca_file)};
   options.streams.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
   options.tool_registry = tool_registry->get();
   auto server = assistants::GatewayServer::Start(options, store.get(), &clock,
@@ -255,6 +305,9 @@ int main(int argc, char** argv) {
   std::cerr << "assistants-gateway listening on " << host << ":"
             << (*server)->port()
             << " (store: " << (db == ":memory:" ? "memory" : "sqlite " + db)
+            << (options.tls.cert_file.empty() ? ""
+                : options.tls.ca_file.empty() ? ", tls"
+                                              : ", mutual tls")
             << ")" << std::endl;
 
   std::thread signal_waiter([&] {
