@@ -26,6 +26,7 @@
 #include "service/common/executor.h"
 #include "service/common/log.h"
 #include "service/common/timers.h"
+#include "service/common/tls.h"
 #include "service/config/config.h"
 #include "service/runs/engine.h"
 #include "service/runs/tool_dispatcher.h"
@@ -198,7 +199,18 @@ int main(int argc, char** argv) {
     store = *std::move(sqlite);
   }
 
-  auto http = std::make_unique<assistants::upstream::CurlHttpClient>();
+  // A private upstream's CA (env only, like the upstream keys); checked now
+  // so a typo fails the start, not every run.
+  assistants::upstream::CurlHttpClientOptions http_options;
+  if (const char* ca_file = std::getenv("ASSISTANTS_UPSTREAM_CA_FILE");
+      ca_file != nullptr && *ca_file != '\0') {
+    http_options.ca_file = ca_file;
+    auto ca = assistants::tls::ReadPemFile(http_options.ca_file,
+                                           "ASSISTANTS_UPSTREAM_CA_FILE CA");
+    if (!ca.ok()) return Fail(kConfigError, ca.status().message());
+  }
+  auto http =
+      std::make_unique<assistants::upstream::CurlHttpClient>(http_options);
   auto providers = assistants::upstream::ProviderRegistry::Create(
       UpstreamBackends(config.upstream), config.upstream.default_backend,
       http.get());
@@ -228,7 +240,16 @@ int main(int argc, char** argv) {
               << "\n";
     return kConfigError;
   }
-  assistants::tool_workers::GrpcWorkerTransport worker_transport(&clock);
+  auto worker_credentials = assistants::tls::ChannelCredentials(
+      {config.workers.tls.cert_file, config.workers.tls.key_file,
+       config.workers.tls.ca_file});
+  if (!worker_credentials.ok()) {
+    return Fail(
+        kConfigError,
+        absl::StrCat("worker TLS: ", worker_credentials.status().message()));
+  }
+  assistants::tool_workers::GrpcWorkerTransport worker_transport(
+      &clock, *worker_credentials);
   assistants::tool_workers::DispatcherOptions dispatcher_options;
   dispatcher_options.no_worker_wait_ms = config.workers.wait_ms;
   assistants::tool_workers::WorkerDispatcher dispatcher(
@@ -246,6 +267,8 @@ int main(int argc, char** argv) {
 
   assistants::ServerOptions options;
   options.listen = config.listen;
+  options.tls = {config.tls.cert_file, config.tls.key_file,
+                 config.tls.client_ca_file};
   options.streams.heartbeat_ms = static_cast<int>(config.streams.heartbeat_ms);
   std::unique_ptr<assistants::auth::ApiKeys> api_keys;
   if (!config.auth.api_keys_file.empty()) {
@@ -280,8 +303,12 @@ int main(int argc, char** argv) {
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   const std::string address = absl::StrCat(host, ":", (*server)->port());
   assistants::LogAlways(
-      absl::StrCat("assistants-gateway listening on ", address, " (store: ",
-                   db == ":memory:" ? "memory" : "sqlite " + db, ")"),
+      absl::StrCat("assistants-gateway listening on ", address,
+                   " (store: ", db == ":memory:" ? "memory" : "sqlite " + db,
+                   options.tls.cert_file.empty() ? ""
+                   : options.tls.ca_file.empty() ? ", tls"
+                                                 : ", mutual tls",
+                   ")"),
       {{"listen", address},
        {"store", db == ":memory:" ? "memory" : "sqlite"},
        {"log_level", assistants::LogLevelName(config.log.level)}});

@@ -51,8 +51,8 @@ std::shared_ptr<v1::ToolWorkerService::Stub> GrpcWorkerTransport::StubFor(
     // Notice a silently dead worker host between calls.
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-    stub = v1::ToolWorkerService::NewStub(grpc::CreateCustomChannel(
-        endpoint, grpc::InsecureChannelCredentials(), args));
+    stub = v1::ToolWorkerService::NewStub(
+        grpc::CreateCustomChannel(endpoint, credentials_, args));
   }
   return stub;
 }

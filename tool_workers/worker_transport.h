@@ -8,12 +8,14 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "assistants/v1/tool_worker.grpc.pb.h"
+#include "grpcpp/security/credentials.h"
 #include "service/common/clock.h"
 
 namespace assistants::tool_workers {
@@ -40,7 +42,13 @@ class WorkerTransport {
 // InvokeTool over gRPC (callback API), one channel per endpoint.
 class GrpcWorkerTransport : public WorkerTransport {
  public:
-  explicit GrpcWorkerTransport(const Clock* clock) : clock_(clock) {}
+  // Every worker is dialled with `credentials` (TLS, with a client
+  // certificate for workers that demand one; see service/common/tls.h).
+  explicit GrpcWorkerTransport(
+      const Clock* clock,
+      std::shared_ptr<grpc::ChannelCredentials> credentials =
+          grpc::InsecureChannelCredentials())
+      : clock_(clock), credentials_(std::move(credentials)) {}
   std::function<void()> Invoke(const std::string& endpoint,
                                const v1::InvokeToolRequest& request,
                                int64_t deadline_ms, Done done) override;
@@ -50,6 +58,7 @@ class GrpcWorkerTransport : public WorkerTransport {
       const std::string& endpoint);
 
   const Clock* clock_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<v1::ToolWorkerService::Stub>>
       stubs_ ABSL_GUARDED_BY(mu_);

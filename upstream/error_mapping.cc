@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
 #include "service/common/errors.h"
 
@@ -208,6 +209,32 @@ TurnError ProtocolError(absl::string_view provider, absl::string_view detail) {
               absl::StrCat(provider,
                            " sent a stream the gateway cannot read: ", detail),
               {{"provider", std::string(provider)}});
+}
+
+absl::Status RedactSecrets(const absl::Status& status,
+                           const std::vector<std::string>& secrets) {
+  if (status.ok()) return status;
+  auto redact = [&secrets](std::string text) {
+    for (const std::string& secret : secrets) {
+      if (!secret.empty()) {
+        absl::StrReplaceAll({{secret, "[redacted]"}}, &text);
+      }
+    }
+    return text;
+  };
+  absl::Status redacted(status.code(), redact(std::string(status.message())));
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    google::rpc::ErrorInfo info;
+    if (url == kErrorInfoUrl && info.ParseFromString(std::string(payload))) {
+      for (auto& [key, value] : *info.mutable_metadata()) {
+        value = redact(std::move(value));
+      }
+      redacted.SetPayload(url, absl::Cord(info.SerializeAsString()));
+    } else {
+      redacted.SetPayload(url, payload);
+    }
+  });
+  return redacted;
 }
 
 }  // namespace assistants::upstream

@@ -13,6 +13,7 @@
 #define UPSTREAM_ERROR_MAPPING_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -38,6 +39,14 @@ TurnError MapTransportError(absl::string_view provider,
 
 // A stream the gateway cannot understand (malformed event, truncated stream).
 TurnError ProtocolError(absl::string_view provider, absl::string_view detail);
+
+// `status` with every occurrence of each non-empty `secrets` value (the
+// upstream API key, credential headers) in its message and its ErrorInfo
+// metadata replaced by "[redacted]"; code and other payloads are kept. The
+// last line of defence for text an upstream echoes back (an error body or a
+// stream error quoting the key), before it becomes a run's last_error.
+absl::Status RedactSecrets(const absl::Status& status,
+                           const std::vector<std::string>& secrets);
 
 }  // namespace assistants::upstream
 

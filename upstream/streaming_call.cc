@@ -3,6 +3,7 @@
 #include <atomic>
 #include <exception>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -16,10 +17,11 @@ constexpr size_t kMaxErrorBodyBytes = 64 * 1024;
 
 class StreamingCall final : public HttpStreamHandler {
  public:
-  StreamingCall(std::string provider, HttpClient* http,
-                std::unique_ptr<StreamTranslator> translator,
+  StreamingCall(std::string provider, std::vector<std::string> secrets,
+                HttpClient* http, std::unique_ptr<StreamTranslator> translator,
                 std::shared_ptr<TurnObserver> observer)
       : provider_(std::move(provider)),
+        secrets_(std::move(secrets)),
         http_(http),
         translator_(std::move(translator)),
         observer_(std::move(observer)) {}
@@ -89,6 +91,10 @@ class StreamingCall final : public HttpStreamHandler {
 
   void Finish(std::optional<TurnError> error, bool abort_transfer) {
     finished_ = true;
+    // Whatever the upstream said may quote our credentials back.
+    if (error.has_value()) {
+      error->status = RedactSecrets(error->status, secrets_);
+    }
     observer_->OnDone(error);
     // Stop reading a stream we gave up on so its connection is freed. The
     // id may not be known yet (the transfer can get this far before Start
@@ -100,6 +106,8 @@ class StreamingCall final : public HttpStreamHandler {
   }
 
   const std::string provider_;
+  // Credential values that must never reach an error message.
+  const std::vector<std::string> secrets_;
   HttpClient* const http_;
   std::unique_ptr<StreamTranslator> translator_;
   std::shared_ptr<TurnObserver> observer_;
@@ -152,8 +160,13 @@ std::unique_ptr<TurnCall> StartStreamingTurn(
   request.timeouts = config.timeouts;
   request.retry = config.retry;
 
-  auto call = std::make_shared<StreamingCall>(
-      config.name, http, std::move(translator), std::move(observer));
+  std::vector<std::string> secrets = {config.api_key};
+  for (const auto& header : config.extra_headers) {
+    secrets.push_back(header.second);
+  }
+  auto call = std::make_shared<StreamingCall>(config.name, std::move(secrets),
+                                              http, std::move(translator),
+                                              std::move(observer));
   HttpClient::RequestId id = http->Start(std::move(request), call);
   call->set_request_id(id);
   return std::make_unique<StreamingTurnCall>(http, id);

@@ -62,14 +62,16 @@ GatewayServer::GatewayServer(const ServerOptions& options, Store* store,
 absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     const ServerOptions& options, Store* store, const Clock* clock,
     runs::RunEngine* engine, Timers* timers) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      tls::ServerCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<GatewayServer> gateway(
       new GatewayServer(options, store, clock, engine, timers));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                           &gateway->port_);
+  builder.AddListeningPort(options.listen, *credentials, &gateway->port_);
   AddGatewayChannelArguments(&builder);
   if (options.admission.max_request_bytes > 0) {
     // Room above the limit, so requests a little over it get admission's

@@ -14,6 +14,7 @@
 #include "service/api/services.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
+#include "service/common/tls.h"
 #include "service/core/resources.h"
 #include "service/store/store.h"
 
@@ -22,6 +23,9 @@ namespace assistants {
 struct ServerOptions {
   // host:port; port 0 picks a free port (see GatewayServer::port()).
   std::string listen = "127.0.0.1:50051";
+  // TLS for the listening port (cert_file, key_file; ca_file set: clients
+  // must present a certificate signed by it). Empty: plaintext.
+  tls::ServerTlsOptions tls;
   // Threads for blocking work (store calls).
   size_t executor_threads = 4;
   // RunEvents stream settings (heartbeat interval, read-ahead).

@@ -3,6 +3,7 @@
 // ENGINEERING.md §4 prescribes.
 #include "upstream/error_mapping.h"
 
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -200,6 +201,37 @@ TEST(TransportErrorTest, CancellationStaysCancelled) {
                                             "UPSTREAM_CANCELLED", "cancelled"));
   EXPECT_EQ(error.status.code(), absl::StatusCode::kCancelled);
   EXPECT_FALSE(GetRetryInfo(error.status).has_value());
+}
+
+// An upstream that quotes the key back (in a caller-error body or a stream
+// error) never gets it into a message or ErrorInfo; everything else stays.
+TEST(RedactSecretsTest, KeyIsRedactedFromMessageAndMetadata) {
+  const std::string key = "sk-live-0123456789abcdef";
+  HttpResponseHead head;
+  head.status = 400;
+  TurnError error = MapHttpError(
+      "openai", head,
+      Body("invalid_request_error", key, "bad request for key " + key));
+  SetRetryDelay(error.status, std::chrono::seconds(3));
+  ASSERT_NE(error.status.message().find(key), absl::string_view::npos);
+
+  const absl::Status redacted = RedactSecrets(error.status, {"", key});
+  EXPECT_EQ(redacted.code(), error.status.code());
+  EXPECT_EQ(redacted.message().find(key), absl::string_view::npos)
+      << redacted.message();
+  EXPECT_NE(redacted.message().find("[redacted]"), absl::string_view::npos);
+  EXPECT_EQ(ErrorReason(redacted), "UPSTREAM_INVALID_REQUEST");
+  EXPECT_EQ(GetErrorInfo(redacted)->metadata().at("upstream_code"),
+            "[redacted]");
+  EXPECT_EQ(GetErrorInfo(redacted)->metadata().at("http_status"), "400");
+  ASSERT_TRUE(GetRetryInfo(redacted).has_value());
+  EXPECT_EQ(GetRetryInfo(redacted)->retry_delay().seconds(), 3);
+
+  const TurnError stream =
+      MapStreamError("openai", "server_error", "key " + key + " was refused");
+  EXPECT_EQ(RedactSecrets(stream.status, {key}).message(),
+            "openai reported an error: key [redacted] was refused");
+  EXPECT_TRUE(RedactSecrets(absl::OkStatus(), {key}).ok());
 }
 
 }  // namespace

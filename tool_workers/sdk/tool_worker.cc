@@ -412,6 +412,7 @@ class ToolWorker::Impl final : public v1::ToolWorkerService::CallbackService {
 
   std::unique_ptr<HandlerPool> pool_;
   std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::ChannelCredentials> gateway_credentials_;
   std::unique_ptr<v1::ToolRegistryService::Stub> registry_;
   std::thread heartbeat_thread_;
   // Only the heartbeat thread touches it.
@@ -433,12 +434,17 @@ absl::Status ToolWorker::Impl::Start() {
   if (started_) return absl::FailedPreconditionError("Start() called twice");
   started_ = true;
   if (absl::Status built = BuildTools(); !built.ok()) return built;
+  // Both credentials first: a bad TLS file must not leave a port served.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>
+      gateway_credentials = tls::ChannelCredentials(options_.gateway_tls);
+  if (!gateway_credentials.ok()) return gateway_credentials.status();
+  gateway_credentials_ = *std::move(gateway_credentials);
   if (absl::Status served = Serve(); !served.ok()) return served;
   register_request_.set_endpoint(endpoint_);
   if (options_.gateway.empty()) return absl::OkStatus();
 
-  registry_ = v1::ToolRegistryService::NewStub(grpc::CreateChannel(
-      options_.gateway, grpc::InsecureChannelCredentials()));
+  registry_ = v1::ToolRegistryService::NewStub(
+      grpc::CreateChannel(options_.gateway, gateway_credentials_));
   absl::Status registered = RegisterWithRetry();
   // Shutdown() may have run meanwhile (from another thread): it found no
   // heartbeat thread to stop, so clean up here instead of starting one.
@@ -475,11 +481,13 @@ absl::Status ToolWorker::Impl::BuildTools() {
 }
 
 absl::Status ToolWorker::Impl::Serve() {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      tls::ServerCredentials(options_.server_tls);
+  if (!credentials.ok()) return credentials.status();
   pool_ = std::make_unique<HandlerPool>(options_.handler_threads);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
-                           &port_);
+  builder.AddListeningPort(options_.listen, *credentials, &port_);
   builder.RegisterService(this);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {

@@ -43,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "service/common/tls.h"
 
 namespace assistants::worker_sdk {
 
@@ -104,6 +105,14 @@ struct WorkerOptions {
   std::string worker_id;
   // The gateway's registration token (sent as authorization: Bearer).
   std::string token;
+  // TLS towards the gateway: ca_file verifies the gateway's certificate
+  // (empty: the system's roots), cert_file + key_file are presented when the
+  // gateway demands a client certificate. All empty: plaintext.
+  tls::ClientTlsOptions gateway_tls;
+  // TLS on the worker's own port: cert_file + key_file; ca_file set: only
+  // callers with a certificate it signed (the gateway) may call. All empty:
+  // plaintext.
+  tls::ServerTlsOptions server_tls;
   // Requested lease; 0: the gateway default.
   int lease_ttl_ms = 0;
   // Threads running handlers (handlers may block).
@@ -132,7 +141,8 @@ class ToolWorker {
   // to register_timeout, then UNAVAILABLE); returns the registration's error
   // when it is refused (bad token, endpoint not allowed, conflicting
   // definition), having stopped serving. Once it returns OK the worker is
-  // registered.
+  // registered. Unusable TLS settings (a missing file, a certificate without
+  // its key) are INVALID_ARGUMENT naming the file, before anything serves.
   absl::Status Start();
   int port() const;
   const std::string& endpoint() const;
@@ -159,8 +169,13 @@ class ToolWorker {
 // (WORKER_LISTEN), --advertise (WORKER_ADVERTISE), --worker_id (WORKER_ID),
 // --token_file (ASSISTANTS_WORKER_TOKEN_FILE; its contents, trimmed) or else
 // ASSISTANTS_WORKER_TOKEN, --lease_ttl_ms, and --handler_threads,
-// --register_timeout_ms, --drain_timeout_ms. Call after
-// absl::ParseCommandLine; an unreadable token file is an error.
+// --register_timeout_ms, --drain_timeout_ms; TLS: --gateway_tls_ca_file,
+// --gateway_tls_cert_file, --gateway_tls_key_file
+// (ASSISTANTS_GATEWAY_TLS_{CA,CERT,KEY}_FILE) and --tls_cert_file,
+// --tls_key_file, --tls_client_ca_file
+// (WORKER_TLS_{CERT,KEY,CLIENT_CA}_FILE). Call after
+// absl::ParseCommandLine; an unreadable token file is an error (TLS files
+// are read, and reported, by Start()).
 absl::StatusOr<WorkerOptions> WorkerOptionsFromFlags();
 
 }  // namespace assistants::worker_sdk

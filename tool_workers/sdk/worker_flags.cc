@@ -41,6 +41,28 @@ ABSL_FLAG(int, register_timeout_ms, 30000,
           "how long to keep retrying a gateway that is not reachable yet");
 ABSL_FLAG(int, drain_timeout_ms, 10000,
           "on SIGTERM/SIGINT, how long calls in flight may finish");
+ABSL_FLAG(std::string, gateway_tls_ca_file,
+          EnvOr("ASSISTANTS_GATEWAY_TLS_CA_FILE", ""),
+          "PEM CA the gateway's certificate must chain to; set (or a client "
+          "certificate set): register over TLS (env "
+          "ASSISTANTS_GATEWAY_TLS_CA_FILE)");
+ABSL_FLAG(std::string, gateway_tls_cert_file,
+          EnvOr("ASSISTANTS_GATEWAY_TLS_CERT_FILE", ""),
+          "PEM client certificate presented to a gateway that demands one "
+          "(env ASSISTANTS_GATEWAY_TLS_CERT_FILE)");
+ABSL_FLAG(std::string, gateway_tls_key_file,
+          EnvOr("ASSISTANTS_GATEWAY_TLS_KEY_FILE", ""),
+          "PEM private key of --gateway_tls_cert_file (env "
+          "ASSISTANTS_GATEWAY_TLS_KEY_FILE)");
+ABSL_FLAG(std::string, tls_cert_file, EnvOr("WORKER_TLS_CERT_FILE", ""),
+          "PEM certificate chain this worker serves TLS with (env "
+          "WORKER_TLS_CERT_FILE); empty: plaintext");
+ABSL_FLAG(std::string, tls_key_file, EnvOr("WORKER_TLS_KEY_FILE", ""),
+          "PEM private key of --tls_cert_file (env WORKER_TLS_KEY_FILE)");
+ABSL_FLAG(std::string, tls_client_ca_file,
+          EnvOr("WORKER_TLS_CLIENT_CA_FILE", ""),
+          "PEM CA; when set, only callers with a certificate it signed (the "
+          "gateway) may call this worker (env WORKER_TLS_CLIENT_CA_FILE)");
 
 namespace assistants::worker_sdk {
 
@@ -56,6 +78,12 @@ absl::StatusOr<WorkerOptions> WorkerOptionsFromFlags() {
       std::chrono::milliseconds(absl::GetFlag(FLAGS_register_timeout_ms));
   options.drain_timeout =
       std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_timeout_ms));
+  options.gateway_tls = {absl::GetFlag(FLAGS_gateway_tls_cert_file),
+                         absl::GetFlag(FLAGS_gateway_tls_key_file),
+                         absl::GetFlag(FLAGS_gateway_tls_ca_file)};
+  options.server_tls = {absl::GetFlag(FLAGS_tls_cert_file),
+                        absl::GetFlag(FLAGS_tls_key_file),
+                        absl::GetFlag(FLAGS_tls_client_ca_file)};
   if (options.handler_threads < 1 || options.lease_ttl_ms < 0 ||
       options.register_timeout.count() < 0 ||
       options.drain_timeout.count() < 0) {

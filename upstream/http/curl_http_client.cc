@@ -377,6 +377,11 @@ void CurlHttpClient::ConfigureEasy(Transfer& t) {
   if (options_.accept_compressed) {
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   }
+  // Verification is libcurl's default; say so explicitly so that no build
+  // default, environment or reused handle can turn it off. There is no
+  // option to disable it: a private upstream gets a CA bundle (ca_file).
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!options_.ca_file.empty()) {
     curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
   }

@@ -279,6 +279,28 @@ TEST(ToolWorkerStartTest, RejectsBadSpecs) {
   }
 }
 
+// Unusable TLS settings fail Start() with the file named, serving nothing.
+TEST(ToolWorkerStartTest, BadTlsSettingsAreReportedByStart) {
+  std::atomic<int> calls{0};
+  const std::string missing = "/nonexistent/tls/worker.pem";
+  WorkerOptions server = Options();
+  server.server_tls = {missing, missing, ""};
+  WorkerOptions gateway = Options();
+  gateway.gateway = "127.0.0.1:1";
+  gateway.gateway_tls = {"", "", missing};
+  WorkerOptions no_key = Options();
+  no_key.server_tls = {missing, "", ""};
+  for (const WorkerOptions& options : {server, gateway, no_key}) {
+    ToolWorker worker(options);
+    worker.AddTool(Echo(&calls));
+    const absl::Status started = worker.Start();
+    EXPECT_EQ(started.code(), absl::StatusCode::kInvalidArgument) << started;
+    EXPECT_NE(started.message().find(missing), absl::string_view::npos)
+        << started;
+    EXPECT_EQ(worker.port(), 0);
+  }
+}
+
 TEST(ToolWorkerStartTest, WildcardListenAdvertisesLoopback) {
   WorkerOptions options = Options();
   options.listen = "0.0.0.0:0";

@@ -357,7 +357,11 @@ class Worker:
                  worker_id: Optional[str] = None, token: Optional[str] = None,
                  lease_ttl_ms: int = 0, handler_threads: int = 8,
                  register_timeout_s: float = 30.0,
-                 drain_timeout_s: float = 10.0, dedupe_entries: int = 4096):
+                 drain_timeout_s: float = 10.0, dedupe_entries: int = 4096,
+                 gateway_tls_ca_file: str = "",
+                 gateway_tls_cert_file: str = "",
+                 gateway_tls_key_file: str = "", tls_cert_file: str = "",
+                 tls_key_file: str = "", tls_client_ca_file: str = ""):
         self._tools = {}
         for tool in tools:
             if tool.name in self._tools:
@@ -376,6 +380,11 @@ class Worker:
         self._register_timeout_s = register_timeout_s
         self._drain_timeout_s = drain_timeout_s
         self._dedupe = _Dedupe(dedupe_entries)
+        # TLS, as in the C++ SDK: files read now, so a typo fails at once.
+        self._server_credentials = _server_credentials(
+            tls_cert_file, tls_key_file, tls_client_ca_file)
+        self._gateway_credentials = _channel_credentials(
+            gateway_tls_ca_file, gateway_tls_cert_file, gateway_tls_key_file)
 
         self.port = 0
         self.endpoint = ""  # what the gateway dials
@@ -413,7 +422,11 @@ class Worker:
         tool_worker_pb2_grpc.add_ToolWorkerServiceServicer_to_server(
             _Servicer(self), self._server)
         try:
-            self.port = self._server.add_insecure_port(self.listen)
+            if self._server_credentials is None:
+                self.port = self._server.add_insecure_port(self.listen)
+            else:
+                self.port = self._server.add_secure_port(
+                    self.listen, self._server_credentials)
         except RuntimeError as error:  # newer grpcio raises, older returns 0
             raise OSError("cannot listen on %s: %s" % (self.listen, error))
         if not self.port:
@@ -431,8 +444,8 @@ class Worker:
 
         if not self.gateway:
             return  # serve only, e.g. for a gateway's static configuration
-        self._channel = grpc.insecure_channel(
-            self.gateway,
+        self._channel = _channel(
+            self.gateway, self._gateway_credentials,
             # gRPC's own reconnect backoff grows to minutes and would make the
             # retries below fail fast long after the gateway came up; keep it
             # at the registration backoff.
@@ -717,6 +730,62 @@ class Worker:
                                    error.details())
 
 
+# TLS -------------------------------------------------------------------------
+
+
+def _read_pem(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            pem = file.read()
+    except OSError as error:
+        raise ValueError("cannot read %s file %r: %s" %
+                         (what, path, error.strerror)) from error
+    if b"-----BEGIN " not in pem:
+        raise ValueError("%s file %r holds no PEM block" % (what, path))
+    return pem
+
+
+def _check_pair(cert_file: str, key_file: str):
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("TLS needs both a certificate and its private key "
+                         "(certificate %r, key %r)" % (cert_file, key_file))
+
+
+def _server_credentials(cert_file: str, key_file: str, client_ca_file: str):
+    """None (plaintext) when nothing is set; TLS with cert+key; mutual TLS
+    (client certificates required and verified) with a client CA."""
+    if not (cert_file or key_file or client_ca_file):
+        return None
+    _check_pair(cert_file, key_file)
+    if not cert_file:
+        raise ValueError("a client CA file needs a server certificate and key")
+    pair = (_read_pem(key_file, "TLS private key"),
+            _read_pem(cert_file, "TLS certificate"))
+    ca = _read_pem(client_ca_file, "TLS client CA") if client_ca_file else None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca,
+                                       require_client_auth=ca is not None)
+
+
+def _channel_credentials(ca_file: str, cert_file: str, key_file: str):
+    """None (plaintext) when nothing is set; else TLS verified against ca_file
+    (or the system's roots), presenting cert+key when set."""
+    if not (ca_file or cert_file or key_file):
+        return None
+    _check_pair(cert_file, key_file)
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read_pem(ca_file, "TLS CA") if ca_file else None,
+        private_key=(_read_pem(key_file, "TLS client private key")
+                     if key_file else None),
+        certificate_chain=(_read_pem(cert_file, "TLS client certificate")
+                           if cert_file else None))
+
+
+def _channel(target: str, credentials, options):
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials, options=options)
+
+
 # Flags -----------------------------------------------------------------------
 
 
@@ -744,6 +813,23 @@ def add_worker_flags(parser: argparse.ArgumentParser):
                         "itself in env ASSISTANTS_WORKER_TOKEN)")
     parser.add_argument("--lease_ttl_ms", type=int, default=0,
                         help="requested lease; 0: the gateway default")
+    for flag, variable, help_text in (
+            ("--gateway_tls_ca_file", "ASSISTANTS_GATEWAY_TLS_CA_FILE",
+             "PEM CA the gateway's certificate must chain to; set: register "
+             "over TLS"),
+            ("--gateway_tls_cert_file", "ASSISTANTS_GATEWAY_TLS_CERT_FILE",
+             "PEM client certificate for a gateway that demands one"),
+            ("--gateway_tls_key_file", "ASSISTANTS_GATEWAY_TLS_KEY_FILE",
+             "PEM private key of --gateway_tls_cert_file"),
+            ("--tls_cert_file", "WORKER_TLS_CERT_FILE",
+             "PEM certificate chain this worker serves TLS with"),
+            ("--tls_key_file", "WORKER_TLS_KEY_FILE",
+             "PEM private key of --tls_cert_file"),
+            ("--tls_client_ca_file", "WORKER_TLS_CLIENT_CA_FILE",
+             "PEM CA; set: only callers with a certificate it signed (the "
+             "gateway) may call")):
+        parser.add_argument(flag, default=env(variable, ""),
+                            help="%s (env %s)" % (help_text, variable))
 
 
 def worker_options_from_args(args: argparse.Namespace) -> dict:
@@ -756,7 +842,13 @@ def worker_options_from_args(args: argparse.Namespace) -> dict:
     return dict(gateway=args.gateway, listen=args.listen,
                 advertise=args.advertise or None,
                 worker_id=args.worker_id or None, token=token,
-                lease_ttl_ms=args.lease_ttl_ms)
+                lease_ttl_ms=args.lease_ttl_ms,
+                gateway_tls_ca_file=args.gateway_tls_ca_file,
+                gateway_tls_cert_file=args.gateway_tls_cert_file,
+                gateway_tls_key_file=args.gateway_tls_key_file,
+                tls_cert_file=args.tls_cert_file,
+                tls_key_file=args.tls_key_file,
+                tls_client_ca_file=args.tls_client_ca_file)
 
 
 def worker_options_from_flags(description: str = None, argv=None) -> dict:

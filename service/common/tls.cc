@@ -1,0 +1,107 @@
+// TLS credential builders: read PEM files and hand them to gRPC's SSL
+// credentials.
+#include "service/common/tls.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+
+namespace assistants::tls {
+namespace {
+
+// Both halves of a key pair or neither: a certificate without its key (or
+// the reverse) is a configuration mistake, not a request for plaintext.
+absl::Status CheckKeyPair(const TlsFiles& options) {
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TLS needs both a certificate and its private key: ",
+        options.cert_file.empty()
+            ? absl::StrCat("key file \"", options.key_file,
+                           "\" is set but no certificate file")
+            : absl::StrCat("certificate file \"", options.cert_file,
+                           "\" is set but no key file")));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& path,
+                                        const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot read ", what, " file \"", path, "\": ", std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string pem = text.str();
+  // gRPC would only fail later, at the first handshake or with a bare
+  // "cannot listen": say which file is wrong now.
+  if (!absl::StrContains(pem, "-----BEGIN ")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " file \"", path, "\" holds no PEM block"));
+  }
+  return pem;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const ServerTlsOptions& options) {
+  if (options.empty()) return grpc::InsecureServerCredentials();
+  if (absl::Status pair = CheckKeyPair(options); !pair.ok()) return pair;
+  if (options.cert_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a client CA file (\"", options.ca_file,
+        "\") needs a server certificate and key: mutual TLS is TLS first"));
+  }
+  absl::StatusOr<std::string> cert =
+      ReadPemFile(options.cert_file, "TLS certificate");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key =
+      ReadPemFile(options.key_file, "TLS private key");
+  if (!key.ok()) return key.status();
+
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  if (!options.ca_file.empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadPemFile(options.ca_file, "TLS client CA");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+    ssl.client_certificate_request =
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const ClientTlsOptions& options) {
+  if (options.empty()) return grpc::InsecureChannelCredentials();
+  if (absl::Status pair = CheckKeyPair(options); !pair.ok()) return pair;
+  grpc::SslCredentialsOptions ssl;
+  if (!options.ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadPemFile(options.ca_file, "TLS CA");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (!options.cert_file.empty()) {
+    absl::StatusOr<std::string> cert =
+        ReadPemFile(options.cert_file, "TLS client certificate");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key =
+        ReadPemFile(options.key_file, "TLS client private key");
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace assistants::tls
