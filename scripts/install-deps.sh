@@ -10,6 +10,7 @@ PACKAGES=(
   libcurl4-openssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest
   libsqlite3-dev sqlite3 libevent-dev
+  prometheus-cpp-dev
   golang-github-gogo-googleapis-dev
   python3 python3-grpcio python3-protobuf
   clang-format clang-tidy

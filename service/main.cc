@@ -17,10 +17,15 @@
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/json_util.h"
+#include "service/api/metrics_interceptor.h"
 #include "service/api/server.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
 #include "service/common/timers.h"
+#include "service/observability/metered_provider.h"
+#include "service/observability/metered_tool_dispatcher.h"
+#include "service/observability/metrics.h"
+#include "service/observability/run_metrics.h"
 #include "service/runs/engine.h"
 #include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
@@ -74,6 +79,10 @@ ABSL_FLAG(std::string, workers_config, EnvOr("ASSISTANTS_WORKERS_CONFIG", ""),
           "JSON file of static tool workers, {\"workers\": [{\"worker_id\", "
           "\"endpoint\", \"tools\": [...]}]} as in ListWorkers (env "
           "ASSISTANTS_WORKERS_CONFIG)");
+ABSL_FLAG(std::string, metrics_listen, EnvOr("ASSISTANTS_METRICS_LISTEN", ""),
+          "IP:port to serve Prometheus metrics on, GET /metrics (env "
+          "ASSISTANTS_METRICS_LISTEN); empty turns metrics off; port 0 picks "
+          "a free port");
 ABSL_FLAG(int, worker_lease_ttl_ms, 15000,
           "default lease of a registered tool worker");
 ABSL_FLAG(int, worker_wait_ms, 15000,
@@ -180,6 +189,15 @@ int main(int argc, char** argv) {
     std::cerr << "assistants-gateway: " << backends.status().message() << "\n";
     return 1;
   }
+  // Metrics, when enabled, are recorded by decorators around the seams and
+  // an RPC interceptor; when off, none of them is in the path.
+  namespace obs = assistants::observability;
+  const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  std::unique_ptr<obs::Metrics> metrics;
+  if (!metrics_listen.empty()) {
+    metrics = std::make_unique<obs::Metrics>();
+    obs::CountUpstreamRetries(metrics.get(), &*backends);
+  }
   auto http = std::make_unique<assistants::upstream::CurlHttpClient>();
   auto providers = assistants::upstream::ProviderRegistry::Create(
       *backends, default_upstream, http.get());
@@ -230,21 +248,54 @@ int main(int argc, char** argv) {
   assistants::tool_workers::WorkerDispatcher dispatcher(
       tool_registry->get(), &worker_transport, &clock, &timers,
       dispatcher_options);
-  auto* registry = providers->get();
+  assistants::runs::ToolDispatcher* engine_dispatcher = &dispatcher;
+  assistants::runs::ProviderResolver resolver =
+      [registry = providers->get()](absl::string_view name) {
+        return registry->Resolve(name);
+      };
+  std::unique_ptr<obs::MeteredToolDispatcher> metered_dispatcher;
+  std::unique_ptr<obs::MeteredProviders> metered_providers;
+  std::unique_ptr<obs::RunMetrics> run_metrics;
+  if (metrics != nullptr) {
+    metered_dispatcher = std::make_unique<obs::MeteredToolDispatcher>(
+        &dispatcher, metrics.get());
+    engine_dispatcher = metered_dispatcher.get();
+    metered_providers = std::make_unique<obs::MeteredProviders>(
+        providers->get(), metrics.get());
+    resolver = [metered = metered_providers.get()](absl::string_view name) {
+      return metered->Resolve(name);
+    };
+    run_metrics = std::make_unique<obs::RunMetrics>(metrics.get());
+    engine_options.observer = run_metrics.get();
+  }
   auto engine = std::make_unique<assistants::runs::RunEngine>(
-      store.get(),
-      [registry](absl::string_view name) { return registry->Resolve(name); },
-      &dispatcher, &clock, &timers, &engine_executor, engine_options);
+      store.get(), std::move(resolver), engine_dispatcher, &clock, &timers,
+      &engine_executor, engine_options);
   if (absl::Status recovered = engine->Recover(); !recovered.ok()) {
     std::cerr << "assistants-gateway: cannot resume runs: "
               << recovered.message() << "\n";
     return 1;
   }
 
+  std::unique_ptr<obs::MetricsServer> metrics_server;
+  if (metrics != nullptr) {
+    auto started = obs::MetricsServer::Start(metrics_listen, metrics.get());
+    if (!started.ok()) {
+      std::cerr << "assistants-gateway: " << started.status().message() << "\n";
+      return 1;
+    }
+    metrics_server = *std::move(started);
+  }
+
   assistants::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.streams.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
   options.tool_registry = tool_registry->get();
+  if (metrics != nullptr) {
+    options.interceptors.push_back([m = metrics.get()] {
+      return std::make_unique<assistants::RpcMetricsInterceptorFactory>(m);
+    });
+  }
   auto server = assistants::GatewayServer::Start(options, store.get(), &clock,
                                                  engine.get(), &timers);
   if (!server.ok()) {
@@ -257,6 +308,43 @@ int main(int argc, char** argv) {
             << " (store: " << (db == ":memory:" ? "memory" : "sqlite " + db)
             << ")" << std::endl;
 
+  if (metrics != nullptr) {
+    // After the gateway's line: tests and scripts take the first
+    // "listening on" line for the gRPC port.
+    std::cerr << "metrics listening on "
+              << metrics_listen.substr(0, metrics_listen.rfind(':')) << ":"
+              << metrics_server->port() << std::endl;
+    // Sampled at scrape time; the server stops before what they read goes.
+    assistants::GatewayServer* gateway = server->get();
+    metrics->AddSampledGauge(
+        "assistants_open_streams", "RunEvents streams open now", "", "",
+        [gateway] { return static_cast<double>(gateway->open_streams()); });
+    metrics->AddSampledGauge(
+        "assistants_active_runs", "runs driven by this gateway now", "", "",
+        [&engine] { return static_cast<double>(engine->active_runs()); });
+    metrics->AddSampledGauge(
+        "assistants_executor_queue_depth",
+        "tasks waiting for an executor thread", "executor", "blocking",
+        [gateway] {
+          return static_cast<double>(gateway->executor_queue_depth());
+        });
+    metrics->AddSampledGauge(
+        "assistants_executor_queue_depth",
+        "tasks waiting for an executor thread", "executor", "engine",
+        [&engine_executor] {
+          return static_cast<double>(engine_executor.queue_depth());
+        });
+    metrics->AddSampledGauge(
+        "assistants_commit_queue_depth",
+        "run changes waiting for the group committer", "", "", [&engine] {
+          return static_cast<double>(engine->commit_queue_depth());
+        });
+    metrics->AddSampledGauge(
+        "assistants_tool_calls_waiting",
+        "tool calls waiting for a worker slot or registration", "", "",
+        [&dispatcher] { return static_cast<double>(dispatcher.waiting()); });
+  }
+
   std::thread signal_waiter([&] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);
@@ -267,6 +355,7 @@ int main(int argc, char** argv) {
   });
   (*server)->Wait();
   signal_waiter.join();
+  metrics_server.reset();
   // Turns in flight hold requests of the HTTP client: the engine goes first.
   engine->Stop();
   dispatcher.Shutdown();

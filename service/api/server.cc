@@ -40,6 +40,14 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
                            &gateway->port_);
   AddGatewayChannelArguments(&builder);
+  if (!options.interceptors.empty()) {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    for (const auto& make : options.interceptors)
+      interceptors.push_back(make());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   builder.RegisterService(&gateway->assistant_service_);
   builder.RegisterService(&gateway->thread_service_);
   builder.RegisterService(&gateway->message_service_);

@@ -4,11 +4,14 @@
 #ifndef SERVICE_API_SERVER_H_
 #define SERVICE_API_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "service/api/services.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
@@ -27,6 +30,11 @@ struct ServerOptions {
   // The tool-worker registry served by ToolRegistryService; null serves a
   // private one that accepts no registrations.
   tool_workers::ToolRegistry* tool_registry = nullptr;
+  // Server interceptors (metrics, access log, ...), outermost first; each
+  // factory maker is called once when the server starts.
+  std::vector<std::function<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>()>>
+      interceptors;
 };
 
 class GatewayServer {
@@ -39,6 +47,10 @@ class GatewayServer {
 
   // The port actually bound.
   int port() const { return port_; }
+  // Sampled by the metrics: RunEvents streams open now, and tasks waiting
+  // for a thread of the blocking-work executor.
+  size_t open_streams() const { return run_service_.open_streams(); }
+  size_t executor_queue_depth() const { return executor_.queue_depth(); }
   // Flips health to NOT_SERVING, ends every RunEvents stream with a
   // `draining` event, stops the engine (runs stay resumable in the store),
   // stops accepting calls and waits up to `grace` for calls in flight
