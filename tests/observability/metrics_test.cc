@@ -530,6 +530,8 @@ TEST_F(RpcMetricsTest, CountsCallsByMethodAndCode) {
   EXPECT_EQ(Calls("/assistants.v1.AssistantService/GetAssistant", "NOT_FOUND"),
             1);
   EXPECT_EQ(Calls("/assistants.v1.RunService/RunEvents", "NOT_FOUND"), 1);
+  // Each call once: nothing else (no second count as CANCELLED).
+  EXPECT_EQ(Value(metrics_, "assistants_rpcs_total"), 4);
   EXPECT_EQ(
       Value(metrics_, "assistants_rpc_duration_seconds_count",
             {{"method", "/assistants.v1.AssistantService/CreateAssistant"},
