@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   libsqlite3-dev sqlite3 libevent-dev
   openssl
+  prometheus-cpp-dev
   golang-github-gogo-googleapis-dev
   python3 python3-grpcio python3-protobuf
   clang-format clang-tidy

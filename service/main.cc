@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/json_util.h"
+#include "service/api/metrics_interceptor.h"
 #include "service/api/server.h"
 #include "service/auth/api_keys.h"
 #include "service/auth/rate_limiter.h"
@@ -28,6 +29,10 @@
 #include "service/common/timers.h"
 #include "service/common/tls.h"
 #include "service/config/config.h"
+#include "service/observability/metered_provider.h"
+#include "service/observability/metered_tool_dispatcher.h"
+#include "service/observability/metrics.h"
+#include "service/observability/run_metrics.h"
 #include "service/runs/engine.h"
 #include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
@@ -209,11 +214,21 @@ int main(int argc, char** argv) {
                                            "ASSISTANTS_UPSTREAM_CA_FILE CA");
     if (!ca.ok()) return Fail(kConfigError, ca.status().message());
   }
+  // Metrics, when enabled, are recorded by decorators around the seams and
+  // an RPC interceptor; when off, none of them is in the path.
+  namespace obs = assistants::observability;
+  const std::string metrics_listen = config.metrics.listen;
+  std::unique_ptr<obs::Metrics> metrics;
+  std::vector<assistants::upstream::BackendConfig> backends =
+      UpstreamBackends(config.upstream);
+  if (!metrics_listen.empty()) {
+    metrics = std::make_unique<obs::Metrics>();
+    obs::CountUpstreamRetries(metrics.get(), &backends);
+  }
   auto http =
       std::make_unique<assistants::upstream::CurlHttpClient>(http_options);
   auto providers = assistants::upstream::ProviderRegistry::Create(
-      UpstreamBackends(config.upstream), config.upstream.default_backend,
-      http.get());
+      backends, config.upstream.default_backend, http.get());
   if (!providers.ok()) {
     return Fail(kConfigError, providers.status().message());
   }
@@ -255,14 +270,39 @@ int main(int argc, char** argv) {
   assistants::tool_workers::WorkerDispatcher dispatcher(
       tool_registry->get(), &worker_transport, &clock, &timers,
       dispatcher_options);
-  auto* registry = providers->get();
+  assistants::runs::ToolDispatcher* engine_dispatcher = &dispatcher;
+  assistants::runs::ProviderResolver resolver =
+      [registry = providers->get()](absl::string_view name) {
+        return registry->Resolve(name);
+      };
+  std::unique_ptr<obs::MeteredToolDispatcher> metered_dispatcher;
+  std::unique_ptr<obs::MeteredProviders> metered_providers;
+  std::unique_ptr<obs::RunMetrics> run_metrics;
+  if (metrics != nullptr) {
+    metered_dispatcher = std::make_unique<obs::MeteredToolDispatcher>(
+        &dispatcher, metrics.get());
+    engine_dispatcher = metered_dispatcher.get();
+    metered_providers = std::make_unique<obs::MeteredProviders>(
+        providers->get(), metrics.get());
+    resolver = [metered = metered_providers.get()](absl::string_view name) {
+      return metered->Resolve(name);
+    };
+    run_metrics = std::make_unique<obs::RunMetrics>(metrics.get());
+    engine_options.observer = run_metrics.get();
+  }
   auto engine = std::make_unique<assistants::runs::RunEngine>(
-      store.get(),
-      [registry](absl::string_view name) { return registry->Resolve(name); },
-      &dispatcher, &clock, &timers, &engine_executor, engine_options);
+      store.get(), std::move(resolver), engine_dispatcher, &clock, &timers,
+      &engine_executor, engine_options);
   if (absl::Status recovered = engine->Recover(); !recovered.ok()) {
     return Fail(kStartError,
                 absl::StrCat("cannot resume runs: ", recovered.message()));
+  }
+
+  std::unique_ptr<obs::MetricsServer> metrics_server;
+  if (metrics != nullptr) {
+    auto started = obs::MetricsServer::Start(metrics_listen, metrics.get());
+    if (!started.ok()) return Fail(kStartError, started.status().message());
+    metrics_server = *std::move(started);
   }
 
   assistants::ServerOptions options;
@@ -295,6 +335,11 @@ int main(int argc, char** argv) {
       static_cast<int>(config.limits.max_streams_per_project);
   options.admission.open_methods = config.auth.open_methods;
   options.tool_registry = tool_registry->get();
+  if (metrics != nullptr) {
+    options.interceptors.push_back(
+        std::make_shared<assistants::RpcMetricsInterceptorFactory>(
+            metrics.get()));
+  }
   auto server = assistants::GatewayServer::Start(options, store.get(), &clock,
                                                  engine.get(), &timers);
   if (!server.ok()) return Fail(kStartError, server.status().message());
@@ -313,6 +358,43 @@ int main(int argc, char** argv) {
        {"store", db == ":memory:" ? "memory" : "sqlite"},
        {"log_level", assistants::LogLevelName(config.log.level)}});
 
+  if (metrics != nullptr) {
+    // After the gateway's line: tests and scripts take the first
+    // "listening on" line for the gRPC port.
+    std::cerr << "metrics listening on "
+              << metrics_listen.substr(0, metrics_listen.rfind(':')) << ":"
+              << metrics_server->port() << std::endl;
+    // Sampled at scrape time; the server stops before what they read goes.
+    assistants::GatewayServer* gateway = server->get();
+    metrics->AddSampledGauge(
+        "assistants_open_streams", "RunEvents streams open now", "", "",
+        [gateway] { return static_cast<double>(gateway->open_streams()); });
+    metrics->AddSampledGauge(
+        "assistants_active_runs", "runs driven by this gateway now", "", "",
+        [&engine] { return static_cast<double>(engine->active_runs()); });
+    metrics->AddSampledGauge(
+        "assistants_executor_queue_depth",
+        "tasks waiting for an executor thread", "executor", "blocking",
+        [gateway] {
+          return static_cast<double>(gateway->executor_queue_depth());
+        });
+    metrics->AddSampledGauge(
+        "assistants_executor_queue_depth",
+        "tasks waiting for an executor thread", "executor", "engine",
+        [&engine_executor] {
+          return static_cast<double>(engine_executor.queue_depth());
+        });
+    metrics->AddSampledGauge(
+        "assistants_commit_queue_depth",
+        "run changes waiting for the group committer", "", "", [&engine] {
+          return static_cast<double>(engine->commit_queue_depth());
+        });
+    metrics->AddSampledGauge(
+        "assistants_tool_calls_waiting",
+        "tool calls waiting for a worker slot or registration", "", "",
+        [&dispatcher] { return static_cast<double>(dispatcher.waiting()); });
+  }
+
   std::thread signal_waiter([&] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);
@@ -322,6 +404,7 @@ int main(int argc, char** argv) {
   });
   (*server)->Wait();
   signal_waiter.join();
+  metrics_server.reset();
   // Turns in flight hold requests of the HTTP client: the engine goes first.
   engine->Stop();
   dispatcher.Shutdown();

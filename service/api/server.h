@@ -4,6 +4,7 @@
 #ifndef SERVICE_API_SERVER_H_
 #define SERVICE_API_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,10 @@ class GatewayServer {
 
   // The port actually bound.
   int port() const { return port_; }
+  // Sampled by the metrics: RunEvents streams open now, and tasks waiting
+  // for a thread of the blocking-work executor.
+  size_t open_streams() const { return run_service_.open_streams(); }
+  size_t executor_queue_depth() const { return executor_.queue_depth(); }
   // Flips health to NOT_SERVING, ends every RunEvents stream with a
   // `draining` event, stops the engine (runs stay resumable in the store),
   // stops accepting calls and waits up to `grace` for calls in flight

@@ -20,6 +20,11 @@ Executor::~Executor() {
   for (std::thread& t : threads_) t.join();
 }
 
+size_t Executor::queue_depth() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
 void Executor::Schedule(std::function<void()> task) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(task));

@@ -26,10 +26,13 @@ class Executor {
   // Queues `task` to run on a pool thread. Tasks run in FIFO order of start.
   void Schedule(std::function<void()> task);
 
+  // Tasks scheduled and not yet started (for metrics; takes the lock).
+  size_t queue_depth() const;
+
  private:
   void WorkLoop();
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

@@ -93,6 +93,11 @@ int64_t RunCommitter::commits() const {
   return commits_;
 }
 
+size_t RunCommitter::queue_depth() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
 absl::Status RunCommitter::CommitWithRetry(
     const std::vector<const RunChanges*>& batch) {
   absl::Duration backoff = absl::Milliseconds(20);

@@ -51,6 +51,8 @@ class RunCommitter {
 
   // Commits and transactions so far (for benchmarks and tests).
   int64_t commits() const;
+  // Changes submitted and not yet taken into a batch (for metrics).
+  size_t queue_depth() const;
 
  private:
   struct Entry {

@@ -29,6 +29,7 @@
 #include "service/core/idempotency.h"
 #include "service/runs/committer.h"
 #include "service/runs/event_hub.h"
+#include "service/runs/run_observer.h"
 #include "service/runs/tool_dispatcher.h"
 #include "service/store/store.h"
 #include "upstream/provider.h"
@@ -58,6 +59,9 @@ struct EngineOptions {
   // At most this many active runs (queued, in progress, waiting for tool
   // outputs) per project on this gateway; 0 = no limit.
   int max_active_runs_per_project = 0;
+  // Told about every run that reaches a terminal status (metrics); may be
+  // null. Must outlive the engine.
+  RunObserver* observer = nullptr;
 };
 
 // Everything a RunActor needs from its engine.
@@ -130,6 +134,8 @@ class RunEngine {
 
   // Runs driven by this engine now.
   size_t active_runs() const;
+  // Run changes waiting for the committer (for metrics).
+  size_t commit_queue_depth() const { return committer_.queue_depth(); }
   // Blocks until every change submitted so far is durable (tests).
   void FlushForTesting() { committer_.Flush(); }
 

@@ -82,6 +82,7 @@ RunActor::RunActor(EngineContext* context, v1::Run run,
           run.requires_action_timeout_seconds() > 0
               ? int64_t{run.requires_action_timeout_seconds()} * 1000
               : context->options.requires_action_timeout_ms),
+      driven_since_ms_(context->clock->NowMillis()),
       run_(std::move(run)),
       steps_(std::move(steps)),
       last_sequence_(last_sequence) {}
@@ -920,6 +921,10 @@ void RunActor::Terminate(v1::RunStatus status) {
   if (!SetStatus(status)) return;
   NewEvent("done").mutable_done();
   stopped_ = true;
+  if (RunObserver* observer = context_->options.observer) {
+    observer->OnRunEnded(status,
+                         context_->clock->NowMillis() - driven_since_ms_);
+  }
   Commit([self = shared_from_this()](const absl::Status&) {
     // Back on the strand: finished_ is strand state.
     self->Post([self] {

@@ -126,6 +126,9 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   const std::string run_id_;
   const std::string thread_id_;
   const int64_t requires_action_timeout_ms_;
+  // When this process began driving the run (creation or resumption), for
+  // the RunObserver's duration.
+  const int64_t driven_since_ms_;
 
   absl::Mutex strand_mu_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(strand_mu_);

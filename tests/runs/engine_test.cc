@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -1124,6 +1125,49 @@ TEST_F(EngineTest, CancelUnknownRunIsNotFound) {
   absl::Status status = TryCancel(ghost).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(ErrorReason(status), "RUN_NOT_FOUND");
+}
+
+// --- The RunObserver hook (metrics) ---
+
+// Records what the engine reports; the engine calls from its threads.
+class RecordingRunObserver : public RunObserver {
+ public:
+  void OnRunEnded(v1::RunStatus status, int64_t duration_ms) override {
+    absl::MutexLock lock(&mu_);
+    ended_.emplace_back(status, duration_ms);
+  }
+  std::vector<std::pair<v1::RunStatus, int64_t>> ended() const {
+    absl::MutexLock lock(&mu_);
+    return ended_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::pair<v1::RunStatus, int64_t>> ended_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(EngineTest, ObserverHearsEachTerminalStatusOnceWithItsDuration) {
+  RecordingRunObserver observer;
+  StopEngine();
+  options_.observer = &observer;
+  StartEngine();
+
+  provider_.Add(ToolReply({WeatherCall()}));
+  provider_.Add(TextReply({"Sunny."}));
+  const v1::Run run = Create(NewThread());
+  const v1::Run waiting = WaitForStatus(run, v1::RUN_STATUS_REQUIRES_ACTION);
+  EXPECT_TRUE(observer.ended().empty());  // requires_action is not the end
+  clock_.Advance(std::chrono::milliseconds(2500));
+  SubmitAll(waiting, "20C");
+  EXPECT_EQ(WaitDone(run).status(), v1::RUN_STATUS_COMPLETED);
+
+  provider_.Add(testing::ErrorReply({}, absl::UnavailableError("upstream down"),
+                                    "server_error"));
+  EXPECT_EQ(WaitDone(Create(NewThread())).status(), v1::RUN_STATUS_FAILED);
+
+  EXPECT_THAT(observer.ended(),
+              ElementsAre(std::make_pair(v1::RUN_STATUS_COMPLETED, 2500),
+                          std::make_pair(v1::RUN_STATUS_FAILED, 0)));
 }
 
 // --- Failures and budgets ---

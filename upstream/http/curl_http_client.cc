@@ -516,6 +516,7 @@ milliseconds CurlHttpClient::Backoff(const Transfer& t) {
 }
 
 void CurlHttpClient::ScheduleRetry(Transfer& t, milliseconds delay) {
+  if (t.request.retry.on_retry) t.request.retry.on_retry();
   t.waiting_retry = true;
   t.retry_at = Clock::now() + delay;
   NoteDeadline(t.retry_at);

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -45,6 +46,9 @@ struct RetryPolicy {
   // Statuses worth another attempt. Retry-After / retry-after-ms headers of
   // such a response set the next delay (capped by max_backoff * 4).
   std::vector<int> retryable_statuses{408, 409, 429, 500, 502, 503, 504};
+  // Called each time a retry is scheduled, on the client's thread (metrics
+  // count retries through it); must not block. May be empty.
+  std::function<void()> on_retry;
 };
 
 struct HttpRequest {
