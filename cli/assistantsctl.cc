@@ -495,34 +495,6 @@ void PrintMessage(const v1::Message& message) {
   }
 }
 
-std::string StepTypeName(v1::RunStepType type) {
-  switch (type) {
-    case v1::RUN_STEP_TYPE_MESSAGE_CREATION:
-      return "message_creation";
-    case v1::RUN_STEP_TYPE_TOOL_CALLS:
-      return "tool_calls";
-    default:
-      return "unspecified";
-  }
-}
-
-std::string StepStatusName(v1::RunStepStatus status) {
-  switch (status) {
-    case v1::RUN_STEP_STATUS_IN_PROGRESS:
-      return "in_progress";
-    case v1::RUN_STEP_STATUS_CANCELLED:
-      return "cancelled";
-    case v1::RUN_STEP_STATUS_FAILED:
-      return "failed";
-    case v1::RUN_STEP_STATUS_COMPLETED:
-      return "completed";
-    case v1::RUN_STEP_STATUS_EXPIRED:
-      return "expired";
-    default:
-      return "unspecified";
-  }
-}
-
 void PrintRun(const v1::Run& run) {
   std::cout << "id:        " << run.id() << "\n";
   std::cout << "thread:    " << run.thread_id() << "\n";
@@ -557,8 +529,8 @@ void PrintRun(const v1::Run& run) {
 void PrintStep(const v1::RunStep& step) {
   std::cout << "id:      " << step.id() << "\n";
   std::cout << "run:     " << step.run_id() << "\n";
-  std::cout << "type:    " << StepTypeName(step.type()) << "\n";
-  std::cout << "status:  " << StepStatusName(step.status()) << "\n";
+  std::cout << "type:    " << cli::StepTypeName(step.type()) << "\n";
+  std::cout << "status:  " << cli::StepStatusName(step.status()) << "\n";
   if (step.step_details().has_message_creation()) {
     std::cout << "message: "
               << step.step_details().message_creation().message_id() << "\n";
@@ -613,8 +585,8 @@ void PrintStepLine(const v1::RunStep& step) {
         break;
     }
   }
-  std::cout << step.id() << "  " << StepTypeName(step.type()) << "  "
-            << StepStatusName(step.status()) << "  "
+  std::cout << step.id() << "  " << cli::StepTypeName(step.type()) << "  "
+            << cli::StepStatusName(step.status()) << "  "
             << absl::StrJoin(details, " ") << "\n";
 }
 

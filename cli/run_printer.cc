@@ -44,34 +44,6 @@ absl::string_view ToolCallDeltaType(const v1::ToolCallDelta& delta) {
   }
 }
 
-absl::string_view StepTypeName(v1::RunStepType type) {
-  switch (type) {
-    case v1::RUN_STEP_TYPE_MESSAGE_CREATION:
-      return "message_creation";
-    case v1::RUN_STEP_TYPE_TOOL_CALLS:
-      return "tool_calls";
-    default:
-      return "unspecified";
-  }
-}
-
-absl::string_view StepStatusName(v1::RunStepStatus status) {
-  switch (status) {
-    case v1::RUN_STEP_STATUS_IN_PROGRESS:
-      return "in_progress";
-    case v1::RUN_STEP_STATUS_CANCELLED:
-      return "cancelled";
-    case v1::RUN_STEP_STATUS_FAILED:
-      return "failed";
-    case v1::RUN_STEP_STATUS_COMPLETED:
-      return "completed";
-    case v1::RUN_STEP_STATUS_EXPIRED:
-      return "expired";
-    default:
-      return "unspecified";
-  }
-}
-
 absl::string_view MessageRoleName(v1::MessageRole role) {
   switch (role) {
     case v1::MESSAGE_ROLE_USER:
@@ -174,6 +146,34 @@ std::string MessageDeltaDetail(const v1::MessageDelta& delta) {
 }
 
 }  // namespace
+
+absl::string_view StepTypeName(v1::RunStepType type) {
+  switch (type) {
+    case v1::RUN_STEP_TYPE_MESSAGE_CREATION:
+      return "message_creation";
+    case v1::RUN_STEP_TYPE_TOOL_CALLS:
+      return "tool_calls";
+    default:
+      return "unspecified";
+  }
+}
+
+absl::string_view StepStatusName(v1::RunStepStatus status) {
+  switch (status) {
+    case v1::RUN_STEP_STATUS_IN_PROGRESS:
+      return "in_progress";
+    case v1::RUN_STEP_STATUS_CANCELLED:
+      return "cancelled";
+    case v1::RUN_STEP_STATUS_FAILED:
+      return "failed";
+    case v1::RUN_STEP_STATUS_COMPLETED:
+      return "completed";
+    case v1::RUN_STEP_STATUS_EXPIRED:
+      return "expired";
+    default:
+      return "unspecified";
+  }
+}
 
 std::string EventLine(const v1::RunEvent& event) {
   std::string detail;

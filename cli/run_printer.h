@@ -112,6 +112,11 @@ std::string PendingCallLine(const v1::RequiredToolCall& call);
 // incomplete_details.
 std::string TerminalLine(v1::RunStatus status, const v1::Run& run);
 
+// OpenAI's names of a run step's type and status ("tool_calls",
+// "in_progress", ...); "unspecified" for anything else.
+absl::string_view StepTypeName(v1::RunStepType type);
+absl::string_view StepStatusName(v1::RunStepStatus status);
+
 }  // namespace cli
 }  // namespace assistants
 

@@ -6,13 +6,18 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "nlohmann/json.hpp"
+#include "service/auth/api_keys.h"
 #include "tests/e2e/e2e_helpers.h"
 #include "tests/support/server_process.h"
 
@@ -283,6 +288,88 @@ TEST(ConfigE2eTest, GoodConfigFileServesAndLogsJsonWithRequestIds) {
   }
   EXPECT_TRUE(saw_listening) << gateway.captured_stderr();
   EXPECT_TRUE(saw_rpc) << gateway.captured_stderr();
+}
+
+// API keys with the real binary: the keys file named in the config file;
+// a call without a key is refused, a key's project sees only its own
+// objects, health stays open.
+TEST(ConfigE2eTest, ApiKeysFileTurnsAuthenticationOn) {
+  TempDir dir;
+  const std::string keys = WriteFile(
+      dir, "keys.json",
+      absl::StrCat(R"({"keys": [{"project": "a", "name": "one", "sha256": ")",
+                   auth::ApiKeys::Sha256Hex("key-a"),
+                   R"("}, {"project": "b", "name": "two", "sha256": ")",
+                   auth::ApiKeys::Sha256Hex("key-b"), R"("}]})"));
+  const std::string file = WriteFile(
+      dir, "gateway.json",
+      absl::StrCat(
+          R"({"store": {"path": ":memory:"}, "auth": {"api_keys_file": ")",
+          keys, R"("}})"));
+  // A keys file that is not one stops the start, naming the file.
+  const std::string bad = WriteFile(dir, "bad-keys.json", "sk-plaintext\n");
+  const CommandResult refused = RunCommand(
+      {GatewayBinary(), "--config=" + file, "--api_keys_file=" + bad},
+      std::chrono::seconds(60), CleanEnvironment({}));
+  EXPECT_EQ(refused.exit_code, 2) << refused.stderr_text;
+  EXPECT_THAT(refused.stderr_text, HasSubstr(bad + ": (file): not valid JSON"));
+  EXPECT_THAT(refused.stderr_text, Not(HasSubstr("listening on")));
+
+  ServerProcess gateway;
+  gateway.set_env(CleanEnvironment({}));
+  std::string error;
+  ASSERT_TRUE(gateway.Start(GatewayBinary(), {"--config=" + file}, &error))
+      << error;
+  {
+    auto channel = gateway.Connect();
+    ASSERT_NE(channel, nullptr);
+    auto stub = v1::AssistantService::NewStub(channel);
+    auto call = [&](const std::string& key, auto&& rpc) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(10));
+      if (!key.empty()) context.AddMetadata("authorization", "Bearer " + key);
+      return rpc(&context);
+    };
+    v1::ListAssistantsResponse listed;
+    auto list = [&](grpc::ClientContext* c) {
+      return stub->ListAssistants(c, {}, &listed);
+    };
+    EXPECT_EQ(call("", list).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(call("key-c", list).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    v1::CreateAssistantRequest create;
+    create.set_model("gpt-4o");
+    v1::CreateAssistantResponse created;
+    ASSERT_TRUE(call("key-a", [&](grpc::ClientContext* c) {
+                  return stub->CreateAssistant(c, create, &created);
+                }).ok());
+    v1::GetAssistantRequest get;
+    get.set_assistant_id(created.assistant().id());
+    v1::GetAssistantResponse got;
+    auto get_rpc = [&](grpc::ClientContext* c) {
+      return stub->GetAssistant(c, get, &got);
+    };
+    EXPECT_TRUE(call("key-a", get_rpc).ok());
+    EXPECT_EQ(call("key-b", get_rpc).error_code(), grpc::StatusCode::NOT_FOUND);
+    ASSERT_TRUE(call("key-b", list).ok());
+    EXPECT_EQ(listed.data_size(), 0);
+
+    // Health needs no key (probes carry none).
+    grpc::GenericStub generic(channel);
+    grpc::ClientContext health;
+    health.set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(10));
+    grpc::Slice empty_message(std::string{});
+    grpc::ByteBuffer request(&empty_message, 1);
+    grpc::ByteBuffer response;
+    std::promise<grpc::Status> done;
+    generic.UnaryCall(&health, "/grpc.health.v1.Health/Check",
+                      grpc::StubOptions(), &request, &response,
+                      [&done](grpc::Status status) { done.set_value(status); });
+    EXPECT_TRUE(done.get_future().get().ok());
+  }
+  EXPECT_EQ(gateway.Stop(), 0) << gateway.captured_stderr();
 }
 
 }  // namespace
