@@ -465,9 +465,8 @@ class RpcMetricsTest : public ::testing::Test {
   void SetUp() override {
     ServerOptions options;
     options.listen = "127.0.0.1:0";
-    options.interceptors.push_back([this] {
-      return std::make_unique<RpcMetricsInterceptorFactory>(&metrics_);
-    });
+    options.interceptors.push_back(
+        std::make_shared<RpcMetricsInterceptorFactory>(&metrics_));
     auto server =
         GatewayServer::Start(options, &store_, &clock_, &engine_, &timers_);
     ASSERT_TRUE(server.ok()) << server.status();
