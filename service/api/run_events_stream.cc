@@ -112,6 +112,11 @@ class RunEventsStream final
     // The task must not touch `this` until it knows the reactor is alive.
     executor_->Schedule([core = core_, engine = engine_, request = request_,
                          admission = admission_, caller = *std::move(caller)] {
+      {
+        // A stream gone before its turn needs nothing opened.
+        absl::MutexLock lock(&core->mu);
+        if (core->reactor == nullptr) return;
+      }
       absl::Status admitted = admission->CheckRequest(caller, request);
       absl::StatusOr<v1::Run> run =
           admitted.ok() ? engine->OpenEvents(caller.project, request)

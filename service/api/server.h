@@ -72,9 +72,11 @@ class GatewayServer {
                 runs::RunEngine* engine, Timers* timers);
 
   Resources resources_;
-  Executor executor_;
+  // Before the executor: its destructor runs the tasks still queued, and a
+  // RunEvents open task reaches admission.
   Tenancy tenancy_;
   Admission admission_;
+  Executor executor_;
   AssistantServiceImpl assistant_service_;
   ThreadServiceImpl thread_service_;
   MessageServiceImpl message_service_;

@@ -77,11 +77,13 @@ absl::StatusOr<bool> IdempotencyGuard::RunBytes(
     const std::function<absl::Status(IdempotencyRecord*)>& execute) {
   RETURN_IF_ERROR(ValidateRequestId(request_id));
   // The default project keeps the key format from before projects existed,
-  // so records written by an older version still deduplicate.
+  // so records written by an older version still deduplicate. Other
+  // projects' keys put a control character (which no request_id may hold)
+  // after the project, so no default request_id can spell them.
   const std::string key =
       project == kDefaultProject
           ? absl::StrCat(method, "/", request_id)
-          : absl::StrCat(method, "/", project, "/", request_id);
+          : absl::StrCat(method, "/", project, "\x1f", request_id);
   absl::Mutex* key_mu = KeyLock(key);
   absl::StatusOr<bool> result = [&]() -> absl::StatusOr<bool> {
     absl::MutexLock key_lock(key_mu);

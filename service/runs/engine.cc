@@ -101,7 +101,10 @@ void RunEngine::Admit(const std::shared_ptr<RunActor>& actor) {
   bool start = false;
   {
     absl::MutexLock lock(&mu_);
-    if (stopped_) return;
+    if (stopped_) {
+      ReleaseRunSlotLocked(actor->run_id());
+      return;
+    }
     actors_[actor->run_id()] = actor;
     auto& queue = threads_[actor->thread_id()];
     queue.push_back(actor);
@@ -114,6 +117,9 @@ void RunEngine::OnFinished(const std::shared_ptr<RunActor>& actor) {
   std::shared_ptr<RunActor> next;
   {
     absl::MutexLock lock(&mu_);
+    // With the thread's queue, in one critical section: an interrupting
+    // CreateRun that sees the thread free must see the slot free too.
+    ReleaseRunSlotLocked(actor->run_id());
     actors_.erase(actor->run_id());
     auto it = threads_.find(actor->thread_id());
     if (it != threads_.end()) {
@@ -127,7 +133,6 @@ void RunEngine::OnFinished(const std::shared_ptr<RunActor>& actor) {
       }
     }
   }
-  ReleaseRunSlot(actor->run_id());
   hub_.Close(actor->run_id());
   if (next != nullptr) next->Start();
 }
@@ -154,6 +159,10 @@ absl::Status RunEngine::ReserveRunSlot(const std::string& project,
 
 void RunEngine::ReleaseRunSlot(const std::string& run_id) {
   absl::MutexLock lock(&mu_);
+  ReleaseRunSlotLocked(run_id);
+}
+
+void RunEngine::ReleaseRunSlotLocked(const std::string& run_id) {
   auto it = run_projects_.find(run_id);
   if (it == run_projects_.end()) return;
   auto count = project_runs_.find(it->second);

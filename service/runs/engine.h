@@ -157,6 +157,8 @@ class RunEngine {
   absl::Status ReserveRunSlot(const std::string& project,
                               const std::string& run_id, bool force);
   void ReleaseRunSlot(const std::string& run_id);
+  void ReleaseRunSlotLocked(const std::string& run_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   RunEventHub hub_;
   EngineContext context_;

@@ -45,6 +45,7 @@ namespace {
 constexpr char kKeyA[] = "key-project-a";
 constexpr char kKeyA2[] = "key-project-a-second";
 constexpr char kKeyB[] = "key-project-b";
+constexpr char kKeyDefault[] = "key-project-default";
 
 auth::ApiKeys TestKeys() {
   auto entry = [](const char* project, const char* name, const char* key) {
@@ -55,7 +56,8 @@ auth::ApiKeys TestKeys() {
   auto keys = auth::ApiKeys::Parse(
       absl::StrCat(R"({"keys":[)", entry("proj_a", "first", kKeyA), ",",
                    entry("proj_a", "second", kKeyA2), ",",
-                   entry("proj_b", "only", kKeyB), "]}"),
+                   entry("proj_b", "only", kKeyB), ",",
+                   entry("default", "legacy", kKeyDefault), "]}"),
       "test keys");
   EXPECT_TRUE(keys.ok()) << keys.status();
   return *std::move(keys);
@@ -635,6 +637,14 @@ TEST_F(AdmissionTest, IdempotencyKeysBelongToTheirProject) {
                 return assistants_->CreateAssistant(c, request, &a_again);
               }).ok());
   EXPECT_EQ(a_again.assistant().id(), a.assistant().id());
+  // The default project's keys keep their old form (method/request_id);
+  // no request_id of it can spell another project's key.
+  request.set_request_id("proj_a/req-1");
+  v1::CreateAssistantResponse spelled;
+  ASSERT_TRUE(As(kKeyDefault, [&](grpc::ClientContext* c) {
+                return assistants_->CreateAssistant(c, request, &spelled);
+              }).ok());
+  EXPECT_NE(spelled.assistant().id(), a.assistant().id());
 }
 
 TEST_F(AdmissionTest, RateLimitPerKeyWithRetryInfo) {
