@@ -362,7 +362,9 @@ function workerProblems(objects, templates) {
         } catch {
           // Reported by gatewayProblems.
         }
-        if (!allow.split(",").some((g) => g.trim() && globMatch(g.trim().toLowerCase(), host))) {
+        // The config file takes a JSON array (a comma-separated string from env or flags).
+        const globs = Array.isArray(allow) ? allow : String(allow).split(",");
+        if (!globs.some((g) => g.trim() && globMatch(g.trim().toLowerCase(), host))) {
           problems.push(`${id}: advertised host ${host} is not admitted by the gateway's allow-list "${allow}"`);
         }
         const tokenFile = env.ASSISTANTS_WORKER_TOKEN_FILE ?? "";
