@@ -35,6 +35,7 @@ if [ "${SKIP_SANITIZE:-0}" != "1" ]; then
   ./scripts/build.sh "$root/build-asan" -DASSISTANTS_SANITIZE=ON
   step "tests under ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0" \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$root/build-asan" --output-on-failure -j "$(nproc)" --timeout 600
 fi
