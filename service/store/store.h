@@ -124,6 +124,13 @@ struct RunChanges {
   std::vector<v1::RunEvent> events;
   // May be null (SubmitToolOutputs' request_id).
   const IdempotencyRecord* idempotency = nullptr;
+  // Fencing (several gateways on one database): when `lease_token` is not
+  // 0, the change applies only while `lease_owner` still holds the run's
+  // lease with that token; otherwise the batch fails with ABORTED
+  // (RUN_LEASE_LOST, metadata run_id) and nothing of it is written. Stores
+  // without run leases (memory, SQLite: one gateway) never see a token.
+  std::string lease_owner;
+  int64_t lease_token = 0;
 };
 
 class Store {
