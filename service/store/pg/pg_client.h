@@ -142,12 +142,15 @@ struct Migration {
   std::string sql;
 };
 
-// Applies the migrations above the database's schema version, in order,
-// each in its own transaction, under a transaction-level advisory lock so
-// replicas starting at once apply each migration exactly once (the others
-// wait, then see it applied). FAILED_PRECONDITION (STORE_SCHEMA_TOO_NEW)
-// when the database is at a version this binary does not know.
-absl::Status Migrate(Pool& pool, const std::vector<Migration>& migrations);
+// Applies `component`'s migrations above its schema version in the
+// database (one schema_versions row per component: "store",
+// "tool_workers", ...), in order, each in its own transaction, under a
+// transaction-level advisory lock so replicas starting at once apply each
+// migration exactly once (the others wait, then see it applied).
+// FAILED_PRECONDITION (STORE_SCHEMA_TOO_NEW) when the database has a
+// version of the component this binary does not know.
+absl::Status Migrate(Pool& pool, absl::string_view component,
+                     const std::vector<Migration>& migrations);
 
 }  // namespace assistants::pg
 
