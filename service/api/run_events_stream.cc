@@ -46,6 +46,10 @@ namespace {
 using runs::EventPtr;
 using runs::RunEventHub;
 
+// Several replicas: how often a stream of a run driven elsewhere re-reads
+// the store without a notification (one lost while a listener reconnected).
+constexpr int64_t kRemotePollMs = 1000;
+
 // How a stream ends when the gateway shuts down: clients retry elsewhere (or
 // after the restart) with their last sequence.
 grpc::Status DrainingStatus() {
@@ -169,6 +173,7 @@ class RunEventsStream final
       absl::MutexLock lock(&core_->mu);
       core_->reactor = nullptr;
       if (heartbeat_timer_ != 0) timers_->Cancel(heartbeat_timer_);
+      if (remote_poll_timer_ != 0) timers_->Cancel(remote_poll_timer_);
     }
     if (!run_id_.empty()) engine_->hub()->CancelWait(run_id_, core_.get());
     registry_->Remove(core_.get());
@@ -205,9 +210,17 @@ class RunEventsStream final
         case RunEventHub::Read::Kind::kWaiting:
           ArmHeartbeatLocked();
           return;
-        case RunEventHub::Read::Kind::kBehind:
         case RunEventHub::Read::Kind::kNotLive:
-          ReadStoreLocked(read.kind == RunEventHub::Read::Kind::kNotLive);
+          // Several replicas: another one may be driving the run. Asking to
+          // be woken before reading means no notification is missed
+          // between the read and the wait.
+          if (engine_->clustered()) {
+            engine_->hub()->WaitRemote(run_id_, core_);
+          }
+          ReadStoreLocked(true);
+          return;
+        case RunEventHub::Read::Kind::kBehind:
+          ReadStoreLocked(false);
           return;
       }
     }
@@ -269,6 +282,15 @@ class RunEventsStream final
         FinishLocked(grpc::Status::OK);
         return;
       }
+      if (not_live && engine_->hub()->LastSequence(run_id) < 0 &&
+          engine_->clustered()) {
+        // Driven by another replica (or between drivers): woken by its
+        // next commit's notification, with a re-read now and then in case
+        // one is lost.
+        ArmHeartbeatLocked();
+        ArmRemotePollLocked();
+        return;
+      }
       if (not_live && engine_->hub()->LastSequence(run_id) < 0) {
         // Nothing stored beyond the cursor and nobody is producing more:
         // the run is not driven here (or the cursor is past its end).
@@ -300,6 +322,17 @@ class RunEventsStream final
       absl::MutexLock lock(&core->mu);
       if (core->reactor != nullptr) core->reactor->OnHeartbeatTimerLocked();
     });
+  }
+
+  void ArmRemotePollLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    if (remote_poll_timer_ != 0) return;
+    remote_poll_timer_ = timers_->ScheduleAt(
+        clock_->NowMillis() + kRemotePollMs, [core = core_] {
+          absl::MutexLock lock(&core->mu);
+          if (core->reactor == nullptr) return;
+          core->reactor->remote_poll_timer_ = 0;
+          core->reactor->PumpLocked();
+        });
   }
 
   void OnHeartbeatTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
@@ -356,6 +389,7 @@ class RunEventsStream final
   std::deque<EventPtr> backlog_;
   int64_t last_write_ms_ = 0;
   Timers::Id heartbeat_timer_ = 0;
+  Timers::Id remote_poll_timer_ = 0;
 };
 
 namespace {

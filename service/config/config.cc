@@ -102,6 +102,10 @@ CONFIG_FLAG(upstream_total_timeout_ms, "upstream.total_timeout_ms",
             "ASSISTANTS_UPSTREAM_TOTAL_TIMEOUT_MS");
 CONFIG_FLAG(upstream_max_attempts, "upstream.max_attempts",
             "ASSISTANTS_UPSTREAM_MAX_ATTEMPTS");
+CONFIG_FLAG(cluster_replica_id, "cluster.replica_id",
+            "ASSISTANTS_CLUSTER_REPLICA_ID");
+CONFIG_FLAG(cluster_run_lease_ttl_ms, "cluster.run_lease_ttl_ms",
+            "ASSISTANTS_CLUSTER_RUN_LEASE_TTL_MS");
 #undef CONFIG_FLAG
 
 namespace assistants::config {
@@ -247,6 +251,11 @@ const std::vector<KeySpec>& Keys() {
       {"upstream.max_attempts", "ASSISTANTS_UPSTREAM_MAX_ATTEMPTS",
        "upstream_max_attempts", FIELD(upstream.max_attempts), Check::kNone, 1,
        100},
+      {"cluster.replica_id", "ASSISTANTS_CLUSTER_REPLICA_ID",
+       "cluster_replica_id", FIELD(cluster.replica_id)},
+      {"cluster.run_lease_ttl_ms", "ASSISTANTS_CLUSTER_RUN_LEASE_TTL_MS",
+       "cluster_run_lease_ttl_ms", FIELD(cluster.run_lease_ttl_ms),
+       Check::kNone, 400, kHour},
   };
   return *keys;
 }

@@ -124,6 +124,14 @@ struct GatewayConfig {
     int64_t max_attempts = 3;
   } upstream;
 
+  // Several replicas on one PostgreSQL database (store.postgres_url).
+  struct Cluster {
+    // This replica's name as a run lease owner; empty: host-pid-random.
+    std::string replica_id;
+    // A replica that stops renewing its runs' leases loses them after this.
+    int64_t run_lease_ttl_ms = 10000;
+  } cluster;
+
   // Where each key's value came from: "default", "config FILE",
   // "env NAME" or "flag --name".
   std::map<std::string, std::string> origins;

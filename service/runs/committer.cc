@@ -93,6 +93,11 @@ int64_t RunCommitter::commits() const {
   return commits_;
 }
 
+void RunCommitter::Forget(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  poisoned_.erase(run_id);
+}
+
 size_t RunCommitter::queue_depth() const {
   absl::MutexLock lock(&mu_);
   return queue_.size();

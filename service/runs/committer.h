@@ -46,6 +46,10 @@ class RunCommitter {
   // change of that run fails the same way: the run's log must not get gaps.
   void Submit(RunChanges changes, Done done);
 
+  // Forgets that `run_id`'s changes failed: a run this replica drives again
+  // (several replicas: it took the run back over) starts with a clean slate.
+  void Forget(const std::string& run_id);
+
   // Blocks until everything submitted so far is committed (tests, shutdown).
   void Flush();
 

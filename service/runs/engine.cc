@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "service/common/errors.h"
 #include "service/common/ids.h"
+#include "service/common/log.h"
 #include "service/common/status_macros.h"
 #include "service/core/objects.h"
 #include "service/core/validation.h"
@@ -20,6 +21,11 @@
 
 namespace assistants::runs {
 namespace {
+
+// Several replicas: how soon a queued run waiting for an older run driven
+// elsewhere is looked at again, and how many expired leases one sweep takes.
+constexpr int64_t kQueuedRecheckMs = 500;
+constexpr int kClaimBatch = 32;
 
 // Waits for an actor's reply (the caller is on an executor thread, where
 // blocking is allowed).
@@ -72,7 +78,16 @@ RunEngine::RunEngine(Store* store, ProviderResolver resolve_provider,
 
 RunEngine::~RunEngine() { Stop(); }
 
+void RunEngine::EnableCluster(cluster::RunLeases* leases) {
+  context_.leases = leases;
+}
+
 void RunEngine::Stop() {
+  {
+    absl::MutexLock lock(&lease_mu_);
+    lease_loop_stop_ = true;
+  }
+  if (lease_thread_.joinable()) lease_thread_.join();
   std::vector<std::shared_ptr<RunActor>> actors;
   {
     absl::MutexLock lock(&mu_);
@@ -85,9 +100,22 @@ void RunEngine::Stop() {
   quiet.Wait();
   committer_.Flush();
   hub_.CloseAll();
+  // Everything is durable: another replica may take the runs over now
+  // rather than after their leases expire (a rolling restart).
+  if (clustered()) {
+    for (auto& actor : actors) {
+      if (actor->lease_token() != 0) {
+        context_.leases->Release(LeaseOf(*actor), 0).IgnoreError();
+      }
+    }
+  }
   absl::MutexLock lock(&mu_);
   actors_.clear();
   threads_.clear();
+}
+
+cluster::RunLease RunEngine::LeaseOf(const RunActor& actor) const {
+  return {actor.run_id(), actor.thread_id(), actor.lease_token()};
 }
 
 size_t RunEngine::active_runs() const {
@@ -97,13 +125,37 @@ size_t RunEngine::active_runs() const {
 
 // --- Admission and the per-thread queue ---
 
-void RunEngine::Admit(const std::shared_ptr<RunActor>& actor) {
+bool RunEngine::Admit(const std::shared_ptr<RunActor>& actor,
+                      bool check_older) {
+  if (check_older && clustered()) {
+    // The queue policy across replicas: an older active run of the thread
+    // driven elsewhere goes first; this one is looked at again by a later
+    // sweep (a run queued behind a local one waits in threads_ instead).
+    absl::StatusOr<std::vector<cluster::RunLease>> older =
+        context_.leases->ThreadRuns(actor->thread_id(), actor->run_id());
+    bool blocked = !older.ok();
+    if (older.ok()) {
+      absl::MutexLock lock(&mu_);
+      for (const cluster::RunLease& lease : *older) {
+        if (!actors_.contains(lease.run_id)) blocked = true;
+      }
+    }
+    if (blocked) {
+      ReleaseRunSlot(actor->run_id());
+      hub_.Close(actor->run_id());
+      context_.leases->Release(LeaseOf(*actor), kQueuedRecheckMs).IgnoreError();
+      return false;
+    }
+  }
   bool start = false;
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) {
       ReleaseRunSlotLocked(actor->run_id());
-      return;
+      if (actor->lease_token() != 0) {
+        context_.leases->Release(LeaseOf(*actor), 0).IgnoreError();
+      }
+      return false;
     }
     actors_[actor->run_id()] = actor;
     auto& queue = threads_[actor->thread_id()];
@@ -111,9 +163,24 @@ void RunEngine::Admit(const std::shared_ptr<RunActor>& actor) {
     start = queue.size() == 1;
   }
   if (start) actor->Start();
+  return true;
 }
 
 void RunEngine::OnFinished(const std::shared_ptr<RunActor>& actor) {
+  Detach(actor);
+  if (actor->lease_token() == 0) return;
+  // A run that ended needs no lease; one that stopped otherwise (its writes
+  // failed) is left to whichever replica sweeps it up next.
+  absl::Status status = actor->ended()
+                            ? context_.leases->Finish(LeaseOf(*actor))
+                            : context_.leases->Release(LeaseOf(*actor), 0);
+  if (!status.ok()) {
+    Log(LogLevel::kWarning, "run lease not given back",
+        {{"run_id", actor->run_id()}, {"error", status.message()}});
+  }
+}
+
+void RunEngine::Detach(const std::shared_ptr<RunActor>& actor) {
   std::shared_ptr<RunActor> next;
   {
     absl::MutexLock lock(&mu_);
@@ -199,19 +266,21 @@ absl::Status RunEngine::InterruptActive(const std::string& thread_id) {
     }
   }
   for (auto& victim : victims) victim->Cancel([](absl::StatusOr<v1::Run>) {});
-  absl::MutexLock lock(&mu_);
-  auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return threads_.find(thread_id) == threads_.end();
-  };
-  if (!mu_.AwaitWithTimeout(
-          absl::Condition(&gone),
-          absl::Milliseconds(context_.options.interrupt_wait_ms))) {
-    return MakeError(absl::StatusCode::kUnavailable, "RUN_INTERRUPT_TIMEOUT",
-                     absl::StrCat("The active run of thread ", thread_id,
-                                  " did not stop in time; retry"),
-                     {{"thread_id", thread_id}});
+  const absl::Time deadline =
+      absl::Now() + absl::Milliseconds(context_.options.interrupt_wait_ms);
+  {
+    absl::MutexLock lock(&mu_);
+    auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return threads_.find(thread_id) == threads_.end();
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&gone), deadline)) {
+      return MakeError(absl::StatusCode::kUnavailable, "RUN_INTERRUPT_TIMEOUT",
+                       absl::StrCat("The active run of thread ", thread_id,
+                                    " did not stop in time; retry"),
+                       {{"thread_id", thread_id}});
+    }
   }
-  return absl::OkStatus();
+  return clustered() ? InterruptRemote(thread_id, deadline) : absl::OkStatus();
 }
 
 absl::Status RunEngine::StartRun(RunCreation& creation,
@@ -257,9 +326,25 @@ absl::Status RunEngine::StartRun(RunCreation& creation,
     *response->mutable_event() = event;
     events.push_back(std::move(response));
   }
+  int64_t lease_token = 0;
+  if (clustered()) {
+    absl::StatusOr<cluster::RunLease> lease =
+        context_.leases->Acquire(run.id());
+    if (!lease.ok()) {
+      // The run exists; a sweep picks it up after the store's grace.
+      Log(LogLevel::kWarning, "new run left for another replica",
+          {{"run_id", run.id()}, {"error", lease.status().message()}});
+      hub_.Publish(run.id(), std::move(events));
+      hub_.Close(run.id());
+      ReleaseRunSlot(run.id());
+      return absl::OkStatus();
+    }
+    lease_token = lease->token;
+  }
   hub_.Publish(run.id(), std::move(events));
   Admit(std::make_shared<RunActor>(&context_, run, std::vector<v1::RunStep>{},
-                                   sequence));
+                                   sequence, lease_token),
+        /*check_older=*/policy == v1::ACTIVE_RUN_POLICY_QUEUE);
   return absl::OkStatus();
 }
 
@@ -371,7 +456,17 @@ absl::StatusOr<v1::UpdateRunResponse> RunEngine::UpdateRun(
   RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
   RETURN_IF_ERROR(ValidateMetadata(request.metadata(), "metadata"));
   v1::UpdateRunResponse response;
-  if (auto actor = FindActor(request.thread_id(), request.run_id())) {
+  std::shared_ptr<RunActor> actor =
+      FindActor(request.thread_id(), request.run_id());
+  if (actor == nullptr && clustered()) {
+    ASSIGN_OR_RETURN(
+        TakeOverResult taken,
+        TakeOver(request.thread_id(), request.run_id(),
+                 cluster::RunCommand::kPark,
+                 [](const v1::Run& run) { return IsTerminal(run.status()); }));
+    actor = std::move(taken.actor);
+  }
+  if (actor != nullptr) {
     RunReplyWaiter waiter;
     actor->UpdateMetadata(request.metadata(), waiter.Callback());
     ASSIGN_OR_RETURN(*response.mutable_run(), waiter.Wait());
@@ -396,7 +491,26 @@ absl::StatusOr<v1::CancelRunResponse> RunEngine::CancelRun(
   RETURN_IF_ERROR(ValidateId(request.thread_id(), kThreadPrefix, "thread_id"));
   RETURN_IF_ERROR(ValidateId(request.run_id(), kRunPrefix, "run_id"));
   v1::CancelRunResponse response;
-  if (auto actor = FindActor(request.thread_id(), request.run_id())) {
+  std::shared_ptr<RunActor> actor =
+      FindActor(request.thread_id(), request.run_id());
+  if (actor == nullptr && clustered()) {
+    // Driven elsewhere: its driver cancels it when asked.
+    ASSIGN_OR_RETURN(
+        TakeOverResult taken,
+        TakeOver(request.thread_id(), request.run_id(),
+                 cluster::RunCommand::kCancel, [](const v1::Run& run) {
+                   return run.status() == v1::RUN_STATUS_CANCELLING ||
+                          IsTerminal(run.status());
+                 }));
+    if (taken.run.has_value() &&
+        (taken.run->status() == v1::RUN_STATUS_CANCELLING ||
+         taken.run->status() == v1::RUN_STATUS_CANCELLED)) {
+      *response.mutable_run() = *std::move(taken.run);
+      return response;
+    }
+    actor = std::move(taken.actor);
+  }
+  if (actor != nullptr) {
     RunReplyWaiter waiter;
     actor->Cancel(waiter.Callback());
     ASSIGN_OR_RETURN(*response.mutable_run(), waiter.Wait());
@@ -417,6 +531,17 @@ absl::StatusOr<v1::SubmitToolOutputsResponse> RunEngine::SubmitToolOutputs(
       [&](IdempotencyRecord* record) -> absl::StatusOr<Response> {
         Response response;
         auto actor = FindActor(request.thread_id(), request.run_id());
+        if (actor == nullptr && clustered()) {
+          // Waiting for the caller, its driver hands it over when asked.
+          ASSIGN_OR_RETURN(
+              TakeOverResult taken,
+              TakeOver(request.thread_id(), request.run_id(),
+                       cluster::RunCommand::kPark, [](const v1::Run& run) {
+                         return run.status() != v1::RUN_STATUS_REQUIRES_ACTION;
+                       }));
+          if (taken.run.has_value()) return RunNotAwaitingOutputs(*taken.run);
+          actor = std::move(taken.actor);
+        }
         if (actor == nullptr) {
           ASSIGN_OR_RETURN(
               v1::Run run,
@@ -510,40 +635,248 @@ bool RunEngine::RunEnded(const std::string& thread_id,
 
 // --- Recovery ---
 
+absl::StatusOr<std::shared_ptr<RunActor>> RunEngine::LoadActor(
+    v1::Run run, int64_t lease_token) {
+  std::vector<v1::RunStep> steps;
+  ListQuery query;
+  query.limit = 100;
+  query.ascending = true;
+  while (true) {
+    ASSIGN_OR_RETURN(
+        Page<v1::RunStep> page,
+        context_.store->ListRunSteps(run.thread_id(), run.id(), query));
+    for (v1::RunStep& step : page.items) steps.push_back(std::move(step));
+    if (!page.has_more || steps.empty()) break;
+    query.after = steps.back().id();
+  }
+  // The log continues after its last stored event.
+  int64_t last_sequence = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(
+        std::vector<v1::RunEvent> events,
+        context_.store->ListRunEvents(run.id(), last_sequence, 1000));
+    if (events.empty()) break;
+    last_sequence = events.back().sequence();
+  }
+  // Runs that exist count against their project's limit, over it or not.
+  absl::StatusOr<std::string> project =
+      context_.store->GetProject(OwnedKind::kThread, run.thread_id());
+  RETURN_IF_ERROR(ReserveRunSlot(project.ok() ? *project : kDefaultProject,
+                                 run.id(), /*force=*/true));
+  hub_.Open(run.id(), last_sequence);
+  return std::make_shared<RunActor>(&context_, std::move(run), std::move(steps),
+                                    last_sequence, lease_token);
+}
+
 absl::Status RunEngine::Recover() {
+  if (clustered()) {
+    // Runs driven by live replicas are theirs; expired ones are claimed by
+    // the upkeep loop (its first round runs now).
+    lease_thread_ = std::thread([this] { LeaseLoop(); });
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(std::vector<v1::Run> runs, context_.store->ListActiveRuns());
   for (v1::Run& run : runs) {
-    std::vector<v1::RunStep> steps;
-    ListQuery query;
-    query.limit = 100;
-    query.ascending = true;
-    while (true) {
-      ASSIGN_OR_RETURN(
-          Page<v1::RunStep> page,
-          context_.store->ListRunSteps(run.thread_id(), run.id(), query));
-      for (v1::RunStep& step : page.items) steps.push_back(std::move(step));
-      if (!page.has_more || steps.empty()) break;
-      query.after = steps.back().id();
-    }
-    // The log continues after its last stored event.
-    int64_t last_sequence = 0;
-    while (true) {
-      ASSIGN_OR_RETURN(
-          std::vector<v1::RunEvent> events,
-          context_.store->ListRunEvents(run.id(), last_sequence, 1000));
-      if (events.empty()) break;
-      last_sequence = events.back().sequence();
-    }
-    // Runs that exist count against their project's limit, over it or not.
-    absl::StatusOr<std::string> project =
-        context_.store->GetProject(OwnedKind::kThread, run.thread_id());
-    RETURN_IF_ERROR(ReserveRunSlot(project.ok() ? *project : kDefaultProject,
-                                   run.id(), /*force=*/true));
-    hub_.Open(run.id(), last_sequence);
-    Admit(std::make_shared<RunActor>(&context_, std::move(run),
-                                     std::move(steps), last_sequence));
+    ASSIGN_OR_RETURN(std::shared_ptr<RunActor> actor,
+                     LoadActor(std::move(run), 0));
+    Admit(actor);
   }
   return absl::OkStatus();
+}
+
+// --- Several replicas ---
+
+absl::StatusOr<std::shared_ptr<RunActor>> RunEngine::ResumeLeased(
+    const cluster::RunLease& lease) {
+  if (auto actor = FindActor(lease.thread_id, lease.run_id)) return actor;
+  absl::StatusOr<v1::Run> run =
+      context_.store->GetRun(lease.thread_id, lease.run_id);
+  if (absl::IsNotFound(run.status()) ||
+      (run.ok() && IsTerminal(run->status()))) {
+    // Ended (its driver stopped before letting go of the lease), or gone.
+    RETURN_IF_ERROR(context_.leases->Finish(lease));
+    return nullptr;
+  }
+  if (!run.ok()) {
+    context_.leases->Release(lease, 0).IgnoreError();
+    return run.status();
+  }
+  const bool queued = run->status() == v1::RUN_STATUS_QUEUED;
+  committer_.Forget(lease.run_id);
+  absl::StatusOr<std::shared_ptr<RunActor>> actor =
+      LoadActor(*std::move(run), lease.token);
+  if (!actor.ok()) {
+    context_.leases->Release(lease, 0).IgnoreError();
+    return actor.status();
+  }
+  if (!Admit(*actor, /*check_older=*/queued)) return nullptr;
+  return actor;
+}
+
+absl::StatusOr<RunEngine::TakeOverResult> RunEngine::TakeOver(
+    const std::string& thread_id, const std::string& run_id,
+    cluster::RunCommand command,
+    const std::function<bool(const v1::Run&)>& stop_waiting) {
+  const absl::Time deadline =
+      absl::Now() + absl::Milliseconds(context_.options.owner_wait_ms);
+  absl::Time next_ask = absl::InfinitePast();
+  while (true) {
+    absl::StatusOr<cluster::RunLease> lease = context_.leases->Acquire(run_id);
+    if (lease.ok()) {
+      if (lease->thread_id != thread_id) {
+        context_.leases->Release(*lease, 0).IgnoreError();
+        return TakeOverResult{};
+      }
+      ASSIGN_OR_RETURN(std::shared_ptr<RunActor> actor, ResumeLeased(*lease));
+      return TakeOverResult{std::move(actor), std::nullopt};
+    }
+    if (absl::IsNotFound(lease.status())) return TakeOverResult{};
+    if (ErrorReason(lease.status()) != "RUN_OWNED_ELSEWHERE") {
+      return lease.status();
+    }
+    // This replica's own sweep may have taken it meanwhile.
+    if (auto actor = FindActor(thread_id, run_id)) {
+      return TakeOverResult{std::move(actor), std::nullopt};
+    }
+    ASSIGN_OR_RETURN(v1::Run run, context_.store->GetRun(thread_id, run_id));
+    if (stop_waiting(run)) return TakeOverResult{nullptr, std::move(run)};
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      absl::Status busy = MakeError(
+          absl::StatusCode::kUnavailable, "RUN_OWNED_ELSEWHERE",
+          absl::StrCat("Run ", run_id,
+                       " is being driven by another gateway replica that did "
+                       "not hand it over in time; retry"),
+          {{"run_id", run_id}});
+      SetRetryDelay(busy, std::chrono::seconds(1));
+      return busy;
+    }
+    // Asked again now and then: a notification is lost if the driver's
+    // listener was reconnecting.
+    if (now >= next_ask) {
+      context_.leases->Send(command, run_id).IgnoreError();
+      next_ask = now + absl::Seconds(1);
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+absl::Status RunEngine::InterruptRemote(const std::string& thread_id,
+                                        absl::Time deadline) {
+  ASSIGN_OR_RETURN(std::vector<cluster::RunLease> runs,
+                   context_.leases->ThreadRuns(thread_id, ""));
+  for (const cluster::RunLease& run : runs) {
+    if (FindActor(thread_id, run.run_id) != nullptr) continue;
+    absl::StatusOr<cluster::RunLease> lease =
+        context_.leases->Acquire(run.run_id);
+    if (lease.ok()) {
+      ASSIGN_OR_RETURN(std::shared_ptr<RunActor> actor, ResumeLeased(*lease));
+      if (actor != nullptr) actor->Cancel([](absl::StatusOr<v1::Run>) {});
+    } else {
+      context_.leases->Send(cluster::RunCommand::kCancel, run.run_id)
+          .IgnoreError();
+    }
+  }
+  // Leases go when runs end, wherever they were driven.
+  while (true) {
+    ASSIGN_OR_RETURN(runs, context_.leases->ThreadRuns(thread_id, ""));
+    if (runs.empty()) return absl::OkStatus();
+    if (absl::Now() >= deadline) {
+      return MakeError(absl::StatusCode::kUnavailable, "RUN_INTERRUPT_TIMEOUT",
+                       absl::StrCat("The active run of thread ", thread_id,
+                                    " did not stop in time; retry"),
+                       {{"thread_id", thread_id}});
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+void RunEngine::OnRunCommand(cluster::RunCommand command,
+                             const std::string& run_id) {
+  std::shared_ptr<RunActor> actor;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = actors_.find(run_id);
+    if (it == actors_.end()) return;
+    actor = it->second;
+  }
+  switch (command) {
+    case cluster::RunCommand::kCancel:
+      actor->Cancel([](absl::StatusOr<v1::Run>) {});
+      return;
+    case cluster::RunCommand::kPark:
+      actor->Park([this, actor](bool parked, int64_t expires_at_ms) {
+        if (!parked) return;
+        Detach(actor);
+        // Sweeps leave it until it expires; Acquire takes it at once.
+        const int64_t wait_ms =
+            std::max<int64_t>(0, expires_at_ms - context_.clock->NowMillis());
+        context_.leases->Release(LeaseOf(*actor), wait_ms).IgnoreError();
+      });
+      return;
+  }
+}
+
+void RunEngine::MaintainLeases() {
+  std::vector<cluster::RunLease> held;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    for (const auto& [id, actor] : actors_) {
+      if (actor->lease_token() != 0) held.push_back(LeaseOf(*actor));
+    }
+  }
+  absl::StatusOr<std::vector<std::string>> lost = context_.leases->Renew(held);
+  if (!lost.ok()) {
+    Log(LogLevel::kWarning, "run leases not renewed",
+        {{"error", lost.status().message()}});
+  } else {
+    for (const std::string& run_id : *lost) {
+      std::shared_ptr<RunActor> actor;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = actors_.find(run_id);
+        if (it != actors_.end()) actor = it->second;
+      }
+      if (actor == nullptr) continue;
+      // Another replica drives it now; fencing refuses our writes anyway.
+      Log(LogLevel::kWarning, "run lease lost; no longer driving the run",
+          {{"run_id", run_id}});
+      actor->Stop([this, actor] { Detach(actor); });
+    }
+  }
+  absl::StatusOr<std::vector<cluster::RunLease>> claimed =
+      context_.leases->ClaimExpired(kClaimBatch);
+  if (!claimed.ok()) {
+    Log(LogLevel::kWarning, "expired run leases not claimed",
+        {{"error", claimed.status().message()}});
+    return;
+  }
+  for (const cluster::RunLease& lease : *claimed) {
+    absl::StatusOr<std::shared_ptr<RunActor>> actor = ResumeLeased(lease);
+    if (!actor.ok()) {
+      Log(LogLevel::kWarning, "run not taken over",
+          {{"run_id", lease.run_id}, {"error", actor.status().message()}});
+    } else if (*actor != nullptr) {
+      Log(LogLevel::kInfo, "run taken over",
+          {{"run_id", lease.run_id}, {"token", lease.token}});
+    }
+  }
+}
+
+void RunEngine::LeaseLoop() {
+  while (true) {
+    MaintainLeases();
+    absl::MutexLock lock(&lease_mu_);
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lease_mu_) {
+      return lease_loop_stop_;
+    };
+    if (lease_mu_.AwaitWithTimeout(
+            absl::Condition(&stop),
+            absl::Milliseconds(context_.options.lease_maintenance_ms))) {
+      return;
+    }
+  }
 }
 
 }  // namespace assistants::runs

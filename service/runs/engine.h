@@ -14,7 +14,9 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -22,7 +24,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "assistants/v1/run_service.pb.h"
+#include "service/cluster/run_leases.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
 #include "service/common/timers.h"
@@ -62,6 +66,12 @@ struct EngineOptions {
   // Told about every run that reaches a terminal status (metrics); may be
   // null. Must outlive the engine.
   RunObserver* observer = nullptr;
+  // Several replicas (EnableCluster): how often held leases are renewed and
+  // expired ones claimed (a quarter of the lease TTL is usual).
+  int64_t lease_maintenance_ms = 2500;
+  // How long a call needing a run driven by another replica (tool outputs,
+  // cancel, metadata) waits for that replica to hand it over.
+  int64_t owner_wait_ms = 5000;
 };
 
 // Everything a RunActor needs from its engine.
@@ -74,6 +84,8 @@ struct EngineContext {
   Executor* executor = nullptr;
   RunCommitter* committer = nullptr;
   RunEventHub* hub = nullptr;
+  // Null with one gateway.
+  cluster::RunLeases* leases = nullptr;
   EngineOptions options;
   // Called once when a run reached a terminal status and its last event is
   // durable (or it stopped being driven).
@@ -89,10 +101,27 @@ class RunEngine {
   // Stops driving runs (see Stop) and releases everything.
   ~RunEngine();
 
+  // Several gateway replicas on one database: runs are driven under leases
+  // (service/cluster/run_leases.h). Call before Recover; `leases` must
+  // outlive the engine.
+  void EnableCluster(cluster::RunLeases* leases);
+  bool clustered() const { return context_.leases != nullptr; }
+
+  // Several replicas: a command another replica sent for `run_id` (acted on
+  // only when the run is driven here).
+  void OnRunCommand(cluster::RunCommand command, const std::string& run_id);
+  // Several replicas: one round of lease upkeep: renews the leases of the
+  // runs driven here, stops those whose lease was lost, claims expired
+  // leases and resumes their runs. Recover starts a thread doing this every
+  // lease_maintenance_ms; public for tests.
+  void MaintainLeases();
+
   // Picks up the runs a previous process left active: queued runs start,
   // in_progress runs resume from their last durable point (the start of the
   // interrupted model turn), requires_action runs keep waiting with their
-  // expiry, cancelling runs end cancelled. Call once, before serving.
+  // expiry, cancelling runs end cancelled. Call once, before serving. With
+  // several replicas it takes only runs whose lease expired (the others
+  // are driven elsewhere) and starts the lease upkeep thread.
   absl::Status Recover();
 
   // Stops driving: in-flight model turns are aborted and runs keep their
@@ -141,8 +170,42 @@ class RunEngine {
 
  private:
   // Starts driving `actor` (or queues it behind its thread's active run).
-  void Admit(const std::shared_ptr<RunActor>& actor);
+  // With several replicas and `check_older`, a run that an older active run
+  // of its thread driven elsewhere must precede is handed back (its lease
+  // released for a later sweep) instead; returns whether it was admitted.
+  bool Admit(const std::shared_ptr<RunActor>& actor, bool check_older = false);
   void OnFinished(const std::shared_ptr<RunActor>& actor);
+  // Forgets a run that stopped being driven here (finished, parked, lost):
+  // its slot, its place in the thread's queue, its live channel.
+  void Detach(const std::shared_ptr<RunActor>& actor);
+  // The actor of a stored active run, with its steps and log position.
+  // Opens the run's live channel at its stored log position.
+  absl::StatusOr<std::shared_ptr<RunActor>> LoadActor(v1::Run run,
+                                                      int64_t lease_token);
+  // Starts driving a run whose lease this replica just took; null when
+  // there is nothing to drive (the run ended) or it was handed back.
+  absl::StatusOr<std::shared_ptr<RunActor>> ResumeLeased(
+      const cluster::RunLease& lease);
+  // Several replicas: the actor of a run driven elsewhere, taken over once
+  // its driver lets go (asked with `command`); null when the run is not
+  // active. `stop_waiting(run)` ends the wait early with that run.
+  struct TakeOverResult {
+    // Set: the run is driven here now.
+    std::shared_ptr<RunActor> actor;
+    // Set: the wait ended early (stop_waiting) with the run as stored.
+    std::optional<v1::Run> run;
+  };
+  // Neither set: the run is not active (or not the thread's).
+  absl::StatusOr<TakeOverResult> TakeOver(
+      const std::string& thread_id, const std::string& run_id,
+      cluster::RunCommand command,
+      const std::function<bool(const v1::Run&)>& stop_waiting);
+  // Several replicas: cancels the active runs of `thread_id` driven
+  // elsewhere and waits until the thread has none.
+  absl::Status InterruptRemote(const std::string& thread_id,
+                               absl::Time deadline);
+  cluster::RunLease LeaseOf(const RunActor& actor) const;
+  void LeaseLoop();
   std::shared_ptr<RunActor> FindActor(absl::string_view thread_id,
                                       absl::string_view run_id) const;
   // Interrupt policy: cancels the thread's active runs and waits for them.
@@ -175,6 +238,10 @@ class RunEngine {
   absl::flat_hash_map<std::string, int> project_runs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> run_projects_
       ABSL_GUARDED_BY(mu_);
+  // Several replicas: the lease upkeep thread.
+  std::thread lease_thread_;
+  absl::Mutex lease_mu_;
+  bool lease_loop_stop_ ABSL_GUARDED_BY(lease_mu_) = false;
   // Last: destroyed (and joined) first, while everything its callbacks
   // reach is still alive.
   RunCommitter committer_;

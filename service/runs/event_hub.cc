@@ -6,12 +6,52 @@
 namespace assistants::runs {
 
 void RunEventHub::Open(const std::string& run_id, int64_t last_sequence) {
+  std::vector<std::shared_ptr<Waiter>> to_wake;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& channel = channels_[run_id];
+    if (channel != nullptr) return;
+    channel = std::make_unique<Channel>();
+    channel->first_sequence = last_sequence + 1;
+    channel->last_sequence = last_sequence;
+    TakeRemoteWaitersLocked(run_id, to_wake);
+  }
+  for (const auto& waiter : to_wake) waiter->Wake();
+}
+
+void RunEventHub::TakeRemoteWaitersLocked(
+    const std::string& run_id, std::vector<std::shared_ptr<Waiter>>& out) {
+  auto it = remote_waiters_.find(run_id);
+  if (it == remote_waiters_.end()) return;
+  out.insert(out.end(), it->second.begin(), it->second.end());
+  remote_waiters_.erase(it);
+}
+
+void RunEventHub::WaitRemote(const std::string& run_id,
+                             const std::shared_ptr<Waiter>& waiter) {
   absl::MutexLock lock(&mu_);
-  auto& channel = channels_[run_id];
-  if (channel != nullptr) return;
-  channel = std::make_unique<Channel>();
-  channel->first_sequence = last_sequence + 1;
-  channel->last_sequence = last_sequence;
+  remote_waiters_[run_id].push_back(waiter);
+}
+
+void RunEventHub::NotifyRemote(const std::string& run_id) {
+  std::vector<std::shared_ptr<Waiter>> to_wake;
+  {
+    absl::MutexLock lock(&mu_);
+    TakeRemoteWaitersLocked(run_id, to_wake);
+  }
+  for (const auto& waiter : to_wake) waiter->Wake();
+}
+
+void RunEventHub::WakeAllRemote() {
+  std::vector<std::shared_ptr<Waiter>> to_wake;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, waiters] : remote_waiters_) {
+      to_wake.insert(to_wake.end(), waiters.begin(), waiters.end());
+    }
+    remote_waiters_.clear();
+  }
+  for (const auto& waiter : to_wake) waiter->Wake();
 }
 
 void RunEventHub::Publish(const std::string& run_id,
@@ -79,15 +119,21 @@ RunEventHub::Read RunEventHub::Next(const std::string& run_id, int64_t sequence,
 }
 
 void RunEventHub::CancelWait(const std::string& run_id, const Waiter* waiter) {
+  auto forget = [waiter](std::vector<std::shared_ptr<Waiter>>& waiters) {
+    waiters.erase(std::remove_if(waiters.begin(), waiters.end(),
+                                 [&](const std::shared_ptr<Waiter>& w) {
+                                   return w.get() == waiter;
+                                 }),
+                  waiters.end());
+  };
   absl::MutexLock lock(&mu_);
   auto it = channels_.find(run_id);
-  if (it == channels_.end()) return;
-  auto& waiters = it->second->waiters;
-  waiters.erase(std::remove_if(waiters.begin(), waiters.end(),
-                               [&](const std::shared_ptr<Waiter>& w) {
-                                 return w.get() == waiter;
-                               }),
-                waiters.end());
+  if (it != channels_.end()) forget(it->second->waiters);
+  auto remote = remote_waiters_.find(run_id);
+  if (remote != remote_waiters_.end()) {
+    forget(remote->second);
+    if (remote->second.empty()) remote_waiters_.erase(remote);
+  }
 }
 
 int64_t RunEventHub::LastSequence(const std::string& run_id) const {

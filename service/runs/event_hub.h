@@ -62,8 +62,19 @@ class RunEventHub {
   // registered and woken once.
   Read Next(const std::string& run_id, int64_t sequence,
             const std::shared_ptr<Waiter>& waiter);
-  // Forgets a registration (a stream that ended).
+  // Forgets a registration, live or remote (a stream that ended).
   void CancelWait(const std::string& run_id, const Waiter* waiter);
+
+  // Several replicas: a run driven by another replica has no channel here;
+  // its events arrive only in the store. Registers `waiter` to be woken once
+  // when NotifyRemote(run_id) says the store has more (a database
+  // notification), when the run's channel opens here (this replica took it
+  // over), or at WakeAllRemote.
+  void WaitRemote(const std::string& run_id,
+                  const std::shared_ptr<Waiter>& waiter);
+  void NotifyRemote(const std::string& run_id);
+  // Wakes every remote waiter (notifications may have been lost).
+  void WakeAllRemote();
 
   // Highest published sequence of a live run, or -1.
   int64_t LastSequence(const std::string& run_id) const;
@@ -78,10 +89,16 @@ class RunEventHub {
     std::vector<std::shared_ptr<Waiter>> waiters;
   };
 
+  void TakeRemoteWaitersLocked(const std::string& run_id,
+                               std::vector<std::shared_ptr<Waiter>>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const size_t window_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Channel>> channels_
       ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<std::shared_ptr<Waiter>>>
+      remote_waiters_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace assistants::runs

@@ -73,7 +73,8 @@ class RunActor::TurnObserver : public upstream::TurnObserver {
 };
 
 RunActor::RunActor(EngineContext* context, v1::Run run,
-                   std::vector<v1::RunStep> steps, int64_t last_sequence)
+                   std::vector<v1::RunStep> steps, int64_t last_sequence,
+                   int64_t lease_token)
     : context_(context),
       run_id_(run.id()),
       thread_id_(run.thread_id()),
@@ -83,6 +84,7 @@ RunActor::RunActor(EngineContext* context, v1::Run run,
               ? int64_t{run.requires_action_timeout_seconds()} * 1000
               : context->options.requires_action_timeout_ms),
       driven_since_ms_(context->clock->NowMillis()),
+      lease_token_(lease_token),
       run_(std::move(run)),
       steps_(std::move(steps)),
       last_sequence_(last_sequence) {}
@@ -261,6 +263,35 @@ void RunActor::Stop(std::function<void()> done) {
     // before the engine is told this run is quiet (it flushes next).
     self->Commit();
     done();
+  });
+}
+
+bool RunActor::ended() const { return IsTerminal(run_.status()); }
+
+void RunActor::Park(
+    std::function<void(bool parked, int64_t expires_at_ms)> done) {
+  Post([self = shared_from_this(), done = std::move(done)]() mutable {
+    if (self->stopped_ ||
+        self->run_.status() != v1::RUN_STATUS_REQUIRES_ACTION ||
+        self->workers_outstanding_ > 0) {
+      done(false, 0);
+      return;
+    }
+    self->stopped_ = true;
+    ++self->turn_;
+    if (self->expiry_timer_ != 0) {
+      self->context_->timers->Cancel(self->expiry_timer_);
+      self->expiry_timer_ = 0;
+    }
+    const int64_t expires_at_ms = self->run_.expires_at() * 1000;
+    // Through the committer even when nothing is pending: `done` must follow
+    // the durability of everything this replica wrote for the run.
+    self->Commit([self, done = std::move(done),
+                  expires_at_ms](const absl::Status& status) mutable {
+      self->Post([status, done = std::move(done), expires_at_ms] {
+        done(status.ok(), expires_at_ms);
+      });
+    });
   });
 }
 
@@ -1132,6 +1163,10 @@ void RunActor::Commit(std::function<void(const absl::Status&)> done) {
   // cancellation is durable would be a lie).
   pending_.run_id = run_id_;
   pending_.thread_id = thread_id_;
+  if (lease_token_ != 0) {
+    pending_.lease_owner = context_->leases->replica_id();
+    pending_.lease_token = lease_token_;
+  }
   DedupeById(pending_.steps);
   DedupeById(pending_.messages);
   std::weak_ptr<RunActor> weak = weak_from_this();

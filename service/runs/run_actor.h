@@ -36,11 +36,17 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
 
   // `steps` and `last_sequence` describe what is already stored (empty and
   // the count of the creation events for a new run).
+  // `lease_token` is the fencing token this replica drives the run under
+  // (several replicas; 0 with one gateway): every change carries it.
   RunActor(EngineContext* context, v1::Run run, std::vector<v1::RunStep> steps,
-           int64_t last_sequence);
+           int64_t last_sequence, int64_t lease_token = 0);
 
   const std::string& run_id() const { return run_id_; }
   const std::string& thread_id() const { return thread_id_; }
+  int64_t lease_token() const { return lease_token_; }
+  // Whether the run reached a terminal status here. Only from on_finished
+  // (which runs on the strand).
+  bool ended() const;
 
   // Drives the run from its current status (new or recovered).
   void Start();
@@ -58,6 +64,12 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   // Stops driving without changing the stored status (shutdown): aborts the
   // model turn in flight. `done` runs once the actor is quiet.
   void Stop(std::function<void()> done);
+  // Several replicas: when the run waits only for the caller's tool outputs
+  // (requires_action, no worker call in flight), stops driving it so that
+  // another replica can take it over, and calls done(true, expires_at_ms)
+  // once everything it wrote is durable; otherwise done(false, 0). On the
+  // strand.
+  void Park(std::function<void(bool parked, int64_t expires_at_ms)> done);
 
  private:
   class TurnObserver;
@@ -129,6 +141,7 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   // When this process began driving the run (creation or resumption), for
   // the RunObserver's duration.
   const int64_t driven_since_ms_;
+  const int64_t lease_token_;
 
   absl::Mutex strand_mu_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(strand_mu_);

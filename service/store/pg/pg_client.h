@@ -125,7 +125,8 @@ class Pool {
   // STORE_CONFLICT) and a connection lost before COMMIT was sent are
   // retried, a few times with backoff; `body` must therefore have no effect
   // outside the transaction.
-  absl::Status InTransaction(const std::function<absl::Status(Connection&)>& body);
+  absl::Status InTransaction(
+      const std::function<absl::Status(Connection&)>& body);
 
   const std::string& conninfo() const { return conninfo_; }
 
