@@ -98,8 +98,11 @@ CREATE TRIGGER message_counts_delete AFTER DELETE ON objects
   EXECUTE FUNCTION message_counts_track();
 
 CREATE TABLE run_leases (run_id text PRIMARY KEY, thread_id text NOT NULL,
-  owner text, token bigint NOT NULL DEFAULT 0, expires_at timestamptz NOT NULL);
+  owner text, token bigint NOT NULL DEFAULT 0, expires_at timestamptz NOT NULL,
+  seq bigserial NOT NULL);
 CREATE INDEX run_leases_by_expiry ON run_leases (expires_at);
+-- The queue policy across replicas: a thread's active runs, oldest first.
+CREATE INDEX run_leases_by_thread ON run_leases (thread_id, seq);
 )sql"},
       };
   return *migrations;
