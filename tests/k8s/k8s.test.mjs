@@ -119,6 +119,19 @@ test("overlay dev: the demo API key k8s/README.md documents is the one stored", 
   assert.match(fs.readFileSync(path.join(K8S, "README.md"), "utf8"), /Bearer sk-assistants-dev/);
 });
 
+test("the SQLite layout (k8s/sqlite) is where the volume, one replica and Recreate come from", () => {
+  const base = render(path.join(K8S, "base"));
+  const gateway = base.find((o) => o.kind === "Deployment");
+  assert.equal(gateway.spec.replicas, undefined);
+  assert.equal(gateway.spec.strategy, undefined);
+  assert.ok(!base.some((o) => ["PersistentVolumeClaim", "ConfigMap"].includes(o.kind)), "the base holds no store");
+  const sqlite = render(path.join(K8S, "sqlite"));
+  const pod = sqlite.find((o) => o.kind === "Deployment").spec.template.spec;
+  const claim = pod.volumes.find((v) => v.persistentVolumeClaim).persistentVolumeClaim.claimName;
+  assert.deepStrictEqual(sqlite.find((o) => o.kind === "PersistentVolumeClaim").metadata.name, claim);
+  assert.ok(sqlite.every((o) => o.metadata.labels?.["app.kubernetes.io/part-of"] === "assistants"), "labelled as the base is");
+});
+
 // ---------------------------------------------------------------------------
 // The renderer on fixtures: every feature it implements, against kubectl.
 
