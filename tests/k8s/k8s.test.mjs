@@ -28,16 +28,16 @@ import { fileURLToPath } from "node:url";
 
 import { aptPackages, parseDockerfile } from "../../k8s/validate/lib/dockerfile.mjs";
 import { KustomizeError, objectId, parseYamlDocuments, render } from "../../k8s/validate/lib/kustomize.mjs";
-import { ruleProblems, schemaProblems } from "../../k8s/validate/lib/rules.mjs";
+import { OPERATOR_SECRETS_ANNOTATION, ruleProblems, schemaProblems } from "../../k8s/validate/lib/rules.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const K8S = path.join(ROOT, "k8s");
 
-// The overlays, and the Secrets each expects to exist already in the
-// cluster (created by hand, never committed; see k8s/README.md).
+// The overlays. The Secrets each expects the operator to have created are
+// declared on its Namespace (rules.mjs, OPERATOR_SECRETS_ANNOTATION).
 const OVERLAYS = {
-  dev: { externalSecrets: [] },
-  production: { externalSecrets: ["openai-api-key", "gateway-api-keys", "worker-token"] },
+  dev: {},
+  production: {},
 };
 
 const KUBECTL = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
@@ -75,7 +75,7 @@ for (const [name, options] of Object.entries(OVERLAYS)) {
   });
 
   test(`overlay ${name}: the project's rules hold`, () => {
-    assert.deepStrictEqual(ruleProblems(render(dir), options), []);
+    assert.deepStrictEqual(ruleProblems(render(dir)), []);
   });
 
   test(`overlay ${name}: renders as kubectl kustomize does`, (t) => {
@@ -93,7 +93,72 @@ for (const [name, options] of Object.entries(OVERLAYS)) {
     assert.equal(gateway.spec.replicas, 1);
     assert.equal(gateway.spec.strategy.type, "Recreate");
   });
+
+  test(`overlay ${name}: k8s/README.md documents creating each operator-provided Secret with the keys read`, () => {
+    const objects = render(dir);
+    const ns = objects.find((o) => o.kind === "Namespace");
+    const declared = (ns.metadata.annotations?.[OPERATOR_SECRETS_ANNOTATION] ?? "").split(/[\s,]+/).filter(Boolean);
+    const documented = documentedSecrets();
+    for (const secret of declared) {
+      assert.ok(documented.has(secret), `k8s/README.md has no "kubectl create secret generic ${secret} ..."`);
+      const read = secretKeysRead(objects, secret);
+      assert.ok(read.size > 0, `nothing reads a key of Secret ${secret}`);
+      for (const key of read) {
+        assert.ok(documented.get(secret).has(key), `k8s/README.md creates Secret ${secret} without key ${key}`);
+      }
+    }
+  });
 }
+
+// Secret name -> Set of keys, from each `create secret generic NAME
+// --from-literal=KEY=... --from-file=[KEY=]PATH` command in k8s/README.md.
+function documentedSecrets() {
+  const readme = fs.readFileSync(path.join(K8S, "README.md"), "utf8");
+  const out = new Map();
+  for (const m of readme.matchAll(/create secret generic ([\w.-]+)((?:\s+--from-(?:literal|file)=\S+)+)/g)) {
+    const keys = out.get(m[1]) ?? new Set();
+    for (const [, kind, arg] of m[2].matchAll(/--from-(literal|file)=(\S+)/g)) {
+      keys.add(kind === "literal" || arg.includes("=") ? arg.split("=")[0] : path.basename(arg));
+    }
+    out.set(m[1], keys);
+  }
+  return out;
+}
+
+// The keys of Secret `name` the rendering reads: secretKeyRef keys, and the
+// files under its mounts that env values or JSON config files name.
+function secretKeysRead(objects, name) {
+  const strings = [];
+  const collect = (v) => {
+    if (typeof v === "string") strings.push(v);
+    else if (v !== null && typeof v === "object") Object.values(v).forEach(collect);
+  };
+  for (const cm of objects.filter((o) => o.kind === "ConfigMap")) {
+    for (const text of Object.values(cm.data ?? {})) {
+      try {
+        collect(JSON.parse(text));
+      } catch {
+        // Not a JSON config file.
+      }
+    }
+  }
+  const keys = new Set();
+  for (const d of objects.filter((o) => o.kind === "Deployment")) {
+    const spec = d.spec.template.spec;
+    for (const c of spec.containers) {
+      for (const e of c.env ?? []) {
+        if (e.valueFrom?.secretKeyRef?.name === name) keys.add(e.valueFrom.secretKeyRef.key);
+      }
+      const files = [...strings, ...(c.env ?? []).map((e) => e.value).filter(Boolean)];
+      for (const m of c.volumeMounts ?? []) {
+        if ((spec.volumes ?? []).find((v) => v.name === m.name)?.secret?.secretName !== name) continue;
+        for (const file of files.filter((f) => f.startsWith(`${m.mountPath}/`))) keys.add(file.slice(m.mountPath.length + 1));
+      }
+    }
+  }
+  return keys;
+}
+
 
 test("overlay dev: fake-openai runs beside the gateway and the workers register with it", () => {
   const objects = render(path.join(K8S, "overlays/dev"));
@@ -346,7 +411,7 @@ for (const [name, [breakIt, expected]] of Object.entries(BREAKAGES)) {
   test(`rules catch ${name}`, () => {
     const objects = render(path.join(K8S, "overlays/dev"));
     breakIt(objects);
-    const problems = ruleProblems(objects, OVERLAYS.dev);
+    const problems = ruleProblems(objects);
     assert.ok(problems.some((p) => expected.test(p)), `expected ${expected} among ${JSON.stringify(problems, null, 1)}`);
   });
 }

@@ -3,6 +3,16 @@
 // probes, references that resolve, selectors that select, network
 // policies that cover every port, the gateway's config agreeing with its
 // pod). Each check returns a list of problems ("" list = fine).
+//
+// Secrets the operator creates by hand (credentials, never in git) are
+// declared where they must exist: the overlay's Namespace carries the
+// annotation OPERATOR_SECRETS_ANNOTATION, a list of Secret names. A
+// reference may name such a Secret without the rendering defining it; the
+// list is checked too (nothing stale, nothing also defined), and
+// tests/k8s checks k8s/README.md documents creating each one with the keys
+// the manifests read. The declaration travels with the manifests, so the
+// rules need no side input and a reader of the overlay sees what to create.
+
 
 // Kubernetes-models modules by apiVersion; a kind outside them is a problem.
 const MODEL_MODULES = {
@@ -68,17 +78,35 @@ function portOf(listen) {
   return colon < 0 ? NaN : Number(String(listen).slice(colon + 1));
 }
 
+// The annotation on a Namespace naming the Secrets the operator creates in
+// it (comma- or space-separated).
+export const OPERATOR_SECRETS_ANNOTATION = "assistants-gateway/operator-secrets";
+
+// Namespace name -> Set of operator-provided Secret names.
+function operatorSecrets(objects) {
+  const out = new Map();
+  for (const ns of objects.filter((o) => o.kind === "Namespace")) {
+    const list = ns.metadata.annotations?.[OPERATOR_SECRETS_ANNOTATION] ?? "";
+    out.set(ns.metadata.name, new Set(list.split(/[\s,]+/).filter(Boolean)));
+  }
+  return out;
+}
+
 function globMatch(glob, text) {
   const re = new RegExp(`^${glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
   return re.test(text);
 }
 
-// Options: externalSecrets: names of Secrets created outside the rendering
-// (production credentials), which references may name.
-export function ruleProblems(objects, { externalSecrets = [] } = {}) {
+// The project's rules over one rendering (an overlay's objects): a list of
+// problems, empty when every rule holds. Secrets a reference may name
+// without the rendering defining them come from the Namespace annotation
+// OPERATOR_SECRETS_ANNOTATION.
+export function ruleProblems(objects) {
   const problems = [];
   const templates = podTemplates(objects);
   const namespaces = new Set(objects.map((o) => o.metadata.namespace).filter(Boolean));
+  const declared = operatorSecrets(objects);
+  const external = (ns, name) => declared.get(ns)?.has(name) === true;
 
   for (const t of templates) {
     const id = `${t.owner.kind}/${t.owner.metadata.name}`;
@@ -123,7 +151,7 @@ export function ruleProblems(objects, { externalSecrets = [] } = {}) {
         const target = find(objects, kind, t.ns, ref.name);
         if (target) {
           if (!dataKeys(target).has(ref.key)) problems.push(`${cid}: env ${e.name}: ${kind} ${ref.name} has no key ${ref.key}`);
-        } else if (!(kind === "Secret" && externalSecrets.includes(ref.name)) && ref.optional !== true) {
+        } else if (!(kind === "Secret" && external(t.ns, ref.name)) && ref.optional !== true) {
           problems.push(`${cid}: env ${e.name}: no ${kind} ${ref.name}`);
         }
       }
@@ -135,7 +163,7 @@ export function ruleProblems(objects, { externalSecrets = [] } = {}) {
         problems.push(`${vid}: no ConfigMap ${v.configMap.name}`);
       }
       if (v.secret && !find(objects, "Secret", t.ns, v.secret.secretName) &&
-          !externalSecrets.includes(v.secret.secretName) && v.secret.optional !== true) {
+          !external(t.ns, v.secret.secretName) && v.secret.optional !== true) {
         problems.push(`${vid}: no Secret ${v.secret.secretName}`);
       }
       if (v.persistentVolumeClaim) {
@@ -225,7 +253,24 @@ export function ruleProblems(objects, { externalSecrets = [] } = {}) {
     }
   }
 
-  problems.push(...gatewayProblems(objects, templates, externalSecrets));
+  // Operator-provided Secrets: each declared one is referenced, and not
+  // also defined by the rendering (which would overwrite the operator's).
+  for (const [ns, names] of declared) {
+    const referenced = new Set(templates.filter((t) => t.ns === ns).flatMap((t) => [
+      ...allContainers(t.spec).flatMap((c) => (c.env ?? []).map((e) => e.valueFrom?.secretKeyRef?.name)),
+      ...(t.spec.volumes ?? []).map((v) => v.secret?.secretName),
+    ]).filter(Boolean));
+    for (const name of names) {
+      if (find(objects, "Secret", ns, name)) {
+        problems.push(`Namespace/${ns}: ${OPERATOR_SECRETS_ANNOTATION} lists Secret ${name}, which the rendering also defines`);
+      }
+      if (!referenced.has(name)) {
+        problems.push(`Namespace/${ns}: ${OPERATOR_SECRETS_ANNOTATION} lists Secret ${name}, which no pod references`);
+      }
+    }
+  }
+
+  problems.push(...gatewayProblems(objects, templates, external));
   problems.push(...workerProblems(objects, templates));
   if (namespaces.size > 1) problems.push(`objects span several namespaces: ${[...namespaces].join(", ")}`);
   return problems;
@@ -244,7 +289,7 @@ function mountedFile(t, c, file) {
 }
 
 // The gateway: probes, preStop, and its config file agreeing with the pod.
-function gatewayProblems(objects, templates, externalSecrets) {
+function gatewayProblems(objects, templates, external) {
   const problems = [];
   const gateways = templates.filter((t) => t.meta.labels?.["app.kubernetes.io/component"] === "gateway");
   if (gateways.length === 0) return problems;
@@ -316,7 +361,7 @@ function gatewayProblems(objects, templates, externalSecrets) {
             !keys.every((k) => k.project && k.name && /^[0-9a-f]{64}$/.test(k.sha256 ?? ""))) {
           problems.push(`${id}: ${file} is not {"keys": [{"project", "name", "sha256": hex}]}`);
         }
-      } else if (!secret && !externalSecrets.includes(mounted.volume.secret.secretName)) {
+      } else if (!secret && !external(t.ns, mounted.volume.secret.secretName)) {
         problems.push(`${id}: no Secret ${mounted.volume.secret.secretName} for ${file}`);
       }
     }
