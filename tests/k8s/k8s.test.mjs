@@ -28,16 +28,19 @@ import { fileURLToPath } from "node:url";
 
 import { aptPackages, parseDockerfile } from "../../k8s/validate/lib/dockerfile.mjs";
 import { KustomizeError, objectId, parseYamlDocuments, render } from "../../k8s/validate/lib/kustomize.mjs";
-import { ruleProblems, schemaProblems } from "../../k8s/validate/lib/rules.mjs";
+import { OPERATOR_SECRETS_ANNOTATION, ruleProblems, schemaProblems } from "../../k8s/validate/lib/rules.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const K8S = path.join(ROOT, "k8s");
 
-// The overlays, and the Secrets each expects to exist already in the
-// cluster (created by hand, never committed; see k8s/README.md).
+// The overlays and the gateway each runs: one replica on SQLite (its
+// ReadWriteOnce volume, so strategy Recreate) or several on PostgreSQL.
+// The Secrets each expects the operator to have created are declared on
+// its Namespace (rules.mjs, OPERATOR_SECRETS_ANNOTATION).
 const OVERLAYS = {
-  dev: { externalSecrets: [] },
-  production: { externalSecrets: ["openai-api-key", "gateway-api-keys", "worker-token"] },
+  dev: { store: "sqlite", replicas: 1 },
+  production: { store: "sqlite", replicas: 1 },
+  replicated: { store: "postgres", replicas: 3 },
 };
 
 const KUBECTL = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
@@ -75,14 +78,15 @@ for (const [name, options] of Object.entries(OVERLAYS)) {
   });
 
   test(`overlay ${name}: the project's rules hold`, () => {
-    assert.deepStrictEqual(ruleProblems(render(dir), options), []);
+    assert.deepStrictEqual(ruleProblems(render(dir)), []);
   });
 
   test(`overlay ${name}: renders as kubectl kustomize does`, (t) => {
     assertSameAsKubectl(t, dir);
   });
 
-  test(`overlay ${name}: one namespace, created by the overlay, single-replica gateway`, () => {
+  const shape = options.store === "sqlite" ? "single-replica gateway" : `${options.replicas} gateway replicas on PostgreSQL`;
+  test(`overlay ${name}: one namespace, created by the overlay, ${shape}`, () => {
     const objects = render(dir);
     const ns = objects.find((o) => o.kind === "Namespace");
     assert.ok(ns, "the overlay creates its namespace, so one kubectl apply -k suffices");
@@ -90,10 +94,132 @@ for (const [name, options] of Object.entries(OVERLAYS)) {
       assert.equal(o.metadata.namespace, ns.metadata.name, objectId(o));
     }
     const gateway = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "assistants-gateway");
-    assert.equal(gateway.spec.replicas, 1);
-    assert.equal(gateway.spec.strategy.type, "Recreate");
+    assert.equal(gateway.spec.replicas, options.replicas);
+    assert.equal(gateway.spec.strategy.type, options.store === "sqlite" ? "Recreate" : "RollingUpdate");
+    assert.equal(objects.some((o) => o.kind === "PersistentVolumeClaim"), options.store === "sqlite");
+  });
+
+  test(`overlay ${name}: k8s/README.md documents creating each operator-provided Secret with the keys read`, () => {
+    const objects = render(dir);
+    const ns = objects.find((o) => o.kind === "Namespace");
+    const declared = (ns.metadata.annotations?.[OPERATOR_SECRETS_ANNOTATION] ?? "").split(/[\s,]+/).filter(Boolean);
+    const documented = documentedSecrets();
+    for (const secret of declared) {
+      assert.ok(documented.has(secret), `k8s/README.md has no "kubectl create secret generic ${secret} ..."`);
+      const read = secretKeysRead(objects, secret);
+      assert.ok(read.size > 0, `nothing reads a key of Secret ${secret}`);
+      for (const key of read) {
+        assert.ok(documented.get(secret).has(key), `k8s/README.md creates Secret ${secret} without key ${key}`);
+      }
+    }
   });
 }
+
+// Secret name -> Set of keys, from each `create secret generic NAME
+// --from-literal=KEY=... --from-file=[KEY=]PATH` command in k8s/README.md.
+function documentedSecrets() {
+  const readme = fs.readFileSync(path.join(K8S, "README.md"), "utf8");
+  const out = new Map();
+  for (const m of readme.matchAll(/create secret generic ([\w.-]+)((?:\s+--from-(?:literal|file)=\S+)+)/g)) {
+    const keys = out.get(m[1]) ?? new Set();
+    for (const [, kind, arg] of m[2].matchAll(/--from-(literal|file)=(\S+)/g)) {
+      keys.add(kind === "literal" || arg.includes("=") ? arg.split("=")[0] : path.basename(arg));
+    }
+    out.set(m[1], keys);
+  }
+  return out;
+}
+
+// The keys of Secret `name` the rendering reads: secretKeyRef keys, and the
+// files under its mounts that env values or JSON config files name.
+function secretKeysRead(objects, name) {
+  const strings = [];
+  const collect = (v) => {
+    if (typeof v === "string") strings.push(v);
+    else if (v !== null && typeof v === "object") Object.values(v).forEach(collect);
+  };
+  for (const cm of objects.filter((o) => o.kind === "ConfigMap")) {
+    for (const text of Object.values(cm.data ?? {})) {
+      try {
+        collect(JSON.parse(text));
+      } catch {
+        // Not a JSON config file.
+      }
+    }
+  }
+  const keys = new Set();
+  for (const d of objects.filter((o) => o.kind === "Deployment")) {
+    const spec = d.spec.template.spec;
+    for (const c of spec.containers) {
+      for (const e of c.env ?? []) {
+        if (e.valueFrom?.secretKeyRef?.name === name) keys.add(e.valueFrom.secretKeyRef.key);
+      }
+      const files = [...strings, ...(c.env ?? []).map((e) => e.value).filter(Boolean)];
+      for (const m of c.volumeMounts ?? []) {
+        if ((spec.volumes ?? []).find((v) => v.name === m.name)?.secret?.secretName !== name) continue;
+        for (const file of files.filter((f) => f.startsWith(`${m.mountPath}/`))) keys.add(file.slice(m.mountPath.length + 1));
+      }
+    }
+  }
+  return keys;
+}
+
+test("overlay replicated: PostgreSQL from Secret assistants-postgres, no volume, rolling, spread, probes as on SQLite", () => {
+  const objects = render(path.join(K8S, "overlays/replicated"));
+  const deployment = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "assistants-gateway");
+  const pod = deployment.spec.template.spec;
+  const gateway = pod.containers.find((c) => c.name === "gateway");
+  const env = Object.fromEntries(gateway.env.map((e) => [e.name, e]));
+  assert.deepStrictEqual(env.ASSISTANTS_STORE_POSTGRES_URL.valueFrom,
+    { secretKeyRef: { name: "assistants-postgres", key: "url" } });
+  assert.deepStrictEqual(env.ASSISTANTS_CLUSTER_REPLICA_ID.valueFrom, { fieldRef: { fieldPath: "metadata.name" } });
+  assert.ok(!objects.some((o) => o.kind === "Secret"), "the overlay defines no Secret: the operator creates them");
+  assert.ok(!pod.volumes.some((v) => v.persistentVolumeClaim));
+  assert.ok(!gateway.volumeMounts.some((m) => m.mountPath === "/var/lib/assistants"));
+
+  const config = JSON.parse(objects.find((o) => o.kind === "ConfigMap").data["gateway.json"]);
+  assert.equal(config.cluster.run_lease_ttl_ms, 10000);
+  assert.equal(config.store.path, undefined);
+  assert.equal(config.store.postgres_url, undefined);
+  assert.ok(pod.terminationGracePeriodSeconds * 1000 >
+    config.shutdown.grace_ms + gateway.lifecycle.preStop.sleep.seconds * 1000);
+
+  assert.equal(deployment.spec.replicas, 3);
+  assert.deepStrictEqual(deployment.spec.strategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+  const pdb = objects.find((o) => o.kind === "PodDisruptionBudget");
+  assert.equal(pdb.spec.maxUnavailable, 1);
+  assert.deepStrictEqual(pod.topologySpreadConstraints.map((c) => [c.topologyKey, c.whenUnsatisfiable]),
+    [["kubernetes.io/hostname", "ScheduleAnyway"], ["topology.kubernetes.io/zone", "ScheduleAnyway"]]);
+
+  // The probes are the single-replica gateway's, unchanged.
+  const single = render(path.join(K8S, "overlays/production")).find((o) => o.kind === "Deployment")
+    .spec.template.spec.containers.find((c) => c.name === "gateway");
+  for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+    assert.deepStrictEqual(gateway[probe], single[probe], probe);
+  }
+
+  // The example workers register through the Service, so with any replica.
+  const service = objects.find((o) => o.kind === "Service" && o.metadata.name === "assistants-gateway");
+  const workers = objects.filter((o) => o.kind === "Deployment" && o.metadata.name !== "assistants-gateway");
+  assert.deepStrictEqual(workers.map((o) => o.metadata.name).sort(), ["calculator-worker", "stock-price-worker"]);
+  for (const w of workers) {
+    const target = w.spec.template.spec.containers[0].env.find((e) => e.name === "ASSISTANTS_GATEWAY").value;
+    assert.equal(target, `${service.metadata.name}:${service.spec.ports.find((p) => p.name === "grpc").port}`);
+  }
+});
+
+test("the SQLite layout (k8s/sqlite) is where the volume, one replica and Recreate come from", () => {
+  const base = render(path.join(K8S, "base"));
+  const gateway = base.find((o) => o.kind === "Deployment");
+  assert.equal(gateway.spec.replicas, undefined);
+  assert.equal(gateway.spec.strategy, undefined);
+  assert.ok(!base.some((o) => ["PersistentVolumeClaim", "ConfigMap"].includes(o.kind)), "the base holds no store");
+  const sqlite = render(path.join(K8S, "sqlite"));
+  const pod = sqlite.find((o) => o.kind === "Deployment").spec.template.spec;
+  const claim = pod.volumes.find((v) => v.persistentVolumeClaim).persistentVolumeClaim.claimName;
+  assert.deepStrictEqual(sqlite.find((o) => o.kind === "PersistentVolumeClaim").metadata.name, claim);
+  assert.ok(sqlite.every((o) => o.metadata.labels?.["app.kubernetes.io/part-of"] === "assistants"), "labelled as the base is");
+});
 
 test("overlay dev: fake-openai runs beside the gateway and the workers register with it", () => {
   const objects = render(path.join(K8S, "overlays/dev"));
@@ -290,6 +416,7 @@ function gatewayConfig(objects, edit) {
 }
 
 const BREAKAGES = {
+  "several replicas on SQLite": [(o) => { o.find((x) => x.metadata.name === "assistants-gateway" && x.kind === "Deployment").spec.replicas = 3; }, /3 replicas on SQLite/],
   "writable root filesystem": [(o) => { gatewayContainer(o).securityContext.readOnlyRootFilesystem = false; }, /readOnlyRootFilesystem/],
   "privilege escalation": [(o) => { delete gatewayContainer(o).securityContext.allowPrivilegeEscalation; }, /allowPrivilegeEscalation/],
   "capabilities kept": [(o) => { gatewayContainer(o).securityContext.capabilities.drop = ["NET_RAW"]; }, /drop lacks ALL/],
@@ -329,13 +456,88 @@ const BREAKAGES = {
   }, /ASSISTANTS_GATEWAY/],
 };
 
+// The same, in the replicated rendering (several gateways on PostgreSQL).
+function gatewayDeployment(objects) {
+  return objects.find((o) => o.kind === "Deployment" && o.metadata.name === "assistants-gateway");
+}
+function gatewayEnv(objects, name) {
+  return gatewayContainer(objects).env.find((e) => e.name === name);
+}
+function operatorSecretsOf(objects, edit) {
+  const ns = objects.find((o) => o.kind === "Namespace");
+  const names = ns.metadata.annotations[OPERATOR_SECRETS_ANNOTATION].split(/[\s,]+/);
+  ns.metadata.annotations[OPERATOR_SECRETS_ANNOTATION] = edit(names).join(", ");
+}
+const POSTGRES_URL = "postgresql://assistants:hunter2@db.example:5432/assistants";
+
+const REPLICATED_BREAKAGES = {
+  "a Postgres URL in the ConfigMap": [(o) => gatewayConfig(o, (c) => { c.store.postgres_url = POSTGRES_URL; }), /store.postgres_url is a secret/],
+  "a Postgres URL as a literal env value": [(o) => {
+    const e = gatewayEnv(o, "ASSISTANTS_STORE_POSTGRES_URL");
+    delete e.valueFrom;
+    e.value = POSTGRES_URL;
+  }, /ASSISTANTS_STORE_POSTGRES_URL is not from a Secret/],
+  "a Postgres URL on the command line": [(o) => { gatewayContainer(o).args.push(`--store_postgres_url=${POSTGRES_URL}`); }, /--store_postgres_url puts the database password/],
+  "a replicated gateway that lost its PostgreSQL URL": [(o) => {
+    const c = gatewayContainer(o);
+    c.env = c.env.filter((e) => e.name !== "ASSISTANTS_STORE_POSTGRES_URL");
+  }, /3 replicas on SQLite/],
+  "a PostgreSQL gateway with a PersistentVolumeClaim": [(o) => {
+    o.push({ apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "data", namespace: "assistants" },
+      spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });
+    gatewayPod(o).spec.volumes.push({ name: "data", persistentVolumeClaim: { claimName: "data" } });
+    gatewayContainer(o).volumeMounts.push({ name: "data", mountPath: "/var/lib/assistants" });
+  }, /the PostgreSQL store keeps no state in the pod/],
+  "store.path beside the PostgreSQL store": [(o) => gatewayConfig(o, (c) => { c.store.path = "/tmp/assistants.db"; }), /ignored with the PostgreSQL store/],
+  "replicas sharing one replica id": [(o) => {
+    const e = gatewayEnv(o, "ASSISTANTS_CLUSTER_REPLICA_ID");
+    delete e.valueFrom;
+    e.value = "gateway";
+  }, /ASSISTANTS_CLUSTER_REPLICA_ID is the same in every pod/],
+  "a replica id in the ConfigMap": [(o) => gatewayConfig(o, (c) => { c.cluster.replica_id = "gateway"; }), /cluster.replica_id in the ConfigMap/],
+  "a replicated gateway on strategy Recreate": [(o) => { gatewayDeployment(o).spec.strategy = { type: "Recreate" }; }, /strategy RollingUpdate with maxUnavailable 0/],
+  "a replicated gateway rolling out with maxUnavailable 1": [(o) => {
+    gatewayDeployment(o).spec.strategy.rollingUpdate = { maxUnavailable: 1, maxSurge: 0 };
+  }, /strategy RollingUpdate with maxUnavailable 0 and maxSurge >= 1/],
+  "a replicated gateway without a PodDisruptionBudget": [(o) => {
+    o.splice(o.findIndex((x) => x.kind === "PodDisruptionBudget"), 1);
+  }, /no PodDisruptionBudget selecting them/],
+  "a replicated gateway whose PodDisruptionBudget blocks every drain": [(o) => {
+    const pdb = o.find((x) => x.kind === "PodDisruptionBudget");
+    delete pdb.spec.maxUnavailable;
+    pdb.spec.minAvailable = "100%";
+  }, /allows no eviction of its 3 replicas/],
+  "a replicated gateway whose PodDisruptionBudget lets a drain take every replica": [(o) => {
+    o.find((x) => x.kind === "PodDisruptionBudget").spec.maxUnavailable = 3;
+  }, /lets a drain evict all 3 replicas/],
+  "replicas not spread over nodes": [(o) => { delete gatewayPod(o).spec.topologySpreadConstraints; }, /not spread over nodes/],
+  "replicas spread by zone only": [(o) => {
+    gatewayPod(o).spec.topologySpreadConstraints = gatewayPod(o).spec.topologySpreadConstraints
+      .filter((c) => c.topologyKey !== "kubernetes.io/hostname");
+  }, /not spread over nodes/],
+  "a Secret reference the overlay does not declare": [(o) => operatorSecretsOf(o, (names) => names.filter((n) => n !== "assistants-postgres")),
+    /env ASSISTANTS_STORE_POSTGRES_URL: no Secret assistants-postgres/],
+  "a declared operator Secret nobody references": [(o) => operatorSecretsOf(o, (names) => [...names, "postgres-admin"]),
+    /lists Secret postgres-admin, which no pod references/],
+  "a declared operator Secret the overlay also defines": [(o) => {
+    o.push({ apiVersion: "v1", kind: "Secret", metadata: { name: "assistants-postgres", namespace: "assistants" },
+      stringData: { url: POSTGRES_URL } });
+  }, /lists Secret assistants-postgres, which the rendering also defines/],
+};
+
+function assertRulesCatch(overlay, breakIt, expected) {
+  const objects = render(path.join(K8S, "overlays", overlay));
+  assert.deepStrictEqual(ruleProblems(objects), [], `overlay ${overlay} is fine before the breakage`);
+  breakIt(objects);
+  const problems = ruleProblems(objects);
+  assert.ok(problems.some((p) => expected.test(p)), `expected ${expected} among ${JSON.stringify(problems, null, 1)}`);
+}
+
 for (const [name, [breakIt, expected]] of Object.entries(BREAKAGES)) {
-  test(`rules catch ${name}`, () => {
-    const objects = render(path.join(K8S, "overlays/dev"));
-    breakIt(objects);
-    const problems = ruleProblems(objects, OVERLAYS.dev);
-    assert.ok(problems.some((p) => expected.test(p)), `expected ${expected} among ${JSON.stringify(problems, null, 1)}`);
-  });
+  test(`rules catch ${name}`, () => assertRulesCatch("dev", breakIt, expected));
+}
+for (const [name, [breakIt, expected]] of Object.entries(REPLICATED_BREAKAGES)) {
+  test(`rules catch ${name}`, () => assertRulesCatch("replicated", breakIt, expected));
 }
 
 test("schema validation catches a wrong type and a wrong kind", async () => {

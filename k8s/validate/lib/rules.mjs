@@ -2,7 +2,17 @@
 // (kubernetes-models) and the project's own rules (hardened containers,
 // probes, references that resolve, selectors that select, network
 // policies that cover every port, the gateway's config agreeing with its
-// pod). Each check returns a list of problems ("" list = fine).
+// pod, its store agreeing with its replica count). Each check returns a
+// list of problems ("" list = fine).
+//
+// Secrets the operator creates by hand (credentials, never in git) are
+// declared where they must exist: the overlay's Namespace carries the
+// annotation OPERATOR_SECRETS_ANNOTATION, a list of Secret names. A
+// reference may name such a Secret without the rendering defining it; the
+// list is checked too (nothing stale, nothing also defined), and
+// tests/k8s checks k8s/README.md documents creating each one with the keys
+// the manifests read. The declaration travels with the manifests, so the
+// rules need no side input and a reader of the overlay sees what to create.
 
 // Kubernetes-models modules by apiVersion; a kind outside them is a problem.
 const MODEL_MODULES = {
@@ -68,17 +78,53 @@ function portOf(listen) {
   return colon < 0 ? NaN : Number(String(listen).slice(colon + 1));
 }
 
+// The annotation on a Namespace naming the Secrets the operator creates in
+// it (comma- or space-separated).
+export const OPERATOR_SECRETS_ANNOTATION = "assistants-gateway/operator-secrets";
+
+// The gateway's environment variables for the PostgreSQL store's URL (a
+// secret: it carries the password) and the replica's id in run leases.
+const POSTGRES_URL_ENV = "ASSISTANTS_STORE_POSTGRES_URL";
+const REPLICA_ID_ENV = "ASSISTANTS_CLUSTER_REPLICA_ID";
+const POSTGRES_URL = /postgres(ql)?:\/\//i;
+const HOSTNAME_TOPOLOGY = "kubernetes.io/hostname";
+
+// Namespace name -> Set of operator-provided Secret names.
+function operatorSecrets(objects) {
+  const out = new Map();
+  for (const ns of objects.filter((o) => o.kind === "Namespace")) {
+    const list = ns.metadata.annotations?.[OPERATOR_SECRETS_ANNOTATION] ?? "";
+    out.set(ns.metadata.name, new Set(list.split(/[\s,]+/).filter(Boolean)));
+  }
+  return out;
+}
+
+// An IntOrString count out of `total`: an integer as is, "N%" of total
+// rounded up or down (Kubernetes rounds a Deployment's maxSurge up, its
+// maxUnavailable down, and both of a PodDisruptionBudget's fields up).
+function scaled(value, total, roundUp) {
+  if (typeof value === "number") return value;
+  const percent = /^(\d+)%$/.exec(String(value));
+  if (!percent) return NaN;
+  const exact = (Number(percent[1]) * total) / 100;
+  return roundUp ? Math.ceil(exact) : Math.floor(exact);
+}
+
 function globMatch(glob, text) {
   const re = new RegExp(`^${glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
   return re.test(text);
 }
 
-// Options: externalSecrets: names of Secrets created outside the rendering
-// (production credentials), which references may name.
-export function ruleProblems(objects, { externalSecrets = [] } = {}) {
+// The project's rules over one rendering (an overlay's objects): a list of
+// problems, empty when every rule holds. Secrets a reference may name
+// without the rendering defining them come from the Namespace annotation
+// OPERATOR_SECRETS_ANNOTATION.
+export function ruleProblems(objects) {
   const problems = [];
   const templates = podTemplates(objects);
   const namespaces = new Set(objects.map((o) => o.metadata.namespace).filter(Boolean));
+  const declared = operatorSecrets(objects);
+  const external = (ns, name) => declared.get(ns)?.has(name) === true;
 
   for (const t of templates) {
     const id = `${t.owner.kind}/${t.owner.metadata.name}`;
@@ -123,8 +169,14 @@ export function ruleProblems(objects, { externalSecrets = [] } = {}) {
         const target = find(objects, kind, t.ns, ref.name);
         if (target) {
           if (!dataKeys(target).has(ref.key)) problems.push(`${cid}: env ${e.name}: ${kind} ${ref.name} has no key ${ref.key}`);
-        } else if (!(kind === "Secret" && externalSecrets.includes(ref.name)) && ref.optional !== true) {
+        } else if (!(kind === "Secret" && external(t.ns, ref.name)) && ref.optional !== true) {
           problems.push(`${cid}: env ${e.name}: no ${kind} ${ref.name}`);
+        }
+      }
+      for (const e of c.env ?? []) {
+        if (typeof e.value === "string" && POSTGRES_URL.test(e.value)) {
+          problems.push(`${cid}: env ${e.name} holds a PostgreSQL URL, ` +
+            "which carries the database password: take it from a Secret");
         }
       }
     }
@@ -135,7 +187,7 @@ export function ruleProblems(objects, { externalSecrets = [] } = {}) {
         problems.push(`${vid}: no ConfigMap ${v.configMap.name}`);
       }
       if (v.secret && !find(objects, "Secret", t.ns, v.secret.secretName) &&
-          !externalSecrets.includes(v.secret.secretName) && v.secret.optional !== true) {
+          !external(t.ns, v.secret.secretName) && v.secret.optional !== true) {
         problems.push(`${vid}: no Secret ${v.secret.secretName}`);
       }
       if (v.persistentVolumeClaim) {
@@ -225,7 +277,34 @@ export function ruleProblems(objects, { externalSecrets = [] } = {}) {
     }
   }
 
-  problems.push(...gatewayProblems(objects, templates, externalSecrets));
+  // Operator-provided Secrets: each declared one is referenced, and not
+  // also defined by the rendering (which would overwrite the operator's).
+  for (const [ns, names] of declared) {
+    const referenced = new Set(templates.filter((t) => t.ns === ns).flatMap((t) => [
+      ...allContainers(t.spec).flatMap((c) => (c.env ?? []).map((e) => e.valueFrom?.secretKeyRef?.name)),
+      ...(t.spec.volumes ?? []).map((v) => v.secret?.secretName),
+    ]).filter(Boolean));
+    for (const name of names) {
+      if (find(objects, "Secret", ns, name)) {
+        problems.push(`Namespace/${ns}: ${OPERATOR_SECRETS_ANNOTATION} lists Secret ${name}, which the rendering also defines`);
+      }
+      if (!referenced.has(name)) {
+        problems.push(`Namespace/${ns}: ${OPERATOR_SECRETS_ANNOTATION} lists Secret ${name}, which no pod references`);
+      }
+    }
+  }
+
+  // A PostgreSQL URL carries its password: never in a ConfigMap.
+  for (const cm of objects.filter((o) => o.kind === "ConfigMap")) {
+    for (const [key, value] of Object.entries(cm.data ?? {})) {
+      if (POSTGRES_URL.test(String(value))) {
+        problems.push(`ConfigMap/${cm.metadata.name}: ${key} holds a PostgreSQL URL, ` +
+          "which carries the database password: put it in a Secret");
+      }
+    }
+  }
+
+  problems.push(...gatewayProblems(objects, templates, external));
   problems.push(...workerProblems(objects, templates));
   if (namespaces.size > 1) problems.push(`objects span several namespaces: ${[...namespaces].join(", ")}`);
   return problems;
@@ -243,8 +322,9 @@ function mountedFile(t, c, file) {
   return null;
 }
 
-// The gateway: probes, preStop, and its config file agreeing with the pod.
-function gatewayProblems(objects, templates, externalSecrets) {
+// The gateway: probes, preStop, its config file agreeing with the pod, its
+// store agreeing with its replica count.
+function gatewayProblems(objects, templates, external) {
   const problems = [];
   const gateways = templates.filter((t) => t.meta.labels?.["app.kubernetes.io/component"] === "gateway");
   if (gateways.length === 0) return problems;
@@ -287,8 +367,7 @@ function gatewayProblems(objects, templates, externalSecrets) {
     if (portOf(config.metrics?.listen) !== metricsPort) {
       problems.push(`${id}: config metrics.listen ${config.metrics?.listen} is not the metrics port`);
     }
-    const store = config.store?.path && mountedFile(t, c, config.store.path);
-    if (!store?.volume?.persistentVolumeClaim) problems.push(`${id}: store.path ${config.store?.path} is not on a PersistentVolumeClaim`);
+    problems.push(...storeProblems(objects, t, c, id, cm, config));
     const grace = (config.shutdown?.grace_ms ?? 5000) / 1000 + (preStop ?? 0);
     if (grace >= (t.spec.terminationGracePeriodSeconds ?? 30)) {
       problems.push(`${id}: preStop + shutdown.grace_ms (${grace} s) do not fit terminationGracePeriodSeconds`);
@@ -316,10 +395,112 @@ function gatewayProblems(objects, templates, externalSecrets) {
             !keys.every((k) => k.project && k.name && /^[0-9a-f]{64}$/.test(k.sha256 ?? ""))) {
           problems.push(`${id}: ${file} is not {"keys": [{"project", "name", "sha256": hex}]}`);
         }
-      } else if (!secret && !externalSecrets.includes(mounted.volume.secret.secretName)) {
+      } else if (!secret && !external(t.ns, mounted.volume.secret.secretName)) {
         problems.push(`${id}: no Secret ${mounted.volume.secret.secretName} for ${file}`);
       }
     }
+  }
+  return problems;
+}
+
+// The gateway's store. PostgreSQL when its URL is given: only as env
+// POSTGRES_URL_ENV from a Secret, with no volume and no store.path, and
+// each replica named apart. Else SQLite: store.path on a
+// PersistentVolumeClaim, and one replica. Several replicas (PostgreSQL
+// only) also need a rollout and a disruption budget that keep most of
+// them serving, and spreading over nodes.
+function storeProblems(objects, t, c, id, cm, config) {
+  const problems = [];
+  const replicas = t.owner.kind === "Deployment" ? (t.owner.spec.replicas ?? 1) : 1;
+  const env = (name) => (c.env ?? []).find((e) => e.name === name);
+  const urlEnv = env(POSTGRES_URL_ENV);
+  const urlFlag = (c.args ?? []).some((a) => a.startsWith("--store_postgres_url"));
+  const urlInFile = config.store?.postgres_url !== undefined;
+  if (urlInFile) {
+    problems.push(`ConfigMap/${cm.metadata.name}: store.postgres_url is a secret (it carries the database ` +
+      `password): give it as env ${POSTGRES_URL_ENV} from a Secret, never in the ConfigMap`);
+  }
+  if (urlFlag) {
+    problems.push(`${id}: --store_postgres_url puts the database password in the pod spec: ` +
+      `give it as env ${POSTGRES_URL_ENV} from a Secret`);
+  }
+  if (urlEnv && !urlEnv.valueFrom?.secretKeyRef) {
+    problems.push(`${id}: env ${POSTGRES_URL_ENV} is not from a Secret (valueFrom.secretKeyRef): the URL carries the database password`);
+  }
+  const postgres = Boolean(urlEnv || urlFlag || urlInFile);
+
+  if (postgres) {
+    for (const v of (t.spec.volumes ?? []).filter((x) => x.persistentVolumeClaim)) {
+      problems.push(`${id}: volume ${v.name} is PersistentVolumeClaim ${v.persistentVolumeClaim.claimName}, but the ` +
+        "PostgreSQL store keeps no state in the pod: drop it (a ReadWriteOnce one also pins the gateway to one replica)");
+    }
+    if (config.store?.path !== undefined) {
+      problems.push(`${id}: store.path ${config.store.path} is ignored with the PostgreSQL store: drop it from the config`);
+    }
+    // Run leases name their owner by replica id: replicas sharing one
+    // cannot tell their leases apart. The default (hostname, pid, random)
+    // and the pod's own name or uid are unique; one ConfigMap value or one
+    // literal is the same in every pod.
+    const idEnv = env(REPLICA_ID_ENV);
+    if (idEnv && !["metadata.name", "metadata.uid"].includes(idEnv.valueFrom?.fieldRef?.fieldPath)) {
+      problems.push(`${id}: env ${REPLICA_ID_ENV} is the same in every pod: ` +
+        "take it from the pod (fieldRef metadata.name), or leave it unset");
+    }
+    if (config.cluster?.replica_id !== undefined) {
+      problems.push(`${id}: cluster.replica_id in the ConfigMap is the same in every pod: ` +
+        `take ${REPLICA_ID_ENV} from the pod (fieldRef metadata.name), or leave it unset`);
+    }
+  } else {
+    const store = config.store?.path && mountedFile(t, c, config.store.path);
+    if (!store?.volume?.persistentVolumeClaim) problems.push(`${id}: store.path ${config.store?.path} is not on a PersistentVolumeClaim`);
+    if (replicas > 1) {
+      problems.push(`${id}: ${replicas} replicas on SQLite: each would open its own database, or several one file; ` +
+        `several replicas need the PostgreSQL store (env ${POSTGRES_URL_ENV} from a Secret)`);
+    }
+  }
+  if (replicas <= 1) return problems;
+
+  // A rollout starts a new pod before it stops an old one.
+  const strategy = t.owner.spec.strategy ?? {};
+  const rolling = strategy.rollingUpdate ?? {};
+  if ((strategy.type ?? "RollingUpdate") !== "RollingUpdate" ||
+      scaled(rolling.maxUnavailable ?? "25%", replicas, false) !== 0 ||
+      !(scaled(rolling.maxSurge ?? "25%", replicas, true) >= 1)) {
+    problems.push(`${id}: ${replicas} replicas need strategy RollingUpdate with maxUnavailable 0 and maxSurge >= 1, ` +
+      "so a rollout never takes a serving replica away first");
+  }
+
+  // Node drains evict some replicas, never all, and are never blocked.
+  const pdbs = objects.filter((o) => o.kind === "PodDisruptionBudget" && (o.metadata.namespace ?? "") === t.ns &&
+    Object.keys(o.spec.selector?.matchLabels ?? {}).length > 0 && selects(o.spec.selector.matchLabels, t.meta.labels));
+  if (pdbs.length === 0) {
+    problems.push(`${id}: ${replicas} replicas and no PodDisruptionBudget selecting them: ` +
+      "a node drain may evict them all at once");
+  }
+  for (const pdb of pdbs) {
+    const allowed = pdb.spec.maxUnavailable !== undefined
+      ? scaled(pdb.spec.maxUnavailable, replicas, true)
+      : replicas - scaled(pdb.spec.minAvailable ?? 0, replicas, true);
+    if (!(allowed >= 1)) {
+      problems.push(`${id}: PodDisruptionBudget ${pdb.metadata.name} allows no eviction of its ${replicas} replicas: ` +
+        "every node drain blocks");
+    } else if (allowed >= replicas) {
+      problems.push(`${id}: PodDisruptionBudget ${pdb.metadata.name} lets a drain evict all ${replicas} replicas at once`);
+    }
+  }
+
+  // Spread over nodes (preferred is enough): one node must not hold them all.
+  const selectsMe = (selector) => Object.keys(selector?.matchLabels ?? {}).length > 0 &&
+    selects(selector.matchLabels, t.meta.labels);
+  const anti = t.spec.affinity?.podAntiAffinity ?? {};
+  const antiTerms = [...(anti.requiredDuringSchedulingIgnoredDuringExecution ?? []),
+    ...(anti.preferredDuringSchedulingIgnoredDuringExecution ?? []).map((p) => p.podAffinityTerm)];
+  const spread =
+    (t.spec.topologySpreadConstraints ?? []).some((s) => s.topologyKey === HOSTNAME_TOPOLOGY && selectsMe(s.labelSelector)) ||
+    antiTerms.some((term) => term?.topologyKey === HOSTNAME_TOPOLOGY && selectsMe(term.labelSelector));
+  if (!spread) {
+    problems.push(`${id}: ${replicas} replicas are not spread over nodes: add a topologySpreadConstraint ` +
+      `or podAntiAffinity on ${HOSTNAME_TOPOLOGY} selecting its pods`);
   }
   return problems;
 }
