@@ -27,7 +27,7 @@
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "assistants/v1/message.grpc.pb.h"
 #include "assistants/v1/run_service.grpc.pb.h"
-#include "assistants/v1/thread.pb.h"
+#include "assistants/v1/thread.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -35,6 +35,7 @@
 #include "google/rpc/status.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/e2e/e2e_helpers.h"
+#include "tests/support/pg_test_db.h"
 #include "tests/support/server_process.h"
 
 namespace assistants::test_support {
@@ -150,10 +151,12 @@ std::string MetadataOf(const google::rpc::ErrorInfo& info,
 struct Clients {
   explicit Clients(const std::shared_ptr<grpc::Channel>& channel)
       : assistants(v1::AssistantService::NewStub(channel)),
+        threads(v1::ThreadService::NewStub(channel)),
         messages(v1::MessageService::NewStub(channel)),
         runs(v1::RunService::NewStub(channel)) {}
 
   std::unique_ptr<v1::AssistantService::Stub> assistants;
+  std::unique_ptr<v1::ThreadService::Stub> threads;
   std::unique_ptr<v1::MessageService::Stub> messages;
   std::unique_ptr<v1::RunService::Stub> runs;
 };
@@ -229,6 +232,18 @@ class RunsE2eTest : public ::testing::Test {
 
   // (Re)starts the gateway with the arguments of the last StartGateway.
   void RestartGateway() {
+    clients_.reset();
+    StartGatewayProcess(gateway_, gateway_args_);
+    if (HasFatalFailure()) return;
+    std::shared_ptr<grpc::Channel> channel = gateway_.Connect();
+    ASSERT_NE(channel, nullptr) << "gateway never accepted connections";
+    clients_ = std::make_unique<Clients>(channel);
+  }
+
+  // Starts `process` as a gateway in front of fake-openai with `extra_args`
+  // and the environment of StartGateway.
+  void StartGatewayProcess(ServerProcess& process,
+                           const std::vector<std::string>& extra_args) {
     std::map<std::string, std::string> env = {
         {"OPENAI_BASE_URL",
          "http://127.0.0.1:" + std::to_string(fake_.port()) + "/v1"},
@@ -251,18 +266,14 @@ class RunsE2eTest : public ::testing::Test {
       env_list.push_back(name + "=" + value);
     std::vector<std::string> args = {"--shutdown_grace_ms=500"};
     if (std::none_of(
-            gateway_args_.begin(), gateway_args_.end(),
+            extra_args.begin(), extra_args.end(),
             [](const std::string& a) { return a.rfind("--db=", 0) == 0; })) {
       args.push_back("--db=:memory:");
     }
-    args.insert(args.end(), gateway_args_.begin(), gateway_args_.end());
-    clients_.reset();
-    gateway_.set_env(env_list);
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    process.set_env(env_list);
     std::string error;
-    ASSERT_TRUE(gateway_.Start(GatewayBinary(), args, &error)) << error;
-    std::shared_ptr<grpc::Channel> channel = gateway_.Connect();
-    ASSERT_NE(channel, nullptr) << "gateway never accepted connections";
-    clients_ = std::make_unique<Clients>(channel);
+    ASSERT_TRUE(process.Start(GatewayBinary(), args, &error)) << error;
   }
 
   Clients& clients() { return *clients_; }
@@ -1126,5 +1137,279 @@ TEST_F(RunsE2eTest, SigtermDrainsStreamsAndTheRunResumes) {
   EXPECT_EQ(GetRun(run).status(), v1::RUN_STATUS_COMPLETED);
 }
 
+
+// --- Several replicas on one PostgreSQL database ---------------------------
+
+// Three gateway processes on one database (a fresh schema per test) in front
+// of one fake-openai; replica 0 is the base fixture's gateway. Short run
+// leases so a killed replica's runs are taken over within seconds.
+class ClusterE2eTest : public RunsE2eTest {
+ protected:
+  static constexpr int kReplicas = 3;
+
+  void SetUp() override {
+    if (!PgTestDb::Available()) GTEST_SKIP() << PgTestDb::SkipMessage();
+    RunsE2eTest::SetUp();
+    if (HasFatalFailure()) return;
+    db_ = std::make_unique<PgTestDb>();
+    ASSERT_TRUE(db_->status().ok()) << db_->status();
+    StartGateway(ReplicaArgs(0));
+    if (HasFatalFailure()) return;
+    for (int i = 1; i < kReplicas; ++i) {
+      StartGatewayProcess(others_[i - 1], ReplicaArgs(i));
+      if (HasFatalFailure()) return;
+      std::shared_ptr<grpc::Channel> channel = others_[i - 1].Connect();
+      ASSERT_NE(channel, nullptr) << "replica " << i << " never accepted";
+      other_clients_[i - 1] = std::make_unique<Clients>(channel);
+    }
+  }
+
+  void TearDown() override {
+    for (auto& c : other_clients_) c.reset();
+    if (HasFailure()) {
+      for (int i = 1; i < kReplicas; ++i) {
+        std::cerr << "--- replica " << i << " stderr ---\n"
+                  << others_[i - 1].captured_stderr();
+      }
+    }
+    RunsE2eTest::TearDown();
+  }
+
+  std::vector<std::string> ReplicaArgs(int i) const {
+    return {"--store_postgres_url=" + db_->url(),
+            "--cluster_replica_id=replica-" + std::to_string(i),
+            "--cluster_run_lease_ttl_ms=1500"};
+  }
+
+  Clients& replica(int i) { return i == 0 ? clients() : *other_clients_[i - 1]; }
+  ServerProcess& process(int i) { return i == 0 ? gateway_ : others_[i - 1]; }
+
+  grpc::Status SubmitVia(int i, const v1::Run& run,
+                         const std::vector<v1::ToolOutput>& outputs) {
+    v1::SubmitToolOutputsRequest request;
+    request.set_thread_id(run.thread_id());
+    request.set_run_id(run.id());
+    for (const v1::ToolOutput& output : outputs) {
+      *request.add_tool_outputs() = output;
+    }
+    v1::SubmitToolOutputsResponse response;
+    return replica(i).runs->SubmitToolOutputs(Context().get(), request,
+                                              &response);
+  }
+
+  std::string CreateThread(int i) {
+    v1::CreateThreadRequest request;
+    *request.add_messages() = UserMessage("Tell me about Lisbon.");
+    v1::CreateThreadResponse response;
+    grpc::Status status =
+        replica(i).threads->CreateThread(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << Describe(status);
+    return response.thread().id();
+  }
+
+  std::unique_ptr<PgTestDb> db_;
+  ServerProcess others_[kReplicas - 1];
+  std::unique_ptr<Clients> other_clients_[kReplicas - 1];
+};
+
+// The seed scenario spread over the replicas: created through replica 0
+// (which drives it), streamed through replica 1 (which sees replica 0's
+// events through the database), tool outputs submitted through replica 2
+// (which takes the waiting run over). The stream is the seed's exact event
+// order, numbered 1..N, each event once.
+TEST_F(ClusterE2eTest, RunCreatedOnOneStreamedOnAnotherOutputsThroughTheThird) {
+  const std::string assistant_id = CreateAssistant(SeedTools());
+  v1::CreateThreadAndRunResponse created;
+  grpc::Status status = replica(0).runs->CreateThreadAndRun(
+      Context().get(), ThreadAndRun(assistant_id, kSeedQuestion), &created);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  const v1::Run run = created.run();
+
+  EventStream stream(replica(1).runs.get(), Attach(run, 0), seconds(60));
+  std::vector<v1::RunEvent> events;
+  v1::RunEvent event;
+  while (stream.Next(&event)) {
+    events.push_back(event);
+    if (event.event() == "thread.run.requires_action") {
+      grpc::Status submitted = SubmitVia(2, event.run(), SeedAnswers(event.run()));
+      ASSERT_TRUE(submitted.ok()) << Describe(submitted);
+    }
+  }
+  status = stream.Finish();
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ExpectSeedRun(events, GetRun(run));
+  // Every replica reads the same stored log.
+  EventStream replay(replica(2).runs.get(), Attach(run, 0), seconds(10));
+  std::vector<v1::RunEvent> replayed;
+  ASSERT_TRUE(replay.ReadAll(&replayed).ok());
+  EXPECT_EQ(Sequences(replayed), Sequences(events));
+}
+
+// kill -9 of the replica driving a run mid-turn: another replica takes the
+// run over once its lease expires and resumes it (the interrupted turn is
+// retried); a stream open on a third replica the whole time continues with
+// nothing lost or repeated.
+TEST_F(ClusterE2eTest, KilledDriverIsTakenOverAndTheStreamContinues) {
+  const std::string assistant_id = CreateAssistant({});
+  Script(Json::array({{{"text", std::string(60, 'z')},
+                       {"tokens", 60},
+                       {"token_delay_ms", 50}}}));
+  v1::CreateThreadAndRunResponse created;
+  grpc::Status status = replica(0).runs->CreateThreadAndRun(
+      Context().get(), ThreadAndRun(assistant_id, "Tell me about Lisbon."),
+      &created);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  const v1::Run run = created.run();
+
+  EventStream stream(replica(1).runs.get(), Attach(run, 0), seconds(60));
+  std::vector<v1::RunEvent> events;
+  v1::RunEvent event;
+  int deltas = 0;
+  while (deltas < 3 && stream.Next(&event)) {
+    events.push_back(event);
+    if (event.event() == "thread.message.delta") ++deltas;
+  }
+  ASSERT_EQ(deltas, 3);
+  process(0).Kill();
+  while (stream.Next(&event)) events.push_back(event);
+  status = stream.Finish();
+  ASSERT_TRUE(status.ok()) << Describe(status);
+
+  EXPECT_EQ(Sequences(events), OneTo(static_cast<int64_t>(events.size())));
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.back().event(), "done");
+  EXPECT_EQ(events[events.size() - 2].event(), "thread.run.completed");
+  const v1::Run final_run = test_support::GetRun(replica(2).runs.get(), run);
+  EXPECT_EQ(final_run.status(), v1::RUN_STATUS_COMPLETED);
+  EXPECT_EQ(final_run.restart_resumes(), 1);
+  const std::vector<v1::RunStep> steps =
+      test_support::ListSteps(replica(2).runs.get(), run);
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].status(), v1::RUN_STEP_STATUS_FAILED);
+  EXPECT_EQ(steps[0].last_error().code(), "server_error");
+  EXPECT_EQ(steps[1].status(), v1::RUN_STEP_STATUS_COMPLETED);
+}
+
+// CreateRun on one thread through every replica at once: exactly one run
+// is created each round (the others get THREAD_HAS_ACTIVE_RUN naming it),
+// and a cancel through yet another replica reaches the replica driving it.
+// Then the same request_id through two replicas at once is one run.
+TEST_F(ClusterE2eTest, ConcurrentCreateRunAcrossReplicasKeepsOneActiveRun) {
+  const std::string assistant_id = CreateAssistant({});
+  const std::string thread_id = CreateThread(0);
+  for (int round = 0; round < 3; ++round) {
+    // A slow turn keeps the winner active until it is cancelled.
+    Script(Json::array({{{"text", std::string(200, 'z')},
+                         {"tokens", 200},
+                         {"token_delay_ms", 50}}}));
+    std::vector<grpc::Status> outcomes(kReplicas);
+    std::vector<v1::CreateRunResponse> responses(kReplicas);
+    std::vector<std::thread> callers;
+    for (int i = 0; i < kReplicas; ++i) {
+      callers.emplace_back([&, i] {
+        v1::CreateRunRequest request;
+        request.set_thread_id(thread_id);
+        request.mutable_options()->set_assistant_id(assistant_id);
+        outcomes[i] = replica(i).runs->CreateRun(Context().get(), request,
+                                                 &responses[i]);
+      });
+    }
+    for (std::thread& t : callers) t.join();
+    int winner = -1;
+    for (int i = 0; i < kReplicas; ++i) {
+      if (outcomes[i].ok()) {
+        EXPECT_EQ(winner, -1) << "two runs created in round " << round;
+        winner = i;
+      }
+    }
+    ASSERT_NE(winner, -1) << "no run created in round " << round;
+    const v1::Run run = responses[winner].run();
+    for (int i = 0; i < kReplicas; ++i) {
+      if (i == winner) continue;
+      EXPECT_EQ(outcomes[i].error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+          << Describe(outcomes[i]);
+      const google::rpc::ErrorInfo info = ErrorInfoOf(outcomes[i]);
+      EXPECT_EQ(info.reason(), "THREAD_HAS_ACTIVE_RUN");
+      EXPECT_EQ(info.metadata().at("run_id"), run.id());
+    }
+    // The winner's replica drives it; cancel through the next one.
+    v1::CancelRunRequest cancel;
+    cancel.set_thread_id(thread_id);
+    cancel.set_run_id(run.id());
+    v1::CancelRunResponse cancelled;
+    grpc::Status status = replica((winner + 1) % kReplicas)
+                              .runs->CancelRun(Context().get(), cancel,
+                                               &cancelled);
+    ASSERT_TRUE(status.ok()) << Describe(status);
+    EXPECT_TRUE(cancelled.run().status() == v1::RUN_STATUS_CANCELLING ||
+                cancelled.run().status() == v1::RUN_STATUS_CANCELLED)
+        << v1::RunStatus_Name(cancelled.run().status());
+    WaitForStatus(run, {v1::RUN_STATUS_CANCELLED});
+  }
+  FakeCall(fake_.port(), "DELETE", "/_fake/script");
+
+  // One request_id, two replicas, at once: one run, the same answer twice.
+  v1::CreateRunRequest request;
+  request.set_thread_id(thread_id);
+  request.mutable_options()->set_assistant_id(assistant_id);
+  request.set_request_id("create-once");
+  v1::CreateRunResponse first;
+  v1::CreateRunResponse second;
+  grpc::Status first_status;
+  grpc::Status second_status;
+  std::thread a([&] {
+    first_status = replica(1).runs->CreateRun(Context().get(), request, &first);
+  });
+  std::thread b([&] {
+    second_status =
+        replica(2).runs->CreateRun(Context().get(), request, &second);
+  });
+  a.join();
+  b.join();
+  ASSERT_TRUE(first_status.ok()) << Describe(first_status);
+  ASSERT_TRUE(second_status.ok()) << Describe(second_status);
+  EXPECT_EQ(first.run().id(), second.run().id());
+  WaitForStatus(first.run(), {v1::RUN_STATUS_COMPLETED});
+}
+
+// The queue policy across replicas: three runs queued on one thread through
+// three replicas run one after another: each model request sees the answers
+// of the runs before it (two at once would see the same history).
+TEST_F(ClusterE2eTest, QueuedRunsOnOneThreadRunOneAtATimeAcrossReplicas) {
+  const std::string assistant_id = CreateAssistant({});
+  const std::string thread_id = CreateThread(0);
+  FakeCall(fake_.port(), "DELETE", "/_fake/requests");
+  std::vector<v1::Run> runs(kReplicas);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kReplicas; ++i) {
+    callers.emplace_back([&, i] {
+      v1::CreateRunRequest request;
+      request.set_thread_id(thread_id);
+      request.mutable_options()->set_assistant_id(assistant_id);
+      request.mutable_options()->set_active_run_policy(
+          v1::ACTIVE_RUN_POLICY_QUEUE);
+      v1::CreateRunResponse response;
+      grpc::Status status =
+          replica(i).runs->CreateRun(Context().get(), request, &response);
+      EXPECT_TRUE(status.ok()) << Describe(status);
+      runs[i] = response.run();
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  for (const v1::Run& run : runs) {
+    WaitForStatus(run, {v1::RUN_STATUS_COMPLETED}, seconds(30));
+  }
+  // Each request carries the thread so far: 0, 1 and 2 earlier answers.
+  const Json recorded = FakeCall(fake_.port(), "GET", "/_fake/requests");
+  std::multiset<int> answers_seen;
+  for (const Json& r : recorded["requests"]) {
+    int answers = 0;
+    for (const Json& item : r["body"].value("input", Json::array())) {
+      if (item.value("role", "") == "assistant") ++answers;
+    }
+    answers_seen.insert(answers);
+  }
+  EXPECT_EQ(answers_seen, (std::multiset<int>{0, 1, 2})) << recorded.dump();
+}
 }  // namespace
 }  // namespace assistants::test_support
