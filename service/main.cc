@@ -23,6 +23,7 @@
 #include "service/api/server.h"
 #include "service/auth/api_keys.h"
 #include "service/auth/rate_limiter.h"
+#include "service/cluster/replica.h"
 #include "service/common/clock.h"
 #include "service/common/executor.h"
 #include "service/common/log.h"
@@ -36,6 +37,7 @@
 #include "service/runs/engine.h"
 #include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
+#include "service/store/pg/pg_store.h"
 #include "service/store/sqlite_store.h"
 #include "tool_workers/dispatcher.h"
 #include "tool_workers/registry.h"
@@ -193,7 +195,23 @@ int main(int argc, char** argv) {
 
   const std::string& db = config.store.path;
   std::unique_ptr<assistants::Store> store;
-  if (db == ":memory:") {
+  std::string store_kind = db == ":memory:" ? "memory" : "sqlite";
+  std::string store_name = db == ":memory:" ? "memory" : "sqlite " + db;
+  if (!config.store.postgres_url.empty()) {
+    assistants::PgStoreOptions pg_options;
+    pg_options.pool_size = static_cast<int>(config.store.postgres_pool_size);
+    auto pg = assistants::PgStore::Open(config.store.postgres_url, pg_options);
+    if (!pg.ok()) {
+      return Fail(kStartError,
+                  absl::StrCat("cannot open the PostgreSQL store: ",
+                               pg.status().message()));
+    }
+    store = *std::move(pg);
+    // Never the URL itself: it may hold a password.
+    store_kind = "postgres";
+    store_name = absl::StrCat("postgres ", assistants::pg::DescribeConninfo(
+                                               config.store.postgres_url));
+  } else if (db == ":memory:") {
     store = std::make_unique<assistants::MemoryStore>();
   } else {
     auto sqlite = assistants::SqliteStore::Open(db);
@@ -290,9 +308,36 @@ int main(int argc, char** argv) {
     run_metrics = std::make_unique<obs::RunMetrics>(metrics.get());
     engine_options.observer = run_metrics.get();
   }
+  // Leases are kept up four times per TTL: one missed round loses no run.
+  engine_options.lease_maintenance_ms =
+      std::max<int64_t>(100, config.cluster.run_lease_ttl_ms / 4);
+  // Several replicas share a PostgreSQL store. Declared before the engine,
+  // which uses its leases until it is destroyed.
+  std::unique_ptr<assistants::cluster::Replica> replica;
+  if (!config.store.postgres_url.empty()) {
+    auto opened = assistants::cluster::Replica::Open(
+        config.store.postgres_url,
+        config.cluster.replica_id.empty()
+            ? assistants::cluster::DefaultReplicaId()
+            : config.cluster.replica_id,
+        config.cluster.run_lease_ttl_ms);
+    if (!opened.ok()) {
+      return Fail(kStartError, absl::StrCat("cannot join the cluster: ",
+                                            opened.status().message()));
+    }
+    replica = *std::move(opened);
+    assistants::Log(assistants::LogLevel::kInfo, "cluster replica",
+                    {{"replica_id", replica->replica_id()}});
+  }
   auto engine = std::make_unique<assistants::runs::RunEngine>(
       store.get(), std::move(resolver), engine_dispatcher, &clock, &timers,
       &engine_executor, engine_options);
+  // Declared after the engine: destroyed (stopped) before it.
+  std::unique_ptr<assistants::cluster::PgListener> cluster_listener;
+  if (replica != nullptr) {
+    engine->EnableCluster(replica->leases());
+    cluster_listener = replica->Listen(engine.get());
+  }
   if (absl::Status recovered = engine->Recover(); !recovered.ok()) {
     return Fail(kStartError,
                 absl::StrCat("cannot resume runs: ", recovered.message()));
@@ -349,13 +394,13 @@ int main(int argc, char** argv) {
   const std::string address = absl::StrCat(host, ":", (*server)->port());
   assistants::LogAlways(
       absl::StrCat("assistants-gateway listening on ", address,
-                   " (store: ", db == ":memory:" ? "memory" : "sqlite " + db,
+                   " (store: ", store_name,
                    options.tls.cert_file.empty() ? ""
                    : options.tls.ca_file.empty() ? ", tls"
                                                  : ", mutual tls",
                    ")"),
       {{"listen", address},
-       {"store", db == ":memory:" ? "memory" : "sqlite"},
+       {"store", store_kind},
        {"log_level", assistants::LogLevelName(config.log.level)}});
 
   if (metrics != nullptr) {
@@ -405,6 +450,9 @@ int main(int argc, char** argv) {
   (*server)->Wait();
   signal_waiter.join();
   metrics_server.reset();
+  // No more commands or wake-ups from other replicas, then the engine
+  // stops and hands its runs' leases back (the replica's leases outlive it).
+  cluster_listener.reset();
   // Turns in flight hold requests of the HTTP client: the engine goes first.
   engine->Stop();
   dispatcher.Shutdown();

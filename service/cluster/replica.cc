@@ -20,22 +20,23 @@ std::string DefaultReplicaId() {
                          absl::Uniform<uint32_t>(random, 0, 1u << 24));
 }
 
-absl::StatusOr<std::unique_ptr<Replica>> Replica::Attach(
+absl::StatusOr<std::unique_ptr<Replica>> Replica::Open(
     const std::string& postgres_url, std::string replica_id,
-    int64_t lease_ttl_ms, runs::RunEngine* engine) {
+    int64_t lease_ttl_ms) {
   std::unique_ptr<Replica> replica(new Replica());
+  replica->postgres_url_ = postgres_url;
   // Lease upkeep and commands are a handful of short statements.
   replica->pool_ = std::make_unique<pg::Pool>(postgres_url, 4);
   replica->leases_ = std::make_unique<PgRunLeases>(
       replica->pool_.get(), std::move(replica_id), lease_ttl_ms);
-  // Fails the start early when the database is unreachable.
-  {
-    absl::StatusOr<pg::Pool::Lease> connection = replica->pool_->Acquire();
-    if (!connection.ok()) return connection.status();
-  }
-  engine->EnableCluster(replica->leases_.get());
-  replica->listener_ = std::make_unique<PgListener>(
-      postgres_url,
+  absl::StatusOr<pg::Pool::Lease> connection = replica->pool_->Acquire();
+  if (!connection.ok()) return connection.status();
+  return replica;
+}
+
+std::unique_ptr<PgListener> Replica::Listen(runs::RunEngine* engine) const {
+  return std::make_unique<PgListener>(
+      postgres_url_,
       std::vector<std::string>{assistants::kRunEventsChannel,
                                kRunCommandsChannel},
       [engine](const pg::Notification& notification) {
@@ -51,9 +52,6 @@ absl::StatusOr<std::unique_ptr<Replica>> Replica::Attach(
       },
       // Whatever was notified while the listener was down: re-read.
       [engine] { engine->hub()->WakeAllRemote(); });
-  return replica;
 }
-
-Replica::~Replica() { listener_.reset(); }
 
 }  // namespace assistants::cluster

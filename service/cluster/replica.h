@@ -24,24 +24,25 @@ std::string DefaultReplicaId();
 
 class Replica {
  public:
-  // Enables clustering on `engine` (before its Recover) and starts
-  // listening. `engine` must outlive the Replica.
-  static absl::StatusOr<std::unique_ptr<Replica>> Attach(
+  // Connects to the database (failing early when it is unreachable).
+  static absl::StatusOr<std::unique_ptr<Replica>> Open(
       const std::string& postgres_url, std::string replica_id,
-      int64_t lease_ttl_ms, runs::RunEngine* engine);
-  // Stops listening (before the engine stops).
-  ~Replica();
+      int64_t lease_ttl_ms);
 
+  // For RunEngine::EnableCluster: must outlive the engine.
+  RunLeases* leases() { return leases_.get(); }
   const std::string& replica_id() const { return leases_->replica_id(); }
-  bool listening() const {
-    return listener_ != nullptr && listener_->listening();
-  }
+
+  // Starts delivering other replicas' notifications to `engine`: event
+  // commits wake its streams, commands reach its runs. Destroy the listener
+  // before the engine.
+  std::unique_ptr<PgListener> Listen(runs::RunEngine* engine) const;
 
  private:
   Replica() = default;
+  std::string postgres_url_;
   std::unique_ptr<pg::Pool> pool_;
   std::unique_ptr<PgRunLeases> leases_;
-  std::unique_ptr<PgListener> listener_;
 };
 
 }  // namespace assistants::cluster

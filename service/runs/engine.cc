@@ -186,8 +186,12 @@ void RunEngine::Detach(const std::shared_ptr<RunActor>& actor) {
     absl::MutexLock lock(&mu_);
     // With the thread's queue, in one critical section: an interrupting
     // CreateRun that sees the thread free must see the slot free too.
+    auto current = actors_.find(actor->run_id());
+    // Several replicas: this replica may drive the run again by now (taken
+    // back over) with a newer actor, whose slot and channel stay.
+    if (current == actors_.end() || current->second != actor) return;
     ReleaseRunSlotLocked(actor->run_id());
-    actors_.erase(actor->run_id());
+    actors_.erase(current);
     auto it = threads_.find(actor->thread_id());
     if (it != threads_.end()) {
       auto& queue = it->second;
@@ -502,6 +506,11 @@ absl::StatusOr<v1::CancelRunResponse> RunEngine::CancelRun(
                    return run.status() == v1::RUN_STATUS_CANCELLING ||
                           IsTerminal(run.status());
                  }));
+    if (taken.actor == nullptr && taken.asked && !taken.run.has_value()) {
+      // The driver may have cancelled it and let go before we looked again.
+      ASSIGN_OR_RETURN(taken.run, context_.store->GetRun(request.thread_id(),
+                                                         request.run_id()));
+    }
     if (taken.run.has_value() &&
         (taken.run->status() == v1::RUN_STATUS_CANCELLING ||
          taken.run->status() == v1::RUN_STATUS_CANCELLED)) {
@@ -720,6 +729,7 @@ absl::StatusOr<RunEngine::TakeOverResult> RunEngine::TakeOver(
   const absl::Time deadline =
       absl::Now() + absl::Milliseconds(context_.options.owner_wait_ms);
   absl::Time next_ask = absl::InfinitePast();
+  bool asked = false;
   while (true) {
     absl::StatusOr<cluster::RunLease> lease = context_.leases->Acquire(run_id);
     if (lease.ok()) {
@@ -730,7 +740,9 @@ absl::StatusOr<RunEngine::TakeOverResult> RunEngine::TakeOver(
       ASSIGN_OR_RETURN(std::shared_ptr<RunActor> actor, ResumeLeased(*lease));
       return TakeOverResult{std::move(actor), std::nullopt};
     }
-    if (absl::IsNotFound(lease.status())) return TakeOverResult{};
+    if (absl::IsNotFound(lease.status())) {
+      return TakeOverResult{nullptr, std::nullopt, asked};
+    }
     if (ErrorReason(lease.status()) != "RUN_OWNED_ELSEWHERE") {
       return lease.status();
     }
@@ -739,7 +751,9 @@ absl::StatusOr<RunEngine::TakeOverResult> RunEngine::TakeOver(
       return TakeOverResult{std::move(actor), std::nullopt};
     }
     ASSIGN_OR_RETURN(v1::Run run, context_.store->GetRun(thread_id, run_id));
-    if (stop_waiting(run)) return TakeOverResult{nullptr, std::move(run)};
+    if (stop_waiting(run)) {
+      return TakeOverResult{nullptr, std::move(run), asked};
+    }
     const absl::Time now = absl::Now();
     if (now >= deadline) {
       absl::Status busy = MakeError(
@@ -754,7 +768,7 @@ absl::StatusOr<RunEngine::TakeOverResult> RunEngine::TakeOver(
     // Asked again now and then: a notification is lost if the driver's
     // listener was reconnecting.
     if (now >= next_ask) {
-      context_.leases->Send(command, run_id).IgnoreError();
+      asked = context_.leases->Send(command, run_id).ok() || asked;
       next_ask = now + absl::Seconds(1);
     }
     absl::SleepFor(absl::Milliseconds(20));

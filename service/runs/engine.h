@@ -194,6 +194,8 @@ class RunEngine {
     std::shared_ptr<RunActor> actor;
     // Set: the wait ended early (stop_waiting) with the run as stored.
     std::optional<v1::Run> run;
+    // The driver was sent the command (it may have acted and let go).
+    bool asked = false;
   };
   // Neither set: the run is not active (or not the thread's).
   absl::StatusOr<TakeOverResult> TakeOver(

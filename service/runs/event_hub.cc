@@ -30,7 +30,11 @@ void RunEventHub::TakeRemoteWaitersLocked(
 void RunEventHub::WaitRemote(const std::string& run_id,
                              const std::shared_ptr<Waiter>& waiter) {
   absl::MutexLock lock(&mu_);
-  remote_waiters_[run_id].push_back(waiter);
+  auto& waiters = remote_waiters_[run_id];
+  // A stream re-registers before every store read; once is enough.
+  if (std::find(waiters.begin(), waiters.end(), waiter) == waiters.end()) {
+    waiters.push_back(waiter);
+  }
 }
 
 void RunEventHub::NotifyRemote(const std::string& run_id) {

@@ -1137,7 +1137,6 @@ TEST_F(RunsE2eTest, SigtermDrainsStreamsAndTheRunResumes) {
   EXPECT_EQ(GetRun(run).status(), v1::RUN_STATUS_COMPLETED);
 }
 
-
 // --- Several replicas on one PostgreSQL database ---------------------------
 
 // Three gateway processes on one database (a fresh schema per test) in front
@@ -1181,7 +1180,9 @@ class ClusterE2eTest : public RunsE2eTest {
             "--cluster_run_lease_ttl_ms=1500"};
   }
 
-  Clients& replica(int i) { return i == 0 ? clients() : *other_clients_[i - 1]; }
+  Clients& replica(int i) {
+    return i == 0 ? clients() : *other_clients_[i - 1];
+  }
   ServerProcess& process(int i) { return i == 0 ? gateway_ : others_[i - 1]; }
 
   grpc::Status SubmitVia(int i, const v1::Run& run,
@@ -1231,7 +1232,8 @@ TEST_F(ClusterE2eTest, RunCreatedOnOneStreamedOnAnotherOutputsThroughTheThird) {
   while (stream.Next(&event)) {
     events.push_back(event);
     if (event.event() == "thread.run.requires_action") {
-      grpc::Status submitted = SubmitVia(2, event.run(), SeedAnswers(event.run()));
+      grpc::Status submitted =
+          SubmitVia(2, event.run(), SeedAnswers(event.run()));
       ASSERT_TRUE(submitted.ok()) << Describe(submitted);
     }
   }
@@ -1310,8 +1312,8 @@ TEST_F(ClusterE2eTest, ConcurrentCreateRunAcrossReplicasKeepsOneActiveRun) {
         v1::CreateRunRequest request;
         request.set_thread_id(thread_id);
         request.mutable_options()->set_assistant_id(assistant_id);
-        outcomes[i] = replica(i).runs->CreateRun(Context().get(), request,
-                                                 &responses[i]);
+        outcomes[i] =
+            replica(i).runs->CreateRun(Context().get(), request, &responses[i]);
       });
     }
     for (std::thread& t : callers) t.join();
@@ -1337,9 +1339,9 @@ TEST_F(ClusterE2eTest, ConcurrentCreateRunAcrossReplicasKeepsOneActiveRun) {
     cancel.set_thread_id(thread_id);
     cancel.set_run_id(run.id());
     v1::CancelRunResponse cancelled;
-    grpc::Status status = replica((winner + 1) % kReplicas)
-                              .runs->CancelRun(Context().get(), cancel,
-                                               &cancelled);
+    grpc::Status status =
+        replica((winner + 1) % kReplicas)
+            .runs->CancelRun(Context().get(), cancel, &cancelled);
     ASSERT_TRUE(status.ok()) << Describe(status);
     EXPECT_TRUE(cancelled.run().status() == v1::RUN_STATUS_CANCELLING ||
                 cancelled.run().status() == v1::RUN_STATUS_CANCELLED)

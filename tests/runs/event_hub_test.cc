@@ -195,5 +195,43 @@ TEST(RunEventHubTest, WaiterRegisteredTwiceIsWokenTwice) {
   EXPECT_EQ(waiter->wakes, 2);
 }
 
+// Several replicas: a stream of a run driven elsewhere waits for the
+// database's notification; once per registration, however often it asks.
+TEST(RunEventHubTest, RemoteWaiterIsWokenOnceByANotificationOfItsRun) {
+  RunEventHub hub;
+  auto waiter = std::make_shared<CountingWaiter>();
+  hub.WaitRemote("run_1", waiter);
+  hub.WaitRemote("run_1", waiter);
+  hub.NotifyRemote("run_other");
+  EXPECT_EQ(waiter->wakes, 0);
+  hub.NotifyRemote("run_1");
+  EXPECT_EQ(waiter->wakes, 1);
+  hub.NotifyRemote("run_1");
+  EXPECT_EQ(waiter->wakes, 1);
+}
+
+TEST(RunEventHubTest, RemoteWaiterIsWokenWhenTheRunGoesLiveHere) {
+  RunEventHub hub;
+  auto waiter = std::make_shared<CountingWaiter>();
+  hub.WaitRemote("run_1", waiter);
+  hub.Open("run_1", 7);  // this replica took the run over
+  EXPECT_EQ(waiter->wakes, 1);
+  EXPECT_EQ(hub.Next("run_1", 8, waiter).kind, Kind::kWaiting);
+}
+
+TEST(RunEventHubTest, CancelWaitAndWakeAllRemote) {
+  RunEventHub hub;
+  auto gone = std::make_shared<CountingWaiter>();
+  auto kept = std::make_shared<CountingWaiter>();
+  hub.WaitRemote("run_1", gone);
+  hub.WaitRemote("run_2", kept);
+  hub.CancelWait("run_1", gone.get());
+  hub.WakeAllRemote();  // the listener reconnected
+  EXPECT_EQ(gone->wakes, 0);
+  EXPECT_EQ(kept->wakes, 1);
+  hub.NotifyRemote("run_2");
+  EXPECT_EQ(kept->wakes, 1);
+}
+
 }  // namespace
 }  // namespace assistants::runs
