@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/errors.h"
 #include "service/common/ids.h"
+#include "service/common/log.h"
 #include "service/runs/run_status.h"
 #include "service/runs/turn_builder.h"
 
@@ -1195,9 +1196,16 @@ void RunActor::ReplyAfterCommit(RunReply reply) {
 }
 
 void RunActor::OnCommitFailed(const absl::Status& status) {
-  (void)status;
   // The log cannot take more events: stop driving. The run stays active in
-  // the store and the next process resumes it (Recover).
+  // the store and the next process resumes it (Recover); with several
+  // replicas, RUN_LEASE_LOST means another one already has.
+  if (!finished_) {
+    Log(LogLevel::kWarning,
+        "run no longer driven here: its changes were refused",
+        {{"run_id", run_id_},
+         {"reason", ErrorReason(status)},
+         {"error", status.message()}});
+  }
   if (call_ != nullptr) {
     call_->Cancel();
     call_.reset();

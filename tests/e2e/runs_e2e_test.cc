@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
@@ -1290,6 +1291,84 @@ TEST_F(ClusterE2eTest, KilledDriverIsTakenOverAndTheStreamContinues) {
   EXPECT_EQ(steps[0].status(), v1::RUN_STEP_STATUS_FAILED);
   EXPECT_EQ(steps[0].last_error().code(), "server_error");
   EXPECT_EQ(steps[1].status(), v1::RUN_STEP_STATUS_COMPLETED);
+}
+
+// A driver that stops without dying (paused past its lease: a long GC, a
+// frozen VM, a partition) is replaced; when it wakes it cannot write: the
+// fencing token refuses its changes, so the log has one author at a time
+// and nothing after `done`. A driver stopped with SIGTERM hands over too.
+TEST_F(ClusterE2eTest, PausedDriverIsFencedOffAndSigtermHandsRunsOver) {
+  const std::string assistant_id = CreateAssistant({});
+  Script(Json::array({{{"text", std::string(60, 'z')},
+                       {"tokens", 60},
+                       {"token_delay_ms", 50}}}));
+  v1::CreateThreadAndRunResponse created;
+  grpc::Status status = replica(0).runs->CreateThreadAndRun(
+      Context().get(), ThreadAndRun(assistant_id, "Tell me about Lisbon."),
+      &created);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  const v1::Run run = created.run();
+  EventStream stream(replica(1).runs.get(), Attach(run, 0), seconds(60));
+  std::vector<v1::RunEvent> events;
+  v1::RunEvent event;
+  int deltas = 0;
+  while (deltas < 3 && stream.Next(&event)) {
+    events.push_back(event);
+    if (event.event() == "thread.message.delta") ++deltas;
+  }
+  ASSERT_EQ(deltas, 3);
+  ASSERT_EQ(kill(process(0).pid(), SIGSTOP), 0);
+  while (stream.Next(&event)) events.push_back(event);
+  status = stream.Finish();
+  ASSERT_EQ(kill(process(0).pid(), SIGCONT), 0);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_EQ(events.back().event(), "done");
+  // The woken driver learns it lost the run (its next write is refused, or
+  // its lease renewal says so) and stops.
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        const std::string err = process(0).captured_stderr();
+        return err.find("RUN_LEASE_LOST") != std::string::npos ||
+               err.find("run lease lost") != std::string::npos;
+      },
+      seconds(15)))
+      << process(0).captured_stderr();
+  // Nothing was added after `done`, and no sequence twice.
+  EventStream replay(replica(2).runs.get(), Attach(run, 0), seconds(10));
+  std::vector<v1::RunEvent> replayed;
+  ASSERT_TRUE(replay.ReadAll(&replayed).ok());
+  EXPECT_EQ(Sequences(replayed), OneTo(static_cast<int64_t>(events.size())));
+  EXPECT_EQ(Sequences(events), Sequences(replayed));
+  EXPECT_EQ(test_support::GetRun(replica(2).runs.get(), run).status(),
+            v1::RUN_STATUS_COMPLETED);
+
+  // A rolling update: SIGTERM the replica driving a new run (it releases
+  // the lease after its last commit); another takes it over and the stream
+  // open elsewhere continues.
+  Script(Json::array({{{"text", std::string(40, 'y')},
+                       {"tokens", 40},
+                       {"token_delay_ms", 50}}}));
+  status = replica(1).runs->CreateThreadAndRun(
+      Context().get(), ThreadAndRun(assistant_id, "And Porto?"), &created);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  const v1::Run second = created.run();
+  EventStream watched(replica(2).runs.get(), Attach(second, 0), seconds(60));
+  std::vector<v1::RunEvent> second_events;
+  deltas = 0;
+  while (deltas < 2 && watched.Next(&event)) {
+    second_events.push_back(event);
+    if (event.event() == "thread.message.delta") ++deltas;
+  }
+  ASSERT_EQ(deltas, 2);
+  EXPECT_EQ(process(1).Stop(), 0);
+  while (watched.Next(&event)) second_events.push_back(event);
+  status = watched.Finish();
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_EQ(Sequences(second_events),
+            OneTo(static_cast<int64_t>(second_events.size())));
+  EXPECT_EQ(second_events.back().event(), "done");
+  EXPECT_EQ(test_support::GetRun(replica(2).runs.get(), second).status(),
+            v1::RUN_STATUS_COMPLETED);
 }
 
 // CreateRun on one thread through every replica at once: exactly one run
