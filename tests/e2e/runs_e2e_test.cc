@@ -1453,6 +1453,32 @@ TEST_F(ClusterE2eTest, ConcurrentCreateRunAcrossReplicasKeepsOneActiveRun) {
   WaitForStatus(first.run(), {v1::RUN_STATUS_COMPLETED});
 }
 
+// The interrupt policy across replicas: a run created with it through one
+// replica cancels the thread's run driven by another, then starts.
+TEST_F(ClusterE2eTest, InterruptPolicyCancelsTheRunDrivenByAnotherReplica) {
+  const std::string assistant_id = CreateAssistant({});
+  const std::string thread_id = CreateThread(0);
+  Script(Json::array({{{"text", std::string(200, 'z')},
+                       {"tokens", 200},
+                       {"token_delay_ms", 50}}}));
+  v1::CreateRunRequest request;
+  request.set_thread_id(thread_id);
+  request.mutable_options()->set_assistant_id(assistant_id);
+  v1::CreateRunResponse first;
+  grpc::Status status =
+      replica(0).runs->CreateRun(Context().get(), request, &first);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  WaitForStatus(first.run(), {v1::RUN_STATUS_IN_PROGRESS});
+  request.mutable_options()->set_active_run_policy(
+      v1::ACTIVE_RUN_POLICY_INTERRUPT);
+  v1::CreateRunResponse second;
+  status =
+      replica(1).runs->CreateRun(Context(seconds(30)).get(), request, &second);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_EQ(GetRun(first.run()).status(), v1::RUN_STATUS_CANCELLED);
+  WaitForStatus(second.run(), {v1::RUN_STATUS_COMPLETED});
+}
+
 // The queue policy across replicas: three runs queued on one thread through
 // three replicas run one after another: each model request sees the answers
 // of the runs before it (two at once would see the same history).
