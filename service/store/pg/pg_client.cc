@@ -439,6 +439,27 @@ absl::Status Pool::InTransaction(
   return status;
 }
 
+std::string DescribeConninfo(const std::string& conninfo) {
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), nullptr);
+  if (options == nullptr) return "";
+  std::string host, port, dbname;
+  for (PQconninfoOption* option = options; option->keyword != nullptr;
+       ++option) {
+    if (option->val == nullptr) continue;
+    const absl::string_view keyword = option->keyword;
+    if (keyword == "host" || (keyword == "hostaddr" && host.empty())) {
+      host = option->val;
+    } else if (keyword == "port") {
+      port = option->val;
+    } else if (keyword == "dbname") {
+      dbname = option->val;
+    }
+  }
+  PQconninfoFree(options);
+  return absl::StrCat(host.empty() ? "localhost" : host,
+                      port.empty() ? "" : ":", port, "/", dbname);
+}
+
 // --- Migrations ---
 
 namespace {

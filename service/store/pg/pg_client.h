@@ -147,6 +147,10 @@ class Pool {
   std::unique_ptr<State> state_;
 };
 
+// "host:port/dbname" of `conninfo`, for logs: never its password (empty
+// when libpq cannot parse it).
+std::string DescribeConninfo(const std::string& conninfo);
+
 struct Migration {
   int version = 0;
   std::string sql;
