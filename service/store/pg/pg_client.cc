@@ -392,6 +392,16 @@ void Pool::Return(std::unique_ptr<Connection> connection) {
   }
 }
 
+void Pool::DropIdle() {
+  std::vector<std::unique_ptr<Connection>> idle;
+  {
+    absl::MutexLock lock(&state_->mu);
+    idle.swap(state_->idle);
+    state_->open -= static_cast<int>(idle.size());
+  }
+  // Closed outside the lock.
+}
+
 absl::Status Pool::InTransaction(
     const std::function<absl::Status(Connection&)>& body) {
   absl::Status status;
@@ -409,7 +419,10 @@ absl::Status Pool::InTransaction(
     if (status.ok()) status = body(connection);
     if (!status.ok()) {
       if (connection.healthy()) connection.Exec("ROLLBACK").IgnoreError();
-      if (IsRetryable(status, connection)) continue;
+      if (IsRetryable(status, connection)) {
+        if (!connection.healthy()) DropIdle();
+        continue;
+      }
       return status;
     }
     status = connection.Exec("COMMIT").status();
