@@ -4,7 +4,9 @@
 // both wire APIs, and polled), disconnect and resume of RunEvents (and a
 // retried `start`), cancel, upstream faults, requires_action expiry (with
 // heartbeats), the one-active-run rule, and kill -9 + restart on the same
-// SQLite file.
+// SQLite file. ClusterE2eTest: three gateways on one PostgreSQL database
+// (runs across replicas, takeover after kill -9, fencing of a paused
+// driver, the thread policies across replicas).
 //
 // Every RPC has a deadline and every wait is bounded; no test sleeps for a
 // fixed long time.
