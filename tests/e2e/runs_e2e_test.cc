@@ -1201,6 +1201,32 @@ class ClusterE2eTest : public RunsE2eTest {
                                               &response);
   }
 
+  // A run created through replica `via` whose one turn streams `tokens`
+  // tokens 50 ms apart (the fake's next scripted answer).
+  v1::Run StartSlowRun(int via, const std::string& assistant_id,
+                       const std::string& question, int tokens) {
+    Script(Json::array({{{"text", std::string(tokens, 'z')},
+                         {"tokens", tokens},
+                         {"token_delay_ms", 50}}}));
+    v1::CreateThreadAndRunResponse created;
+    grpc::Status status = replica(via).runs->CreateThreadAndRun(
+        Context().get(), ThreadAndRun(assistant_id, question), &created);
+    EXPECT_TRUE(status.ok()) << Describe(status);
+    return created.run();
+  }
+
+  // Reads `stream` until `deltas` message deltas arrived; true if they did.
+  static bool ReadDeltas(EventStream& stream, int deltas,
+                         std::vector<v1::RunEvent>* events) {
+    v1::RunEvent event;
+    int seen = 0;
+    while (seen < deltas && stream.Next(&event)) {
+      events->push_back(event);
+      if (event.event() == "thread.message.delta") ++seen;
+    }
+    return seen == deltas;
+  }
+
   std::string CreateThread(int i) {
     v1::CreateThreadRequest request;
     *request.add_messages() = UserMessage("Tell me about Lisbon.");
@@ -1256,28 +1282,17 @@ TEST_F(ClusterE2eTest, RunCreatedOnOneStreamedOnAnotherOutputsThroughTheThird) {
 // nothing lost or repeated.
 TEST_F(ClusterE2eTest, KilledDriverIsTakenOverAndTheStreamContinues) {
   const std::string assistant_id = CreateAssistant({});
-  Script(Json::array({{{"text", std::string(60, 'z')},
-                       {"tokens", 60},
-                       {"token_delay_ms", 50}}}));
-  v1::CreateThreadAndRunResponse created;
-  grpc::Status status = replica(0).runs->CreateThreadAndRun(
-      Context().get(), ThreadAndRun(assistant_id, "Tell me about Lisbon."),
-      &created);
-  ASSERT_TRUE(status.ok()) << Describe(status);
-  const v1::Run run = created.run();
+  const v1::Run run =
+      StartSlowRun(0, assistant_id, "Tell me about Lisbon.", 60);
+  ASSERT_FALSE(run.id().empty());
 
   EventStream stream(replica(1).runs.get(), Attach(run, 0), seconds(60));
   std::vector<v1::RunEvent> events;
-  v1::RunEvent event;
-  int deltas = 0;
-  while (deltas < 3 && stream.Next(&event)) {
-    events.push_back(event);
-    if (event.event() == "thread.message.delta") ++deltas;
-  }
-  ASSERT_EQ(deltas, 3);
+  ASSERT_TRUE(ReadDeltas(stream, 3, &events));
   process(0).Kill();
+  v1::RunEvent event;
   while (stream.Next(&event)) events.push_back(event);
-  status = stream.Finish();
+  grpc::Status status = stream.Finish();
   ASSERT_TRUE(status.ok()) << Describe(status);
 
   EXPECT_EQ(Sequences(events), OneTo(static_cast<int64_t>(events.size())));
@@ -1301,27 +1316,16 @@ TEST_F(ClusterE2eTest, KilledDriverIsTakenOverAndTheStreamContinues) {
 // and nothing after `done`. A driver stopped with SIGTERM hands over too.
 TEST_F(ClusterE2eTest, PausedDriverIsFencedOffAndSigtermHandsRunsOver) {
   const std::string assistant_id = CreateAssistant({});
-  Script(Json::array({{{"text", std::string(60, 'z')},
-                       {"tokens", 60},
-                       {"token_delay_ms", 50}}}));
-  v1::CreateThreadAndRunResponse created;
-  grpc::Status status = replica(0).runs->CreateThreadAndRun(
-      Context().get(), ThreadAndRun(assistant_id, "Tell me about Lisbon."),
-      &created);
-  ASSERT_TRUE(status.ok()) << Describe(status);
-  const v1::Run run = created.run();
+  const v1::Run run =
+      StartSlowRun(0, assistant_id, "Tell me about Lisbon.", 60);
+  ASSERT_FALSE(run.id().empty());
   EventStream stream(replica(1).runs.get(), Attach(run, 0), seconds(60));
   std::vector<v1::RunEvent> events;
-  v1::RunEvent event;
-  int deltas = 0;
-  while (deltas < 3 && stream.Next(&event)) {
-    events.push_back(event);
-    if (event.event() == "thread.message.delta") ++deltas;
-  }
-  ASSERT_EQ(deltas, 3);
+  ASSERT_TRUE(ReadDeltas(stream, 3, &events));
   ASSERT_EQ(kill(process(0).pid(), SIGSTOP), 0);
+  v1::RunEvent event;
   while (stream.Next(&event)) events.push_back(event);
-  status = stream.Finish();
+  grpc::Status status = stream.Finish();
   ASSERT_EQ(kill(process(0).pid(), SIGCONT), 0);
   ASSERT_TRUE(status.ok()) << Describe(status);
   ASSERT_EQ(events.back().event(), "done");
@@ -1347,21 +1351,11 @@ TEST_F(ClusterE2eTest, PausedDriverIsFencedOffAndSigtermHandsRunsOver) {
   // A rolling update: SIGTERM the replica driving a new run (it releases
   // the lease after its last commit); another takes it over and the stream
   // open elsewhere continues.
-  Script(Json::array({{{"text", std::string(40, 'y')},
-                       {"tokens", 40},
-                       {"token_delay_ms", 50}}}));
-  status = replica(1).runs->CreateThreadAndRun(
-      Context().get(), ThreadAndRun(assistant_id, "And Porto?"), &created);
-  ASSERT_TRUE(status.ok()) << Describe(status);
-  const v1::Run second = created.run();
+  const v1::Run second = StartSlowRun(1, assistant_id, "And Porto?", 40);
+  ASSERT_FALSE(second.id().empty());
   EventStream watched(replica(2).runs.get(), Attach(second, 0), seconds(60));
   std::vector<v1::RunEvent> second_events;
-  deltas = 0;
-  while (deltas < 2 && watched.Next(&event)) {
-    second_events.push_back(event);
-    if (event.event() == "thread.message.delta") ++deltas;
-  }
-  ASSERT_EQ(deltas, 2);
+  ASSERT_TRUE(ReadDeltas(watched, 2, &second_events));
   EXPECT_EQ(process(1).Stop(), 0);
   while (watched.Next(&event)) second_events.push_back(event);
   status = watched.Finish();
