@@ -47,7 +47,7 @@ FROM debian:12-slim AS gateway
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libcurl4 \
-      libsqlite3-0 libevent-2.1-7 libssl3 libprometheus-cpp-core1.0 \
+      libsqlite3-0 libpq5 libevent-2.1-7 libssl3 libprometheus-cpp-core1.0 \
       libprometheus-cpp-pull1.0 zlib1g libc-ares2 libre2-9 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/bin/ /usr/local/bin/

@@ -10,6 +10,7 @@ PACKAGES=(
   libcurl4-openssl-dev nlohmann-json3-dev libssl-dev
   libgtest-dev libgmock-dev googletest
   libsqlite3-dev sqlite3 libevent-dev
+  libpq-dev postgresql-15
   openssl
   prometheus-cpp-dev
   golang-github-gogo-googleapis-dev

@@ -2,7 +2,9 @@
 # Runs every test: installs dependencies, builds with warnings as errors,
 # runs the whole suite (unit, service, end-to-end, Python client) in a normal
 # build and again under AddressSanitizer + UndefinedBehaviorSanitizer, then
-# the contract and style checks (buf lint, clang-format).
+# the contract and style checks (buf lint, clang-format). PostgreSQL tests use
+# $ASSISTANTS_TEST_PG_URL when set, else a private server this script starts
+# (scripts/pg-test-server.sh) and stops on exit.
 #   scripts/test.sh            everything (what .ci/run calls)
 #   SKIP_SANITIZE=1 scripts/test.sh   skip the sanitizer pass (local speed)
 set -euo pipefail
@@ -26,6 +28,16 @@ step "lint: buf (proto/, STANDARD rules)"
 
 step "build (RelWithDebInfo, -Werror)"
 ./scripts/build.sh "$root/build"
+
+# PostgreSQL for the PostgreSQL tests (store, client, cluster e2e): a private
+# server started here unless the caller points at one already.
+if [ -z "${ASSISTANTS_TEST_PG_URL:-}" ]; then
+  step "PostgreSQL test server"
+  ASSISTANTS_TEST_PG_URL="$(./scripts/pg-test-server.sh start)"
+  trap './scripts/pg-test-server.sh stop || true' EXIT
+  echo "$ASSISTANTS_TEST_PG_URL"
+fi
+export ASSISTANTS_TEST_PG_URL
 
 step "tests"
 ctest --test-dir "$root/build" --output-on-failure -j "$(nproc)" --timeout 300

@@ -1,5 +1,6 @@
 // The Store contract (service/store/store.h) as one typed test suite, run
-// against MemoryStore and SqliteStore (on a file in a fresh temp dir), plus
+// against MemoryStore, SqliteStore (on a file in a fresh temp dir) and
+// PgStore (in a fresh schema, when $ASSISTANTS_TEST_PG_URL is set), plus
 // SQLite-only tests for durability, schema versions, corruption and rollback.
 #include "service/store/store.h"
 
@@ -25,7 +26,9 @@
 #include "service/common/errors.h"
 #include "service/common/ids.h"
 #include "service/store/memory_store.h"
+#include "service/store/pg/pg_store.h"
 #include "service/store/sqlite_store.h"
+#include "tests/support/pg_test_db.h"
 
 namespace assistants {
 namespace {
@@ -44,14 +47,21 @@ std::string MakeTempDir() {
   return tmpl;
 }
 
+// Each factory makes a fresh, empty store holding at most `limit` messages
+// per thread; whatever must outlive the store (a database schema) goes into
+// `keep`, released after the store.
 struct MemoryFactory {
-  static std::unique_ptr<Store> Make(const std::string& dir, int64_t limit) {
+  static bool Available() { return true; }
+  static std::unique_ptr<Store> Make(const std::string& dir, int64_t limit,
+                                     std::shared_ptr<void>* keep) {
     return std::make_unique<MemoryStore>(limit);
   }
 };
 
 struct SqliteFactory {
-  static std::unique_ptr<Store> Make(const std::string& dir, int64_t limit) {
+  static bool Available() { return true; }
+  static std::unique_ptr<Store> Make(const std::string& dir, int64_t limit,
+                                     std::shared_ptr<void>* keep) {
     SqliteStoreOptions options;
     options.max_messages_per_thread = limit;
     absl::StatusOr<std::unique_ptr<SqliteStore>> store =
@@ -62,10 +72,31 @@ struct SqliteFactory {
   }
 };
 
+// PgStore in a schema of its own ($ASSISTANTS_TEST_PG_URL; skipped without).
+struct PgFactory {
+  static bool Available() { return test_support::PgTestDb::Available(); }
+  static std::unique_ptr<Store> Make(const std::string& dir, int64_t limit,
+                                     std::shared_ptr<void>* keep) {
+    auto db = std::make_shared<test_support::PgTestDb>();
+    EXPECT_TRUE(db->status().ok()) << db->status();
+    if (!db->status().ok()) return nullptr;
+    PgStoreOptions options;
+    options.pool_size = 4;
+    options.max_messages_per_thread = limit;
+    absl::StatusOr<std::unique_ptr<PgStore>> store =
+        PgStore::Open(db->url(), options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return nullptr;
+    *keep = std::move(db);
+    return std::move(store).value();
+  }
+};
+
 struct FactoryNames {
   template <typename T>
   static std::string GetName(int) {
     if (std::is_same_v<T, MemoryFactory>) return "Memory";
+    if (std::is_same_v<T, PgFactory>) return "Postgres";
     return "Sqlite";
   }
 };
@@ -229,22 +260,27 @@ template <typename Factory>
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (!Factory::Available()) {
+      GTEST_SKIP() << test_support::PgTestDb::SkipMessage();
+    }
     dir_ = MakeTempDir();
-    store_ = Factory::Make(dir_, kMaxMessagesPerThread);
+    store_ = Factory::Make(dir_, kMaxMessagesPerThread, &keep_);
     ASSERT_NE(store_, nullptr);
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    keep_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   // Replaces the store with an empty one holding at most `limit` messages per
   // thread.
   void UseMessageLimit(int64_t limit) {
     store_.reset();
+    keep_.reset();
     std::filesystem::remove_all(dir_);
     dir_ = MakeTempDir();
-    store_ = Factory::Make(dir_, limit);
+    store_ = Factory::Make(dir_, limit, &keep_);
     ASSERT_NE(store_, nullptr);
   }
 
@@ -349,10 +385,11 @@ class StoreTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::shared_ptr<void> keep_;
   std::unique_ptr<Store> store_;
 };
 
-using Factories = ::testing::Types<MemoryFactory, SqliteFactory>;
+using Factories = ::testing::Types<MemoryFactory, SqliteFactory, PgFactory>;
 TYPED_TEST_SUITE(StoreTest, Factories, FactoryNames);
 
 // --- Assistants ---

@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -82,6 +83,8 @@ class Connection {
                               const std::vector<Param>& params = {});
   // Whether the connection is still usable (not CONNECTION_BAD).
   bool healthy() const;
+  // Healthy and outside any transaction block: safe to lend again.
+  bool idle() const;
 
   // LISTEN support: waits up to `timeout` for the socket to be readable,
   // then returns every notification received so far (possibly none).
@@ -93,6 +96,9 @@ class Connection {
  private:
   explicit Connection(pg_conn* conn) : conn_(conn) {}
   pg_conn* conn_;
+  // Server-side prepared statements of this connection, by SQL text: each
+  // text is parsed and planned once per connection, not once per call.
+  std::unordered_map<std::string, std::string> prepared_;
 };
 
 class Pool {
@@ -125,7 +131,8 @@ class Pool {
   // STORE_CONFLICT) and a connection lost before COMMIT was sent are
   // retried, a few times with backoff; `body` must therefore have no effect
   // outside the transaction.
-  absl::Status InTransaction(const std::function<absl::Status(Connection&)>& body);
+  absl::Status InTransaction(
+      const std::function<absl::Status(Connection&)>& body);
 
   const std::string& conninfo() const { return conninfo_; }
 
