@@ -36,6 +36,7 @@
 #include "service/runs/engine.h"
 #include "service/runs/tool_dispatcher.h"
 #include "service/store/memory_store.h"
+#include "service/store/pg/pg_store.h"
 #include "service/store/sqlite_store.h"
 #include "tool_workers/dispatcher.h"
 #include "tool_workers/registry.h"
@@ -193,7 +194,23 @@ int main(int argc, char** argv) {
 
   const std::string& db = config.store.path;
   std::unique_ptr<assistants::Store> store;
-  if (db == ":memory:") {
+  std::string store_kind = db == ":memory:" ? "memory" : "sqlite";
+  std::string store_name = db == ":memory:" ? "memory" : "sqlite " + db;
+  if (!config.store.postgres_url.empty()) {
+    assistants::PgStoreOptions pg_options;
+    pg_options.pool_size = static_cast<int>(config.store.postgres_pool_size);
+    auto pg = assistants::PgStore::Open(config.store.postgres_url, pg_options);
+    if (!pg.ok()) {
+      return Fail(kStartError,
+                  absl::StrCat("cannot open the PostgreSQL store: ",
+                               pg.status().message()));
+    }
+    store = *std::move(pg);
+    // Never the URL itself: it may hold a password.
+    store_kind = "postgres";
+    store_name = absl::StrCat("postgres ", assistants::pg::DescribeConninfo(
+                                               config.store.postgres_url));
+  } else if (db == ":memory:") {
     store = std::make_unique<assistants::MemoryStore>();
   } else {
     auto sqlite = assistants::SqliteStore::Open(db);
@@ -349,13 +366,13 @@ int main(int argc, char** argv) {
   const std::string address = absl::StrCat(host, ":", (*server)->port());
   assistants::LogAlways(
       absl::StrCat("assistants-gateway listening on ", address,
-                   " (store: ", db == ":memory:" ? "memory" : "sqlite " + db,
+                   " (store: ", store_name,
                    options.tls.cert_file.empty() ? ""
                    : options.tls.ca_file.empty() ? ", tls"
                                                  : ", mutual tls",
                    ")"),
       {{"listen", address},
-       {"store", db == ":memory:" ? "memory" : "sqlite"},
+       {"store", store_kind},
        {"log_level", assistants::LogLevelName(config.log.level)}});
 
   if (metrics != nullptr) {

@@ -40,6 +40,10 @@ ABSL_FLAG(std::string, config, "",
   ABSL_FLAG(std::string, name, "", "config key " key " (env " env ")")
 CONFIG_FLAG(listen, "listen", "ASSISTANTS_LISTEN");
 CONFIG_FLAG(db, "store.path", "ASSISTANTS_DB");
+CONFIG_FLAG(store_postgres_url, "store.postgres_url",
+            "ASSISTANTS_STORE_POSTGRES_URL");
+CONFIG_FLAG(store_postgres_pool_size, "store.postgres_pool_size",
+            "ASSISTANTS_STORE_POSTGRES_POOL_SIZE");
 CONFIG_FLAG(log_level, "log.level", "ASSISTANTS_LOG_LEVEL");
 CONFIG_FLAG(metrics_listen, "metrics.listen", "ASSISTANTS_METRICS_LISTEN");
 CONFIG_FLAG(shutdown_grace_ms, "shutdown.grace_ms",
@@ -148,6 +152,11 @@ const std::vector<KeySpec>& Keys() {
        Check::kHostPort},
       {"store.path", "ASSISTANTS_DB", "db", FIELD(store.path),
        Check::kNonEmpty},
+      {"store.postgres_url", "ASSISTANTS_STORE_POSTGRES_URL",
+       "store_postgres_url", FIELD(store.postgres_url)},
+      {"store.postgres_pool_size", "ASSISTANTS_STORE_POSTGRES_POOL_SIZE",
+       "store_postgres_pool_size", FIELD(store.postgres_pool_size),
+       Check::kNone, 1, 256},
       {"log.level", "ASSISTANTS_LOG_LEVEL", "log_level", FIELD(log.level)},
       {"metrics.listen", "ASSISTANTS_METRICS_LISTEN", "metrics_listen",
        FIELD(metrics.listen), Check::kHostPortOrEmpty},
@@ -780,6 +789,12 @@ std::string ConfigToJson(const GatewayConfig& config) {
   json root = json::object();
   for (const KeySpec& spec : Keys()) {
     SetDotted(root, spec.key, FieldToJson(spec.field(view)));
+  }
+  // Keys that may be set anywhere but can hold a password.
+  for (const char* key : {"store.postgres_url"}) {
+    const std::string* value =
+        std::get<std::string*>(FindKey(key)->field(view));
+    if (!value->empty()) SetDotted(root, key, "<redacted>");
   }
   for (const SecretSpec& secret : Secrets()) {
     const std::string* value = secret.field(view);

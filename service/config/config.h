@@ -25,6 +25,12 @@ struct GatewayConfig {
   struct Store {
     // SQLite database file, or ":memory:" for the in-memory store.
     std::string path = "assistants.db";
+    // PostgreSQL connection (libpq URI or key=value string). Non-empty
+    // selects the PostgreSQL store, shared by every replica, and `path` is
+    // ignored. It may hold a password: printed redacted.
+    std::string postgres_url;
+    // Connections one gateway opens to PostgreSQL at most.
+    int64_t postgres_pool_size = 8;
   } store;
 
   struct Log {

@@ -100,7 +100,9 @@ TEST(ConfigTest, EveryPlannedKeyHasOneEnvAndOneFlag) {
                                          "workers.wait_ms",
                                          "workers.tls.ca_file",
                                          "workers.tls.cert_file",
-                                         "workers.tls.key_file"};
+                                         "workers.tls.key_file",
+                                         "store.postgres_url",
+                                         "store.postgres_pool_size"};
   std::set<std::string> keys, envs, flags;
   for (const KeyInfo& info : ConfigKeys()) {
     EXPECT_TRUE(keys.insert(info.key).second) << info.key;
@@ -279,6 +281,33 @@ TEST(ConfigTest, ClusterWorkerSyncFromEnvAndFlag) {
   EXPECT_EQ(config->cluster.worker_sync_ms, 5000);
   EXPECT_EQ(config->origins["cluster.worker_sync_ms"],
             "flag --cluster_worker_sync_ms");
+}
+
+TEST(ConfigTest, PostgresUrlIsRedactedWhenPrinted) {
+  ConfigSources sources;
+  sources.env["ASSISTANTS_STORE_POSTGRES_URL"] =
+      "postgresql://gateway:s3cret-pw@db:5432/assistants";
+  sources.flags = {{"store_postgres_pool_size", "16"}};
+  absl::StatusOr<GatewayConfig> config = LoadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->store.postgres_url,
+            "postgresql://gateway:s3cret-pw@db:5432/assistants");
+  EXPECT_EQ(config->store.postgres_pool_size, 16);
+  const std::string printed = ConfigToJson(*config);
+  EXPECT_THAT(printed, Not(HasSubstr("s3cret-pw")));
+  const auto parsed = nlohmann::json::parse(printed);
+  EXPECT_EQ(parsed["store"]["postgres_url"], "<redacted>");
+  EXPECT_EQ(parsed["store"]["postgres_pool_size"], 16);
+
+  // Unset, it prints empty (nothing to hide).
+  config = LoadConfig(ConfigSources());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(
+      nlohmann::json::parse(ConfigToJson(*config))["store"]["postgres_url"],
+      "");
+
+  sources.flags = {{"store_postgres_pool_size", "0"}};
+  EXPECT_FALSE(LoadConfig(sources).ok());
 }
 
 TEST(ConfigTest, ExampleFileLoads) {

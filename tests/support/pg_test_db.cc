@@ -29,9 +29,11 @@ std::string PgTestDb::WithSearchPath(const std::string& conninfo,
       absl::StartsWith(conninfo, "postgres://")) {
     // URI query values are percent-decoded: '=' must be %3D.
     return absl::StrCat(conninfo, absl::StrContains(conninfo, "?") ? "&" : "?",
-                        "options=-csearch_path%3D", schema);
+                        "options=-csearch_path%3D", schema,
+                        "&application_name=", schema);
   }
-  return absl::StrCat(conninfo, " options='-csearch_path=", schema, "'");
+  return absl::StrCat(conninfo, " options='-csearch_path=", schema,
+                      "' application_name=", schema);
 }
 
 PgTestDb::PgTestDb() {

@@ -24,7 +24,9 @@ class PgTestDb {
   // $ASSISTANTS_TEST_PG_URL.
   static std::string AdminUrl();
   // `conninfo` (a libpq URI or keyword/value string) with its search_path
-  // set to `schema`, so unqualified table names resolve there.
+  // set to `schema`, so unqualified table names resolve there, and its
+  // application_name too, so a test can find (and kill) its own sessions
+  // in pg_stat_activity without touching other tests'.
   static std::string WithSearchPath(const std::string& conninfo,
                                     const std::string& schema);
 

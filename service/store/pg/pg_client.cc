@@ -392,6 +392,16 @@ void Pool::Return(std::unique_ptr<Connection> connection) {
   }
 }
 
+void Pool::DropIdle() {
+  std::vector<std::unique_ptr<Connection>> idle;
+  {
+    absl::MutexLock lock(&state_->mu);
+    idle.swap(state_->idle);
+    state_->open -= static_cast<int>(idle.size());
+  }
+  // Closed outside the lock.
+}
+
 absl::Status Pool::InTransaction(
     const std::function<absl::Status(Connection&)>& body) {
   absl::Status status;
@@ -409,7 +419,10 @@ absl::Status Pool::InTransaction(
     if (status.ok()) status = body(connection);
     if (!status.ok()) {
       if (connection.healthy()) connection.Exec("ROLLBACK").IgnoreError();
-      if (IsRetryable(status, connection)) continue;
+      if (IsRetryable(status, connection)) {
+        if (!connection.healthy()) DropIdle();
+        continue;
+      }
       return status;
     }
     status = connection.Exec("COMMIT").status();
@@ -424,6 +437,27 @@ absl::Status Pool::InTransaction(
     return status;
   }
   return status;
+}
+
+std::string DescribeConninfo(const std::string& conninfo) {
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), nullptr);
+  if (options == nullptr) return "";
+  std::string host, port, dbname;
+  for (PQconninfoOption* option = options; option->keyword != nullptr;
+       ++option) {
+    if (option->val == nullptr) continue;
+    const absl::string_view keyword = option->keyword;
+    if (keyword == "host" || (keyword == "hostaddr" && host.empty())) {
+      host = option->val;
+    } else if (keyword == "port") {
+      port = option->val;
+    } else if (keyword == "dbname") {
+      dbname = option->val;
+    }
+  }
+  PQconninfoFree(options);
+  return absl::StrCat(host.empty() ? "localhost" : host,
+                      port.empty() ? "" : ":", port, "/", dbname);
 }
 
 // --- Migrations ---

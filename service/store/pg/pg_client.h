@@ -139,10 +139,17 @@ class Pool {
  private:
   friend class Lease;
   void Return(std::unique_ptr<Connection> connection);
+  // Closes every idle connection: after one was found broken the others
+  // likely are too (the server restarted), and a retry must not use them.
+  void DropIdle();
   struct State;
   const std::string conninfo_;
   std::unique_ptr<State> state_;
 };
+
+// "host:port/dbname" of `conninfo`, for logs: never its password (empty
+// when libpq cannot parse it).
+std::string DescribeConninfo(const std::string& conninfo);
 
 struct Migration {
   int version = 0;
