@@ -9,6 +9,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "service/common/errors.h"
 #include "service/common/ids.h"
+#include "service/common/log.h"
 #include "service/common/status_macros.h"
 #include "service/core/validation.h"
 
@@ -54,10 +55,54 @@ bool SameDefinition(const v1::WorkerTool& a, const v1::WorkerTool& b) {
                                                             b.function());
 }
 
+absl::Status DefinitionConflict(const std::string& tool,
+                                const std::string& worker_id) {
+  return MakeError(
+      absl::StatusCode::kAlreadyExists, "TOOL_DEFINITION_CONFLICT",
+      absl::StrCat("tool '", tool, "' is already served by worker ", worker_id,
+                   " with a different definition (description, "
+                   "parameters, strict or idempotent); one tool name has "
+                   "one definition"),
+      {{"tool", tool}, {"worker_id", worker_id}});
+}
+
+absl::Status StaticWorkerId(const std::string& worker_id) {
+  return MakeError(absl::StatusCode::kAlreadyExists, "WORKER_ID_TAKEN",
+                   absl::StrCat("worker id ", worker_id,
+                                " belongs to a statically configured "
+                                "worker; register with another id"),
+                   {{"worker_id", worker_id}});
+}
+
+absl::Status LeaseNotFound(const std::string& worker_id,
+                           const std::string& lease_id) {
+  return MakeError(
+      absl::StatusCode::kNotFound, "LEASE_NOT_FOUND",
+      absl::StrCat("worker ", worker_id, " has no live lease ", lease_id,
+                   " (expired or replaced); register "
+                   "again"),
+      {{"worker_id", worker_id}});
+}
+
+// The shared store could not be written: the RPC fails as retryable and
+// nothing changed (the local view changes only after the write).
+absl::Status SharedWriteFailed(absl::string_view what,
+                               const std::string& worker_id,
+                               const absl::Status& status) {
+  Log(LogLevel::kWarning, "shared worker registry write failed",
+      {{"op", what},
+       {"worker_id", worker_id},
+       {"error", std::string(status.message())}});
+  return StoreUnavailable(
+      absl::StrCat("the shared worker registry cannot be written (", what,
+                   " of worker ", worker_id, "): ", status.message()));
+}
+
 }  // namespace
 
-ToolRegistry::ToolRegistry(RegistryOptions options, const Clock* clock)
-    : options_(std::move(options)), clock_(clock) {}
+ToolRegistry::ToolRegistry(RegistryOptions options, const Clock* clock,
+                           WorkerRegistrationStore* shared)
+    : options_(std::move(options)), clock_(clock), shared_(shared) {}
 
 absl::Status ToolRegistry::CheckToken(absl::string_view token) const {
   if (options_.registration_token.empty()) {
@@ -133,13 +178,7 @@ absl::Status ToolRegistry::CheckConflicts(
           SameDefinition(other->second.tool, state.tool)) {
         continue;
       }
-      return MakeError(
-          absl::StatusCode::kAlreadyExists, "TOOL_DEFINITION_CONFLICT",
-          absl::StrCat("tool '", name, "' is already served by worker ", id,
-                       " with a different definition (description, "
-                       "parameters, strict or idempotent); one tool name has "
-                       "one definition"),
-          {{"tool", name}, {"worker_id", id}});
+      return DefinitionConflict(name, id);
     }
   }
   return absl::OkStatus();
@@ -201,16 +240,15 @@ absl::StatusOr<v1::RegisterWorkerResponse> ToolRegistry::Register(
   response.set_lease_ttl_ms(static_cast<int32_t>(ttl));
   response.set_heartbeat_interval_ms(
       static_cast<int32_t>(state.heartbeat_interval_ms));
+  if (shared_ != nullptr) {
+    return RegisterShared(std::move(state), std::move(response));
+  }
   {
     absl::MutexLock lock(&mu_);
     Prune();
     auto existing = workers_.find(state.worker_id);
     if (existing != workers_.end() && existing->second.is_static) {
-      return MakeError(absl::StatusCode::kAlreadyExists, "WORKER_ID_TAKEN",
-                       absl::StrCat("worker id ", state.worker_id,
-                                    " belongs to a statically configured "
-                                    "worker; register with another id"),
-                       {{"worker_id", state.worker_id}});
+      return StaticWorkerId(state.worker_id);
     }
     RETURN_IF_ERROR(CheckConflicts(state.worker_id, state.tools));
     Put(std::move(state));
@@ -219,19 +257,83 @@ absl::StatusOr<v1::RegisterWorkerResponse> ToolRegistry::Register(
   return response;
 }
 
+absl::StatusOr<v1::RegisterWorkerResponse> ToolRegistry::RegisterShared(
+    WorkerState state, v1::RegisterWorkerResponse response) {
+  {
+    // What this replica knows refuses early; the store's check below sees
+    // the registrations it has not mirrored yet.
+    absl::MutexLock lock(&mu_);
+    Prune();
+    auto existing = workers_.find(state.worker_id);
+    if (existing != workers_.end() && existing->second.is_static) {
+      return StaticWorkerId(state.worker_id);
+    }
+    RETURN_IF_ERROR(CheckConflicts(state.worker_id, state.tools));
+  }
+  SharedWorker row;
+  row.worker.set_worker_id(state.worker_id);
+  row.worker.set_endpoint(state.endpoint);
+  for (const auto& [name, tool] : state.tools) {
+    *row.worker.add_tools() = tool.tool;
+  }
+  row.lease_id = state.lease_id;
+  row.lease_ttl_ms = state.lease_ttl_ms;
+  absl::Status refused;
+  absl::Status written = shared_->Put(
+      row, [&state, &refused](const std::vector<SharedWorker>& others) {
+        refused = absl::OkStatus();
+        for (const SharedWorker& other : others) {
+          for (const v1::WorkerTool& tool : other.worker.tools()) {
+            auto mine = state.tools.find(tool.function().name());
+            if (mine != state.tools.end() &&
+                !SameDefinition(mine->second.tool, tool)) {
+              refused =
+                  DefinitionConflict(mine->first, other.worker.worker_id());
+              return refused;
+            }
+          }
+        }
+        return absl::OkStatus();
+      });
+  if (!refused.ok()) return refused;
+  if (!written.ok()) {
+    return SharedWriteFailed("register", state.worker_id, written);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    Prune();
+    // The store accepted it and is the authority: a worker this replica
+    // still lists with a conflicting definition is gone from the store
+    // (expired or replaced), so let it go now rather than at the next sync.
+    for (auto& [id, worker] : workers_) {
+      if (id == state.worker_id || worker.is_static || !Live(worker)) continue;
+      for (const auto& [name, tool] : state.tools) {
+        auto other = worker.tools.find(name);
+        if (other != worker.tools.end() &&
+            !SameDefinition(other->second.tool, tool.tool)) {
+          worker.draining = true;
+          break;
+        }
+      }
+    }
+    state.changed = ++change_seq_;
+    Put(std::move(state));
+    Prune();
+  }
+  NotifyCapacity();
+  return response;
+}
+
 absl::StatusOr<v1::HeartbeatResponse> ToolRegistry::Heartbeat(
     absl::string_view token, const v1::HeartbeatRequest& request) {
   RETURN_IF_ERROR(CheckToken(token));
+  if (shared_ != nullptr) return HeartbeatShared(request);
   absl::MutexLock lock(&mu_);
   Prune();
   auto it = workers_.find(request.worker_id());
   if (it == workers_.end() || it->second.is_static || it->second.draining ||
       it->second.lease_id != request.lease_id()) {
-    return MakeError(absl::StatusCode::kNotFound, "LEASE_NOT_FOUND",
-                     absl::StrCat("worker ", request.worker_id(),
-                                  " has no live lease ", request.lease_id(),
-                                  " (expired or replaced); register again"),
-                     {{"worker_id", request.worker_id()}});
+    return LeaseNotFound(request.worker_id(), request.lease_id());
   }
   const int64_t now = clock_->NowMillis();
   it->second.last_heartbeat_ms = now;
@@ -241,9 +343,53 @@ absl::StatusOr<v1::HeartbeatResponse> ToolRegistry::Heartbeat(
   return response;
 }
 
+absl::StatusOr<v1::HeartbeatResponse> ToolRegistry::HeartbeatShared(
+    const v1::HeartbeatRequest& request) {
+  // The store holds the lease: a heartbeat renews it there whichever
+  // replica registered the worker, even one this replica has not mirrored
+  // yet.
+  absl::StatusOr<std::optional<SharedWorker>> renewed =
+      shared_->Renew(request.worker_id(), request.lease_id());
+  if (!renewed.ok()) {
+    return SharedWriteFailed("heartbeat", request.worker_id(),
+                             renewed.status());
+  }
+  if (!renewed->has_value()) {
+    return LeaseNotFound(request.worker_id(), request.lease_id());
+  }
+  const SharedWorker& row = **renewed;
+  const int64_t now = clock_->NowMillis();
+  bool added = false;
+  {
+    absl::MutexLock lock(&mu_);
+    Prune();
+    absl::Status mirrored = MirrorLocked(row, now, &added);
+    if (mirrored.ok()) {
+      workers_.find(row.worker.worker_id())->second.changed = ++change_seq_;
+    } else {
+      // The lease is renewed for the replicas that can serve the worker;
+      // this one cannot (see Reconcile), which RegistrySync logs.
+      Log(LogLevel::kDebug, "renewed worker not mirrored here",
+          {{"worker_id", row.worker.worker_id()},
+           {"error", std::string(mirrored.message())}});
+    }
+  }
+  if (added) NotifyCapacity();
+  v1::HeartbeatResponse response;
+  response.set_lease_expires_at_ms(now + row.remaining_ms);
+  return response;
+}
+
 absl::Status ToolRegistry::Unregister(
     absl::string_view token, const v1::UnregisterWorkerRequest& request) {
   RETURN_IF_ERROR(CheckToken(token));
+  if (shared_ != nullptr) {
+    absl::Status deleted =
+        shared_->Delete(request.worker_id(), request.lease_id());
+    if (!deleted.ok()) {
+      return SharedWriteFailed("unregister", request.worker_id(), deleted);
+    }
+  }
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(request.worker_id());
   // Unknown or replaced: that lease is gone already, which is what the
@@ -253,8 +399,134 @@ absl::Status ToolRegistry::Unregister(
     return absl::OkStatus();
   }
   it->second.draining = true;  // calls in flight finish; Prune drops it
+  it->second.changed = ++change_seq_;
+  removed_[request.worker_id()] = change_seq_;
   Prune();
   return absl::OkStatus();
+}
+
+void ToolRegistry::SetLease(WorkerState& state, int64_t ttl_ms,
+                            int64_t remaining_ms, int64_t now) const {
+  state.lease_ttl_ms = ttl_ms;
+  state.lease_expires_at_ms = now + remaining_ms;
+  state.heartbeat_interval_ms = std::max<int64_t>(ttl_ms / 3, 1);
+  // When the store last renewed it, by this replica's clock.
+  state.last_heartbeat_ms = state.lease_expires_at_ms - ttl_ms;
+}
+
+absl::StatusOr<ToolRegistry::WorkerState> ToolRegistry::FromShared(
+    const SharedWorker& row, int64_t now) const {
+  const v1::Worker& worker = row.worker;
+  RETURN_IF_ERROR(CheckWorkerId(worker.worker_id()));
+  ASSIGN_OR_RETURN(HostPort endpoint,
+                   ParseEndpoint(worker.endpoint(), "endpoint"));
+  // Every replica applies its own allow-list: a replica never dials an
+  // endpoint its configuration refuses, whoever accepted the registration.
+  if (!options_.allowlist.Allows(endpoint)) {
+    return MakeError(
+        absl::StatusCode::kPermissionDenied, "ENDPOINT_NOT_ALLOWED",
+        absl::StrCat("endpoint ", worker.endpoint(),
+                     " is not in this gateway's worker allow-list (",
+                     options_.allowlist.description(), ")"),
+        {{"endpoint", worker.endpoint()}});
+  }
+  if (row.lease_ttl_ms <= 0 || row.lease_id.empty()) {
+    return absl::InvalidArgumentError("stored registration has no lease");
+  }
+  ASSIGN_OR_RETURN(auto tools, ValidateTools(worker.tools()));
+  WorkerState state;
+  state.worker_id = worker.worker_id();
+  state.endpoint = worker.endpoint();
+  state.lease_id = row.lease_id;
+  state.tools = std::move(tools);
+  SetLease(state, row.lease_ttl_ms, row.remaining_ms, now);
+  return state;
+}
+
+absl::Status ToolRegistry::MirrorLocked(const SharedWorker& row, int64_t now,
+                                        bool* added) {
+  auto it = workers_.find(row.worker.worker_id());
+  if (it != workers_.end()) {
+    WorkerState& known = it->second;
+    if (known.is_static) return StaticWorkerId(known.worker_id);
+    if (!known.draining && known.lease_id == row.lease_id) {
+      // The same registration (a lease never changes its tools): only the
+      // lease moves; suspect marks and calls in flight stay.
+      SetLease(known, row.lease_ttl_ms, row.remaining_ms, now);
+      return absl::OkStatus();
+    }
+  }
+  ASSIGN_OR_RETURN(WorkerState state, FromShared(row, now));
+  RETURN_IF_ERROR(CheckConflicts(state.worker_id, state.tools));
+  Put(std::move(state));
+  *added = true;
+  return absl::OkStatus();
+}
+
+uint64_t ToolRegistry::SyncMark() const {
+  absl::MutexLock lock(&mu_);
+  return change_seq_;
+}
+
+std::map<std::string, absl::Status> ToolRegistry::Reconcile(
+    const std::vector<SharedWorker>& rows, uint64_t mark) {
+  std::map<std::string, absl::Status> refused;
+  bool added = false;
+  {
+    absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowMillis();
+    std::set<std::string> stored;
+    for (const SharedWorker& row : rows) stored.insert(row.worker.worker_id());
+    // Registered workers without a row were unregistered or replaced by
+    // another replica, or expired there: let them go as Unregister does.
+    for (auto& [id, worker] : workers_) {
+      if (!worker.is_static && !worker.draining && worker.changed <= mark &&
+          stored.count(id) == 0) {
+        worker.draining = true;
+      }
+    }
+    Prune();
+    for (const SharedWorker& row : rows) {
+      const std::string& id = row.worker.worker_id();
+      auto it = workers_.find(id);
+      if (it != workers_.end() && it->second.changed > mark) continue;
+      auto removed = removed_.find(id);
+      if (removed != removed_.end() && removed->second > mark) continue;
+      absl::Status mirrored = MirrorLocked(row, now, &added);
+      if (!mirrored.ok()) refused.emplace(id, std::move(mirrored));
+    }
+    // Reads after the mark already reflect those removals.
+    for (auto it = removed_.begin(); it != removed_.end();) {
+      if (it->second <= mark) {
+        removed_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    Prune();
+  }
+  if (added) NotifyCapacity();
+  return refused;
+}
+
+absl::Status ToolRegistry::Mirror(const SharedWorker& row) {
+  bool added = false;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    Prune();
+    status = MirrorLocked(row, clock_->NowMillis(), &added);
+  }
+  if (added) NotifyCapacity();
+  return status;
+}
+
+void ToolRegistry::Forget(absl::string_view worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(std::string(worker_id));
+  if (it == workers_.end() || it->second.is_static) return;
+  it->second.draining = true;
+  Prune();
 }
 
 absl::Status ToolRegistry::AddStatic(const v1::Worker& worker) {

@@ -9,6 +9,15 @@
 // tool under its concurrency cap and counts the call in flight until
 // Release(). Pure logic over the Clock seam (no gRPC, no timers): expired
 // leases are dropped whenever the registry is used. Thread-safe.
+//
+// Several gateway replicas share registrations through a
+// WorkerRegistrationStore (doc/adr/0011-shared-worker-registry.md): with one,
+// Register / Heartbeat / Unregister validate here, write through to the
+// store (blocking: callers run them off the gRPC callback threads) and only
+// then change the local view; RegistrySync mirrors the other replicas'
+// registrations in with Reconcile(). In-flight counts, suspect marks and
+// concurrency caps stay per replica. Without a store nothing blocks and the
+// registry is this process's alone.
 #ifndef TOOL_WORKERS_REGISTRY_H_
 #define TOOL_WORKERS_REGISTRY_H_
 
@@ -18,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -26,6 +36,7 @@
 #include "assistants/v1/tool_worker.pb.h"
 #include "service/common/clock.h"
 #include "tool_workers/endpoint_allowlist.h"
+#include "tool_workers/registration_store.h"
 
 namespace assistants::tool_workers {
 
@@ -69,7 +80,13 @@ enum class CallOutcome { kOk, kUnavailable, kOther };
 
 class ToolRegistry {
  public:
-  ToolRegistry(RegistryOptions options, const Clock* clock);
+  // `shared` (may be null: a single gateway) must outlive the registry.
+  ToolRegistry(RegistryOptions options, const Clock* clock,
+               WorkerRegistrationStore* shared = nullptr);
+
+  // Whether Register / Heartbeat / Unregister write to a shared store (and
+  // so block on it).
+  bool shared() const { return shared_ != nullptr; }
 
   // The RPCs; `token` is the bearer token the caller presented.
   absl::StatusOr<v1::RegisterWorkerResponse> Register(
@@ -84,6 +101,24 @@ class ToolRegistry {
   // A worker from configuration: no lease, no token, no allow-list (the
   // operator wrote it), but the same validation and conflict rules.
   absl::Status AddStatic(const v1::Worker& worker);
+
+  // Mirroring the shared store (RegistrySync). A mark taken before reading
+  // the store: Reconcile leaves alone the workers this replica changed
+  // after it, so an older read never undoes a newer local write.
+  uint64_t SyncMark() const;
+  // Makes the local view match `rows` (every live row of the store): adds or
+  // replaces the workers they describe (local expiry = this clock's now +
+  // remaining_ms; suspect marks and in-flight counts kept) and lets go of
+  // registered workers that have no row (as if unregistered: calls in
+  // flight finish). Returns, per worker id, why a row could not be mirrored
+  // (an endpoint this replica's allow-list refuses, a static worker's id,
+  // a definition conflicting with a static worker, invalid tools).
+  std::map<std::string, absl::Status> Reconcile(
+      const std::vector<SharedWorker>& rows, uint64_t mark);
+  // Adds or refreshes one worker from the store, as Reconcile does.
+  absl::Status Mirror(const SharedWorker& row);
+  // Lets go of a registered worker (not a static one), as Unregister does.
+  void Forget(absl::string_view worker_id);
 
   // Whether a live replica serves `tool`.
   bool Serves(absl::string_view tool) const;
@@ -122,6 +157,8 @@ class ToolRegistry {
     int64_t heartbeat_interval_ms = 0;
     int64_t last_heartbeat_ms = 0;
     int64_t suspect_until_ms = 0;
+    // change_seq_ when this replica last changed it (see SyncMark).
+    uint64_t changed = 0;
     std::map<std::string, ToolState> tools;
   };
 
@@ -133,6 +170,23 @@ class ToolRegistry {
   absl::Status CheckConflicts(const std::string& worker_id,
                               const std::map<std::string, ToolState>& tools)
       const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The lease part of a registered worker's state, from its TTL and the
+  // lease time left.
+  void SetLease(WorkerState& state, int64_t ttl_ms, int64_t remaining_ms,
+                int64_t now) const;
+  // Validates a stored row into a state (lease from remaining_ms).
+  absl::StatusOr<WorkerState> FromShared(const SharedWorker& row,
+                                         int64_t now) const;
+  // Mirror() under the lock: refreshes the lease when `row` is the lease
+  // this replica knows, else validates and puts it. Sets *added when the
+  // worker is new or replaced.
+  absl::Status MirrorLocked(const SharedWorker& row, int64_t now, bool* added)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Register / Heartbeat / Unregister with a shared store.
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterShared(
+      WorkerState state, v1::RegisterWorkerResponse response);
+  absl::StatusOr<v1::HeartbeatResponse> HeartbeatShared(
+      const v1::HeartbeatRequest& request);
   // Inserts or replaces `state`, keeping in-flight counts of a replaced
   // registration (its calls are still running).
   void Put(WorkerState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -144,6 +198,7 @@ class ToolRegistry {
 
   const RegistryOptions options_;
   const Clock* clock_;
+  WorkerRegistrationStore* const shared_;
   mutable absl::Mutex mu_;
   std::function<void()> capacity_listener_ ABSL_GUARDED_BY(mu_);
   // Mutable so const readers can drop expired leases.
@@ -151,6 +206,10 @@ class ToolRegistry {
       ABSL_GUARDED_BY(mu_);
   uint64_t turn_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_registration_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t change_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // Workers this replica unregistered, with the change_seq_ of it: a read
+  // older than that must not bring them back (see Reconcile).
+  std::map<std::string, uint64_t> removed_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace assistants::tool_workers

@@ -57,7 +57,7 @@ GatewayServer::GatewayServer(const ServerOptions& options, Store* store,
       tool_registry_service_(options.tool_registry != nullptr
                                  ? options.tool_registry
                                  : own_registry_.get(),
-                             &admission_) {}
+                             &executor_, &admission_) {}
 
 absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     const ServerOptions& options, Store* store, const Clock* clock,

@@ -184,8 +184,10 @@ class RunServiceImpl final : public v1::RunService::CallbackService {
   StreamRegistry streams_;
 };
 
-// ToolRegistryService over the registry. The registry is in memory and
-// never blocks, so calls are answered on the callback thread.
+// ToolRegistryService over the registry. Lists are answered on the
+// callback thread (the registry is in memory); RegisterWorker, Heartbeat and
+// UnregisterWorker too, unless the registry is shared by replicas: then they
+// write to the database and run on `executor`.
 class ToolRegistryServiceImpl final
     : public v1::ToolRegistryService::CallbackService {
  public:
@@ -194,8 +196,8 @@ class ToolRegistryServiceImpl final
   // Workers authenticate with the registry's token; ListTools and
   // ListWorkers, which callers use, pass `admission`'s authentication.
   ToolRegistryServiceImpl(tool_workers::ToolRegistry* registry,
-                          Admission* admission)
-      : registry_(registry), admission_(admission) {}
+                          Executor* executor, Admission* admission)
+      : registry_(registry), executor_(executor), admission_(admission) {}
 
   grpc::ServerUnaryReactor* RegisterWorker(
       grpc::CallbackServerContext* context,
@@ -218,6 +220,7 @@ class ToolRegistryServiceImpl final
 
  private:
   tool_workers::ToolRegistry* registry_;
+  Executor* executor_;
   Admission* admission_;
 };
 

@@ -84,6 +84,8 @@ CONFIG_FLAG(worker_tls_cert_file, "workers.tls.cert_file",
             "ASSISTANTS_WORKER_TLS_CERT_FILE");
 CONFIG_FLAG(worker_tls_key_file, "workers.tls.key_file",
             "ASSISTANTS_WORKER_TLS_KEY_FILE");
+CONFIG_FLAG(cluster_worker_sync_ms, "cluster.worker_sync_ms",
+            "ASSISTANTS_CLUSTER_WORKER_SYNC_MS");
 CONFIG_FLAG(default_upstream, "upstream.default",
             "ASSISTANTS_DEFAULT_UPSTREAM");
 CONFIG_FLAG(openai_base_url, "upstream.openai.base_url", "OPENAI_BASE_URL");
@@ -222,6 +224,9 @@ const std::vector<KeySpec>& Keys() {
       {"workers.tls.key_file", "ASSISTANTS_WORKER_TLS_KEY_FILE",
        "worker_tls_key_file", FIELD(workers.tls.key_file),
        Check::kReadableFile},
+      {"cluster.worker_sync_ms", "ASSISTANTS_CLUSTER_WORKER_SYNC_MS",
+       "cluster_worker_sync_ms", FIELD(cluster.worker_sync_ms), Check::kNone,
+       50, kHour},
       {"upstream.default",
        "ASSISTANTS_DEFAULT_UPSTREAM",
        "default_upstream",

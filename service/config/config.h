@@ -105,6 +105,13 @@ struct GatewayConfig {
     } tls;
   } workers;
 
+  // Several replicas on one database (with a PostgreSQL store).
+  struct Cluster {
+    // How often each replica re-reads the shared tool-worker registry
+    // besides when it is told of a change.
+    int64_t worker_sync_ms = 1000;
+  } cluster;
+
   struct Upstream {
     // The backend of assistants that name none: openai, openai-chat or chat.
     std::string default_backend = "openai";

@@ -264,6 +264,25 @@ TEST(ConfigTest, PrintedConfigLoadsBackOnceSecretsAreRemoved) {
   EXPECT_EQ(ConfigToJson(*reloaded), ConfigToJson(*config));
 }
 
+TEST(ConfigTest, ClusterWorkerSyncFromEnvAndFlag) {
+  absl::StatusOr<GatewayConfig> config = LoadConfig({});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->cluster.worker_sync_ms, 1000);
+
+  ConfigSources sources;
+  sources.env["ASSISTANTS_CLUSTER_WORKER_SYNC_MS"] = "250";
+  config = LoadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->cluster.worker_sync_ms, 250);
+
+  sources.flags["cluster_worker_sync_ms"] = "5000";
+  config = LoadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->cluster.worker_sync_ms, 5000);
+  EXPECT_EQ(config->origins["cluster.worker_sync_ms"],
+            "flag --cluster_worker_sync_ms");
+}
+
 TEST(ConfigTest, PostgresUrlIsRedactedWhenPrinted) {
   ConfigSources sources;
   sources.env["ASSISTANTS_STORE_POSTGRES_URL"] =
@@ -372,6 +391,13 @@ INSTANTIATE_TEST_SUITE_P(
                 {},
                 "config",
                 "limits.max_message_bytes: must be between 1024 and 67108864, "
+                "got 10"},
+        BadCase{"WorkerSyncTooOften",
+                R"({"cluster": {"worker_sync_ms": 10}})",
+                {},
+                {},
+                "config",
+                "cluster.worker_sync_ms: must be between 50 and 3600000, "
                 "got 10"},
         BadCase{"HugeUnsigned",
                 R"({"limits": {"max_message_bytes": 18446744073709551615}})",
