@@ -185,7 +185,13 @@ class RunEventsStream final
   // Everything below runs with core_->mu held.
 
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
-    if (!opened_ || writing_ || finished_ || reading_) return;
+    if (reading_) {
+      // A wake-up (a notification of a commit) during a store read: that
+      // read may predate the commit, so it must not be the last.
+      woken_while_reading_ = true;
+      return;
+    }
+    if (!opened_ || writing_ || finished_) return;
     if (draining_) {
       auto draining = std::make_shared<v1::RunEventsResponse>();
       v1::RunEvent* event = draining->mutable_event();
@@ -252,6 +258,7 @@ class RunEventsStream final
   // Reads the next events from the stored log (the hub does not have them).
   void ReadStoreLocked(bool not_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
     reading_ = true;
+    woken_while_reading_ = false;
     executor_->Schedule([core = core_, engine = engine_, not_live,
                          thread_id = thread_id_, run_id = run_id_,
                          after = next_ - 1, limit = options_.read_ahead] {
@@ -286,7 +293,13 @@ class RunEventsStream final
           engine_->clustered()) {
         // Driven by another replica (or between drivers): woken by its
         // next commit's notification, with a re-read now and then in case
-        // one is lost.
+        // one is lost. A notification that came during the read took the
+        // registration: read again now.
+        if (woken_while_reading_) {
+          woken_while_reading_ = false;
+          PumpLocked();
+          return;
+        }
         ArmHeartbeatLocked();
         ArmRemotePollLocked();
         return;
@@ -382,6 +395,7 @@ class RunEventsStream final
   bool opened_ = false;
   bool writing_ = false;
   bool reading_ = false;
+  bool woken_while_reading_ = false;
   bool finished_ = false;
   bool draining_ = false;
   std::optional<grpc::Status> pending_finish_;
