@@ -105,13 +105,6 @@ struct GatewayConfig {
     } tls;
   } workers;
 
-  // Several replicas on one database (with a PostgreSQL store).
-  struct Cluster {
-    // How often each replica re-reads the shared tool-worker registry
-    // besides when it is told of a change.
-    int64_t worker_sync_ms = 1000;
-  } cluster;
-
   struct Upstream {
     // The backend of assistants that name none: openai, openai-chat or chat.
     std::string default_backend = "openai";
@@ -143,6 +136,9 @@ struct GatewayConfig {
     std::string replica_id;
     // A replica that stops renewing its runs' leases loses them after this.
     int64_t run_lease_ttl_ms = 10000;
+    // How often each replica re-reads the shared tool-worker registry
+    // besides when it is told of a change.
+    int64_t worker_sync_ms = 1000;
   } cluster;
 
   // Where each key's value came from: "default", "config FILE",
