@@ -40,7 +40,9 @@
 #include "service/store/pg/pg_store.h"
 #include "service/store/sqlite_store.h"
 #include "tool_workers/dispatcher.h"
+#include "tool_workers/pg_registration_store.h"
 #include "tool_workers/registry.h"
+#include "tool_workers/registry_sync.h"
 #include "tool_workers/worker_transport.h"
 #include "upstream/http/curl_http_client.h"
 #include "upstream/provider_registry.h"
@@ -71,7 +73,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 absl::StatusOr<std::unique_ptr<assistants::tool_workers::ToolRegistry>>
 MakeToolRegistry(const GatewayConfig::Workers& workers,
                  const std::string& allowlist_origin,
-                 const assistants::Clock* clock) {
+                 const assistants::Clock* clock,
+                 assistants::tool_workers::WorkerRegistrationStore* shared) {
   namespace tw = assistants::tool_workers;
   tw::RegistryOptions options;
   options.registration_token = workers.token;
@@ -84,7 +87,7 @@ MakeToolRegistry(const GatewayConfig::Workers& workers,
   }
   options.allowlist = *std::move(allowlist);
   options.default_lease_ttl_ms = workers.lease_ttl_ms;
-  auto registry = std::make_unique<tw::ToolRegistry>(options, clock);
+  auto registry = std::make_unique<tw::ToolRegistry>(options, clock, shared);
   const std::string& config = workers.static_file;
   if (!config.empty()) {
     auto text = ReadFile(config);
@@ -195,6 +198,7 @@ int main(int argc, char** argv) {
 
   const std::string& db = config.store.path;
   std::unique_ptr<assistants::Store> store;
+  assistants::PgStore* pg_store = nullptr;  // set when store is PgStore
   std::string store_kind = db == ":memory:" ? "memory" : "sqlite";
   std::string store_name = db == ":memory:" ? "memory" : "sqlite " + db;
   if (!config.store.postgres_url.empty()) {
@@ -206,6 +210,7 @@ int main(int argc, char** argv) {
                   absl::StrCat("cannot open the PostgreSQL store: ",
                                pg.status().message()));
     }
+    pg_store = pg->get();
     store = *std::move(pg);
     // Never the URL itself: it may hold a password.
     store_kind = "postgres";
@@ -264,14 +269,36 @@ int main(int argc, char** argv) {
   assistants::ThreadTimers timers(&clock);
   assistants::Executor engine_executor(
       static_cast<size_t>(config.runs.engine_threads));
+  // Replicas on one PostgreSQL database share tool-worker registrations
+  // (doc/adr/0011-shared-worker-registry.md).
+  std::unique_ptr<assistants::tool_workers::PgWorkerRegistrationStore>
+      worker_store;
+  if (pg_store != nullptr) {
+    auto opened = assistants::tool_workers::PgWorkerRegistrationStore::Open(
+        &pg_store->pool());
+    if (!opened.ok()) {
+      return Fail(kStartError,
+                  absl::StrCat("cannot open the shared worker registry: ",
+                               opened.status().message()));
+    }
+    worker_store = *std::move(opened);
+  }
   auto origin = config.origins.find("workers.allowlist");
   auto tool_registry = MakeToolRegistry(
       config.workers,
-      origin == config.origins.end() ? "default" : origin->second, &clock);
+      origin == config.origins.end() ? "default" : origin->second, &clock,
+      worker_store.get());
   if (!tool_registry.ok()) {
     std::cerr << "assistants-gateway: " << tool_registry.status().message()
               << "\n";
     return kConfigError;
+  }
+  std::unique_ptr<assistants::tool_workers::RegistrySync> registry_sync;
+  if (worker_store != nullptr) {
+    registry_sync = std::make_unique<assistants::tool_workers::RegistrySync>(
+        tool_registry->get(), worker_store.get(),
+        absl::Milliseconds(config.cluster.worker_sync_ms));
+    registry_sync->Start();
   }
   auto worker_credentials = assistants::tls::ChannelCredentials(
       {config.workers.tls.cert_file, config.workers.tls.key_file,

@@ -399,8 +399,10 @@ absl::Status ToolRegistry::Unregister(
     return absl::OkStatus();
   }
   it->second.draining = true;  // calls in flight finish; Prune drops it
-  it->second.changed = ++change_seq_;
-  removed_[request.worker_id()] = change_seq_;
+  if (shared_ != nullptr) {
+    it->second.changed = ++change_seq_;
+    removed_[request.worker_id()] = change_seq_;
+  }
   Prune();
   return absl::OkStatus();
 }
