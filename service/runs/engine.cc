@@ -215,13 +215,7 @@ absl::Status RunEngine::ReserveRunSlot(const std::string& project,
   int& count = project_runs_[project];
   if (!force && limit > 0 && count >= limit) {
     if (count == 0) project_runs_.erase(project);
-    absl::Status error = MakeError(
-        absl::StatusCode::kResourceExhausted, "PROJECT_ACTIVE_RUN_LIMIT",
-        absl::StrCat("The project has ", limit,
-                     " active runs, its limit; retry when one has ended"),
-        {{"project", project}, {"limit", absl::StrCat(limit)}});
-    SetRetryDelay(error, std::chrono::seconds(1));
-    return error;
+    return ProjectActiveRunLimit(project, limit);
   }
   ++count;
   run_projects_[run_id] = project;
@@ -301,6 +295,11 @@ absl::Status RunEngine::StartRun(RunCreation& creation,
   }
   const v1::Run& run = creation.run;
   creation.reject_if_thread_active = policy != v1::ACTIVE_RUN_POLICY_QUEUE;
+  // One process's count is its own runs; replicas share the store's.
+  if (clustered()) {
+    creation.max_active_runs_in_project =
+        context_.options.max_active_runs_per_project;
+  }
   const int64_t now_ms = context_.clock->NowMillis();
   int64_t sequence = 0;
   if (creation.new_thread != nullptr) {

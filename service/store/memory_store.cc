@@ -418,6 +418,19 @@ absl::Status MemoryStore::CreateRun(const RunCreation& creation) {
       return MessageLimit(thread_id, max_messages_per_thread_);
     }
   }
+  if (creation.max_active_runs_in_project > 0) {
+    int64_t active = 0;
+    for (const auto& [seq, active_thread] : active_runs_) {
+      auto owner = projects_.find(active_thread);
+      if (owner != projects_.end() && owner->second == creation.project) {
+        ++active;
+      }
+    }
+    if (active >= creation.max_active_runs_in_project) {
+      return ProjectActiveRunLimit(creation.project,
+                                   creation.max_active_runs_in_project);
+    }
+  }
   for (const v1::Message& message : creation.messages) {
     if (IdInUse(message.id()) || !seen.insert(message.id()).second) {
       return AlreadyExists(kMessageKind, message.id());

@@ -537,6 +537,22 @@ absl::Status SqliteStore::CheckNoActiveRun(absl::string_view thread_id) {
   return absl::OkStatus();
 }
 
+absl::Status SqliteStore::CheckProjectRunLimit(absl::string_view project,
+                                               int64_t limit) {
+  if (limit <= 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare("SELECT count(*) FROM objects AS run JOIN objects AS thread ON "
+              "thread.id = run.parent_id WHERE run.active = 1 AND "
+              "thread.project = ?1"));
+  stmt.BindText(1, project);
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (row && stmt.Int64(0) >= limit) {
+    return ProjectActiveRunLimit(project, limit);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int64_t> SqliteStore::CursorSeq(absl::string_view field,
                                                absl::string_view id,
                                                const ListScope& scope) {
@@ -1091,6 +1107,8 @@ absl::Status SqliteStore::CreateRun(const RunCreation& creation) {
     RETURN_IF_ERROR(CheckMessageLimit(
         thread_id, static_cast<int64_t>(creation.messages.size())));
   }
+  RETURN_IF_ERROR(CheckProjectRunLimit(creation.project,
+                                       creation.max_active_runs_in_project));
   // Messages before the run, so they list before anything the run adds.
   for (size_t i = 0; i < creation.messages.size(); ++i) {
     const v1::Message& message = creation.messages[i];

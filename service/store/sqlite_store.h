@@ -153,6 +153,10 @@ class SqliteStore : public Store {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // THREAD_HAS_ACTIVE_RUN (naming its oldest active run) when the thread has
   // an active run.
+  // RESOURCE_EXHAUSTED (PROJECT_ACTIVE_RUN_LIMIT) when `limit` > 0 and the
+  // project's threads hold `limit` active runs.
+  absl::Status CheckProjectRunLimit(absl::string_view project, int64_t limit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckNoActiveRun(absl::string_view thread_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Which list a page or cursor is in: `kind` objects under `parent_id`

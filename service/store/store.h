@@ -104,6 +104,11 @@ struct RunCreation {
   // FAILED_PRECONDITION (THREAD_HAS_ACTIVE_RUN, metadata run_id = the active
   // run's id) when another run of the thread is active.
   bool reject_if_thread_active = true;
+  // When > 0: RESOURCE_EXHAUSTED (PROJECT_ACTIVE_RUN_LIMIT) when `project`
+  // already has this many active runs, checked and inserted as one step for
+  // every process sharing the store (the engine counts its own runs in
+  // memory; this bound holds across replicas).
+  int64_t max_active_runs_in_project = 0;
   // May be null.
   const IdempotencyRecord* idempotency = nullptr;
 };

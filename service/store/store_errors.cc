@@ -1,5 +1,6 @@
 #include "service/store/store_errors.h"
 
+#include <chrono>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -70,6 +71,16 @@ absl::Status ThreadHasActiveRun(absl::string_view thread_id,
       absl::StrCat("Thread ", thread_id, " already has an active run ", run_id,
                    "; wait for it to end or cancel it."),
       {{"thread_id", std::string(thread_id)}, {"run_id", std::string(run_id)}});
+}
+
+absl::Status ProjectActiveRunLimit(absl::string_view project, int64_t limit) {
+  absl::Status error = MakeError(
+      absl::StatusCode::kResourceExhausted, "PROJECT_ACTIVE_RUN_LIMIT",
+      absl::StrCat("The project has ", limit,
+                   " active runs, its limit; retry when one has ended"),
+      {{"project", std::string(project)}, {"limit", absl::StrCat(limit)}});
+  SetRetryDelay(error, std::chrono::seconds(1));
+  return error;
 }
 
 absl::Status RunEventSequence(absl::string_view run_id, int64_t expected,

@@ -46,6 +46,10 @@ absl::Status ParentIdMismatch(absl::string_view kind, absl::string_view id,
 absl::Status ThreadHasActiveRun(absl::string_view thread_id,
                                 absl::string_view run_id);
 
+// RESOURCE_EXHAUSTED (PROJECT_ACTIVE_RUN_LIMIT, with RetryInfo): the
+// project already has `limit` active runs.
+absl::Status ProjectActiveRunLimit(absl::string_view project, int64_t limit);
+
 // INTERNAL (RUN_EVENT_SEQUENCE): an appended event does not continue the
 // run's event log (`expected` is the last stored sequence + 1).
 absl::Status RunEventSequence(absl::string_view run_id, int64_t expected,

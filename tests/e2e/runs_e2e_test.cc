@@ -340,6 +340,13 @@ class RunsE2eTest : public ::testing::Test {
     return stream.Finish();
   }
 
+  // After a restart: a stream reattached after the last event of `before`
+  // (what a client saw of `run` before the gateway went down) continues
+  // with the next sequence to `done`, the stored log extends `before`, and
+  // the run completed.
+  void ReattachAndExpectCompletion(const v1::Run& run,
+                                   const std::vector<v1::RunEvent>& before);
+
   // The whole stored log of `run`, replayed from the start.
   std::vector<v1::RunEvent> Replay(const v1::Run& run) {
     EventStream stream(clients().runs.get(), Attach(run, 0), seconds(10));
@@ -966,6 +973,25 @@ void ExpectLogExtends(const std::vector<v1::RunEvent>& seen_before,
   ExpectPayloads(log);
 }
 
+void RunsE2eTest::ReattachAndExpectCompletion(
+    const v1::Run& run, const std::vector<v1::RunEvent>& before) {
+  ASSERT_FALSE(before.empty());
+  const int64_t last_seen = before.back().sequence();
+  EventStream resumed(clients().runs.get(), Attach(run, last_seen));
+  std::vector<v1::RunEvent> after;
+  grpc::Status status = resumed.ReadAll(&after);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_GE(after.size(), 2u);
+  EXPECT_EQ(after.front().sequence(), last_seen + 1);
+  EXPECT_EQ(after.back().event(), "done");
+  EXPECT_EQ(after[after.size() - 2].event(), "thread.run.completed");
+  std::vector<v1::RunEvent> all = before;
+  all.insert(all.end(), after.begin(), after.end());
+  EXPECT_EQ(Sequences(all), OneTo(static_cast<int64_t>(all.size())));
+  ExpectLogExtends(before, Replay(run));
+  EXPECT_EQ(GetRun(run).status(), v1::RUN_STATUS_COMPLETED);
+}
+
 TEST_F(RunsE2eTest, RunInRequiresActionSurvivesKill) {
   TempDir dir;
   StartGateway({"--db=" + dir.path() + "/gw.db"});
@@ -1039,28 +1065,10 @@ TEST_F(RunsE2eTest, RunKilledMidTurnResumesAfterRestart) {
     gateway_.Kill();
   }
   const v1::Run run = before[1].run();
-  const int64_t last_seen = before.back().sequence();
 
   RestartGateway();
   if (HasFatalFailure()) return;
-  EventStream resumed(clients().runs.get(), Attach(run, last_seen));
-  std::vector<v1::RunEvent> after;
-  grpc::Status status = resumed.ReadAll(&after);
-  ASSERT_TRUE(status.ok()) << Describe(status);
-  ASSERT_FALSE(after.empty());
-  EXPECT_EQ(after.front().sequence(), last_seen + 1);
-  EXPECT_EQ(after.back().event(), "done");
-  ASSERT_GE(after.size(), 2u);
-  EXPECT_EQ(after[after.size() - 2].event(), "thread.run.completed");
-
-  const std::vector<v1::RunEvent> log = Replay(run);
-  ExpectLogExtends(before, log);
-  std::vector<v1::RunEvent> all = before;
-  all.insert(all.end(), after.begin(), after.end());
-  EXPECT_EQ(Sequences(all), OneTo(static_cast<int64_t>(all.size())));
-
-  const v1::Run final_run = GetRun(run);
-  EXPECT_EQ(final_run.status(), v1::RUN_STATUS_COMPLETED);
+  ReattachAndExpectCompletion(run, before);
   // The interrupted step failed; the retried turn's step completed.
   const std::vector<v1::RunStep> steps = ListSteps(run);
   ASSERT_EQ(steps.size(), 2u);
@@ -1122,22 +1130,10 @@ TEST_F(RunsE2eTest, SigtermDrainsStreamsAndTheRunResumes) {
   EXPECT_THAT(drained_status.error_message(), HasSubstr("shutting down"));
   EXPECT_EQ(exit_status, 0) << DescribeWaitStatus(exit_status);
   const v1::Run run = before[1].run();
-  const int64_t last_seen = before.back().sequence();
 
   RestartGateway();
   if (HasFatalFailure()) return;
-  EventStream resumed(clients().runs.get(), Attach(run, last_seen));
-  std::vector<v1::RunEvent> after;
-  grpc::Status status = resumed.ReadAll(&after);
-  ASSERT_TRUE(status.ok()) << Describe(status);
-  ASSERT_FALSE(after.empty());
-  EXPECT_EQ(after.front().sequence(), last_seen + 1);
-  EXPECT_EQ(after.back().event(), "done");
-  std::vector<v1::RunEvent> all = before;
-  all.insert(all.end(), after.begin(), after.end());
-  EXPECT_EQ(Sequences(all), OneTo(static_cast<int64_t>(all.size())));
-  ExpectLogExtends(before, Replay(run));
-  EXPECT_EQ(GetRun(run).status(), v1::RUN_STATUS_COMPLETED);
+  ReattachAndExpectCompletion(run, before);
 }
 
 // --- Several replicas on one PostgreSQL database ---------------------------
@@ -1178,10 +1174,16 @@ class ClusterE2eTest : public RunsE2eTest {
   }
 
   std::vector<std::string> ReplicaArgs(int i) const {
-    return {"--store_postgres_url=" + db_->url(),
-            "--cluster_replica_id=replica-" + std::to_string(i),
-            "--cluster_run_lease_ttl_ms=1500"};
+    std::vector<std::string> args = {
+        "--store_postgres_url=" + db_->url(),
+        "--cluster_replica_id=replica-" + std::to_string(i),
+        "--cluster_run_lease_ttl_ms=1500"};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    return args;
   }
+
+  // Flags every replica also gets (set by a derived fixture's constructor).
+  std::vector<std::string> extra_args_;
 
   Clients& replica(int i) {
     return i == 0 ? clients() : *other_clients_[i - 1];
@@ -1447,6 +1449,40 @@ TEST_F(ClusterE2eTest, ConcurrentCreateRunAcrossReplicasKeepsOneActiveRun) {
   ASSERT_TRUE(second_status.ok()) << Describe(second_status);
   EXPECT_EQ(first.run().id(), second.run().id());
   WaitForStatus(first.run(), {v1::RUN_STATUS_COMPLETED});
+}
+
+// A project's active-run limit holds across replicas: each replica counts
+// its own runs, the shared store counts them all.
+class ClusterLimitE2eTest : public ClusterE2eTest {
+ protected:
+  ClusterLimitE2eTest() { extra_args_ = {"--max_active_runs_per_project=1"}; }
+};
+
+TEST_F(ClusterLimitE2eTest, ProjectActiveRunLimitHoldsAcrossReplicas) {
+  const std::string assistant_id = CreateAssistant({});
+  const v1::Run first = StartSlowRun(0, assistant_id, "first", 100);
+  for (int via : {1, 2}) {
+    v1::CreateThreadAndRunResponse refused;
+    grpc::Status status = replica(via).runs->CreateThreadAndRun(
+        Context().get(), ThreadAndRun(assistant_id, "second"), &refused);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << "replica " << via << ": " << Describe(status);
+    EXPECT_EQ(ErrorInfoOf(status).reason(), "PROJECT_ACTIVE_RUN_LIMIT");
+  }
+  // Once the run has ended, another replica may start one.
+  v1::CancelRunRequest cancel;
+  cancel.set_thread_id(first.thread_id());
+  cancel.set_run_id(first.id());
+  v1::CancelRunResponse cancelled;
+  ASSERT_TRUE(
+      replica(2).runs->CancelRun(Context().get(), cancel, &cancelled).ok());
+  WaitForStatus(first, {v1::RUN_STATUS_CANCELLED});
+  Script(Json::array({{{"text", "ok"}}}));
+  v1::CreateThreadAndRunResponse next;
+  grpc::Status status = replica(1).runs->CreateThreadAndRun(
+      Context().get(), ThreadAndRun(assistant_id, "third"), &next);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  WaitForStatus(next.run(), {v1::RUN_STATUS_COMPLETED});
 }
 
 // The interrupt policy across replicas: a run created with it through one

@@ -311,6 +311,46 @@ TEST_F(PgStoreTest, OneActiveRunPerThreadAcrossStores) {
   }
 }
 
+TEST_F(PgStoreTest, ProjectRunLimitHoldsAcrossStores) {
+  std::unique_ptr<PgStore> replica = OpenStore();
+  ASSERT_NE(replica, nullptr);
+  PgStore* stores[] = {store_.get(), replica.get()};
+  constexpr int kLimit = 2;
+  constexpr int kRounds = 5;
+  constexpr int kRacers = 6;
+  for (int round = 0; round < kRounds; ++round) {
+    // Each round is its own project; every racer has its own thread, so only
+    // the project's limit stands between them.
+    const std::string project = absl::StrCat("proj_race_", round);
+    std::vector<v1::Thread> threads(kRacers);
+    for (v1::Thread& thread : threads) {
+      thread = MakeThread();
+      ASSERT_TRUE(store_->CreateThread(thread, project, {}, nullptr).ok());
+    }
+    std::vector<absl::Status> results(kRacers);
+    std::vector<std::thread> racers;
+    for (int i = 0; i < kRacers; ++i) {
+      racers.emplace_back([&, i] {
+        RunCreation creation;
+        creation.project = project;
+        creation.max_active_runs_in_project = kLimit;
+        creation.run = MakeRun(threads[i].id());
+        results[i] = stores[i % 2]->CreateRun(creation);
+      });
+    }
+    for (std::thread& racer : racers) racer.join();
+    int created = 0;
+    for (const absl::Status& result : results) {
+      if (result.ok()) {
+        ++created;
+      } else {
+        EXPECT_EQ(ErrorReason(result), "PROJECT_ACTIVE_RUN_LIMIT") << result;
+      }
+    }
+    EXPECT_EQ(created, kLimit) << "round " << round;
+  }
+}
+
 TEST_F(PgStoreTest, IdenticalIdempotentCreatesAcrossStoresMakeOneObject) {
   std::unique_ptr<PgStore> replica = OpenStore();
   ASSERT_NE(replica, nullptr);

@@ -1408,6 +1408,60 @@ TYPED_TEST(StoreTest, QueuePolicyAllowsASecondRun) {
       this->store().CreateMessage(MakeMessage(thread_id), nullptr).ok());
 }
 
+TYPED_TEST(StoreTest, ProjectActiveRunLimitCountsTheProjectsActiveRuns) {
+  auto thread_in = [&](const std::string& project) {
+    v1::Thread thread = MakeThread();
+    EXPECT_TRUE(this->store().CreateThread(thread, project, {}, nullptr).ok());
+    return thread.id();
+  };
+  auto create = [&](const std::string& project, const std::string& thread_id,
+                    v1::Run* out) {
+    v1::Run run = MakeRun(thread_id, v1::RUN_STATUS_QUEUED);
+    RunCreation creation = MakeCreation(run, MakeEvents(1, 1));
+    creation.project = project;
+    creation.max_active_runs_in_project = 2;
+    if (out != nullptr) *out = run;
+    return this->store().CreateRun(creation);
+  };
+  v1::Run first, second, refused;
+  ASSERT_TRUE(create("proj_a", thread_in("proj_a"), &first).ok());
+  // A finished run does not count.
+  this->StartRun(thread_in("proj_a"), v1::RUN_STATUS_COMPLETED);
+  ASSERT_TRUE(create("proj_a", thread_in("proj_a"), &second).ok());
+  const std::string third_thread = thread_in("proj_a");
+  absl::Status limited = create("proj_a", third_thread, &refused);
+  ExpectError(limited, absl::StatusCode::kResourceExhausted,
+              "PROJECT_ACTIVE_RUN_LIMIT");
+  EXPECT_EQ(Metadata(limited, "project"), "proj_a");
+  EXPECT_EQ(Metadata(limited, "limit"), "2");
+  ExpectError(this->store().GetRun(third_thread, refused.id()).status(),
+              absl::StatusCode::kNotFound, "RUN_NOT_FOUND");
+  // A new thread with its run is refused whole.
+  v1::Thread new_thread = MakeThread();
+  v1::Run with_thread = MakeRun(new_thread.id(), v1::RUN_STATUS_QUEUED);
+  RunCreation creation = MakeCreation(with_thread, MakeEvents(1, 1));
+  creation.new_thread = &new_thread;
+  creation.project = "proj_a";
+  creation.max_active_runs_in_project = 2;
+  ExpectError(this->store().CreateRun(creation),
+              absl::StatusCode::kResourceExhausted, "PROJECT_ACTIVE_RUN_LIMIT");
+  ExpectError(this->store().GetThread(new_thread.id()).status(),
+              absl::StatusCode::kNotFound, "THREAD_NOT_FOUND");
+  // Other projects have their own count; no limit means no count.
+  EXPECT_TRUE(create("proj_b", thread_in("proj_b"), nullptr).ok());
+  v1::Run unlimited = MakeRun(third_thread, v1::RUN_STATUS_QUEUED);
+  RunCreation no_limit = MakeCreation(unlimited, MakeEvents(1, 1));
+  no_limit.project = "proj_a";
+  ASSERT_TRUE(this->store().CreateRun(no_limit).ok());
+  ASSERT_TRUE(this->SetStatus(unlimited, v1::RUN_STATUS_CANCELLED).ok());
+  // A run that ends frees its place.
+  ASSERT_TRUE(this->SetStatus(first, v1::RUN_STATUS_REQUIRES_ACTION).ok());
+  ExpectError(create("proj_a", third_thread, nullptr),
+              absl::StatusCode::kResourceExhausted, "PROJECT_ACTIVE_RUN_LIMIT");
+  ASSERT_TRUE(this->SetStatus(first, v1::RUN_STATUS_EXPIRED).ok());
+  EXPECT_TRUE(create("proj_a", third_thread, nullptr).ok());
+}
+
 TYPED_TEST(StoreTest, ListActiveRunsOldestFirst) {
   const std::string a = this->NewThread();
   const std::string b = this->NewThread();

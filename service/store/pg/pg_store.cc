@@ -261,6 +261,30 @@ absl::Status CheckNoActiveRun(Connection& connection,
   return absl::OkStatus();
 }
 
+// PROJECT_ACTIVE_RUN_LIMIT when `limit` > 0 and the project's threads hold
+// `limit` active runs. A transaction-level advisory lock per project makes
+// the count and the caller's insert one step for every replica (READ
+// COMMITTED: the count, taken after the lock, sees the previous holder's
+// committed run).
+absl::Status CheckProjectRunLimit(Connection& connection,
+                                  absl::string_view project, int64_t limit) {
+  if (limit <= 0) return absl::OkStatus();
+  // First key: ASCII "PRUN", this store's project run-limit locks.
+  RETURN_IF_ERROR(
+      connection
+          .Exec("SELECT pg_advisory_xact_lock(1347573070, hashtext($1))",
+                {Text(project)})
+          .status());
+  ASSIGN_OR_RETURN(
+      Result result,
+      connection.Exec("SELECT count(*) FROM objects AS run JOIN objects AS "
+                      "thread ON thread.id = run.parent_id WHERE run.active "
+                      "AND thread.project = $1",
+                      {Text(project)}));
+  if (result.Int(0, 0) >= limit) return ProjectActiveRunLimit(project, limit);
+  return absl::OkStatus();
+}
+
 absl::Status CheckMessageLimit(Connection& connection,
                                absl::string_view thread_id, int64_t adding,
                                int64_t limit) {
@@ -796,6 +820,8 @@ absl::Status PgStore::CreateRun(const RunCreation& creation) {
                                         static_cast<int64_t>(messages.size()),
                                         options_.max_messages_per_thread));
     }
+    RETURN_IF_ERROR(CheckProjectRunLimit(c, creation.project,
+                                         creation.max_active_runs_in_project));
     // Messages before the run, so they list before anything the run adds.
     RETURN_IF_ERROR(InsertObjects(c, kMessageKind, thread_id, "", messages));
     RETURN_IF_ERROR(InsertObjects(
