@@ -201,20 +201,21 @@ void ToolRegistry::Put(WorkerState state) {
   }
 }
 
+absl::Status ToolRegistry::CheckEndpoint(absl::string_view endpoint) const {
+  ASSIGN_OR_RETURN(HostPort parsed, ParseEndpoint(endpoint, "endpoint"));
+  if (options_.allowlist.Allows(parsed)) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kPermissionDenied, "ENDPOINT_NOT_ALLOWED",
+                   absl::StrCat("endpoint ", endpoint,
+                                " is not in this gateway's worker allow-list (",
+                                options_.allowlist.description(), ")"),
+                   {{"endpoint", std::string(endpoint)}});
+}
+
 absl::StatusOr<v1::RegisterWorkerResponse> ToolRegistry::Register(
     absl::string_view token, const v1::RegisterWorkerRequest& request) {
   RETURN_IF_ERROR(CheckToken(token));
   RETURN_IF_ERROR(CheckWorkerId(request.worker_id()));
-  ASSIGN_OR_RETURN(HostPort endpoint,
-                   ParseEndpoint(request.endpoint(), "endpoint"));
-  if (!options_.allowlist.Allows(endpoint)) {
-    return MakeError(
-        absl::StatusCode::kPermissionDenied, "ENDPOINT_NOT_ALLOWED",
-        absl::StrCat("endpoint ", request.endpoint(),
-                     " is not in the gateway's worker allow-list (",
-                     options_.allowlist.description(), ")"),
-        {{"endpoint", request.endpoint()}});
-  }
+  RETURN_IF_ERROR(CheckEndpoint(request.endpoint()));
   if (request.lease_ttl_ms() < 0) {
     return FieldError("lease_ttl_ms", kValueOutOfRange,
                       "must be 0 (the default) or positive");
@@ -420,18 +421,9 @@ absl::StatusOr<ToolRegistry::WorkerState> ToolRegistry::FromShared(
     const SharedWorker& row, int64_t now) const {
   const v1::Worker& worker = row.worker;
   RETURN_IF_ERROR(CheckWorkerId(worker.worker_id()));
-  ASSIGN_OR_RETURN(HostPort endpoint,
-                   ParseEndpoint(worker.endpoint(), "endpoint"));
   // Every replica applies its own allow-list: a replica never dials an
   // endpoint its configuration refuses, whoever accepted the registration.
-  if (!options_.allowlist.Allows(endpoint)) {
-    return MakeError(
-        absl::StatusCode::kPermissionDenied, "ENDPOINT_NOT_ALLOWED",
-        absl::StrCat("endpoint ", worker.endpoint(),
-                     " is not in this gateway's worker allow-list (",
-                     options_.allowlist.description(), ")"),
-        {{"endpoint", worker.endpoint()}});
-  }
+  RETURN_IF_ERROR(CheckEndpoint(worker.endpoint()));
   if (row.lease_ttl_ms <= 0 || row.lease_id.empty()) {
     return absl::InvalidArgumentError("stored registration has no lease");
   }

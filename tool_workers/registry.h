@@ -163,6 +163,9 @@ class ToolRegistry {
   };
 
   absl::Status CheckToken(absl::string_view token) const;
+  // INVALID_ARGUMENT for a malformed endpoint; PERMISSION_DENIED
+  // (ENDPOINT_NOT_ALLOWED) when this replica's allow-list refuses it.
+  absl::Status CheckEndpoint(absl::string_view endpoint) const;
   // Validates tools and fills in defaults.
   absl::StatusOr<std::map<std::string, ToolState>> ValidateTools(
       const google::protobuf::RepeatedPtrField<v1::WorkerTool>& tools) const;

@@ -953,11 +953,21 @@ void RunActor::Terminate(v1::RunStatus status) {
   if (!SetStatus(status)) return;
   NewEvent("done").mutable_done();
   stopped_ = true;
+  const int64_t driven_ms = context_->clock->NowMillis() - driven_since_ms_;
   if (RunObserver* observer = context_->options.observer) {
-    observer->OnRunEnded(status,
-                         context_->clock->NowMillis() - driven_since_ms_);
+    observer->OnRunEnded(status, driven_ms);
   }
-  Commit([self = shared_from_this()](const absl::Status&) {
+  // Built now: the commit's callback runs on the committer's thread, where
+  // run_ (strand state) must not be read.
+  std::vector<LogField> ended = EndedLogFields(driven_ms);
+  Commit([self = shared_from_this(), status,
+          ended = std::move(ended)](const absl::Status& committed) {
+    // Once durable (a failed commit logs its own reason): one line per run.
+    if (committed.ok()) {
+      Log(status == v1::RUN_STATUS_FAILED ? LogLevel::kWarning
+                                          : LogLevel::kInfo,
+          "run ended", ended);
+    }
     // Back on the strand: finished_ is strand state.
     self->Post([self] {
       if (!self->finished_) {
@@ -966,6 +976,28 @@ void RunActor::Terminate(v1::RunStatus status) {
       }
     });
   });
+}
+
+std::vector<LogField> RunActor::EndedLogFields(int64_t driven_ms) const {
+  std::vector<LogField> fields = {
+      {"run_id", run_.id()},
+      {"thread_id", run_.thread_id()},
+      {"assistant_id", run_.assistant_id()},
+      {"status", RunStatusName(run_.status())},
+      {"model", run_.model()},
+      {"driven_ms", driven_ms},
+      {"prompt_tokens", run_.usage().prompt_tokens()},
+      {"completion_tokens", run_.usage().completion_tokens()},
+      {"restart_resumes", run_.restart_resumes()}};
+  if (run_.has_last_error()) {
+    fields.emplace_back("error_code", run_.last_error().code());
+    fields.emplace_back("error", run_.last_error().message());
+  }
+  if (run_.has_incomplete_details()) {
+    fields.emplace_back("incomplete_reason",
+                        run_.incomplete_details().reason());
+  }
+  return fields;
 }
 
 // --- Objects and events ---

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "assistants/v1/run_service.pb.h"
+#include "service/common/log.h"
 #include "service/common/timers.h"
 #include "service/runs/engine.h"
 #include "service/runs/tool_dispatcher.h"
@@ -108,6 +109,8 @@ class RunActor : public std::enable_shared_from_this<RunActor> {
   void FinishIncomplete(absl::string_view reason);
   void FinishCompleted();
   void Terminate(v1::RunStatus status);
+  // The "run ended" log line's fields: ids, status, model, tokens, why.
+  std::vector<LogField> EndedLogFields(int64_t driven_ms) const;
 
   // Object helpers.
   bool SetStatus(v1::RunStatus status);

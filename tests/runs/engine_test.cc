@@ -27,10 +27,12 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "service/common/clock.h"
 #include "service/common/errors.h"
 #include "service/common/executor.h"
 #include "service/common/ids.h"
+#include "service/common/log.h"
 #include "service/common/status_macros.h"
 #include "service/common/timers.h"
 #include "service/core/objects.h"
@@ -1168,6 +1170,52 @@ TEST_F(EngineTest, ObserverHearsEachTerminalStatusOnceWithItsDuration) {
   EXPECT_THAT(observer.ended(),
               ElementsAre(std::make_pair(v1::RUN_STATUS_COMPLETED, 2500),
                           std::make_pair(v1::RUN_STATUS_FAILED, 0)));
+}
+
+// One "run ended" line per run, once its end is durable, with the ids a
+// log search needs and why it ended.
+TEST_F(EngineTest, EndedRunsAreLoggedOnceWithIdsStatusAndTokens) {
+  absl::Mutex mu;
+  std::vector<nlohmann::json> lines;
+  SetLogSink([&](absl::string_view line) {
+    nlohmann::json parsed = nlohmann::json::parse(line, nullptr, false);
+    if (parsed.is_object() && parsed.value("msg", "") == "run ended") {
+      absl::MutexLock lock(&mu);
+      lines.push_back(std::move(parsed));
+    }
+  });
+  provider_.Add(TextReply({"Sunny."}, 12, 3));
+  const v1::Run completed = Create(NewThread());
+  EXPECT_EQ(WaitDone(completed).status(), v1::RUN_STATUS_COMPLETED);
+  provider_.Add(testing::ErrorReply({}, absl::UnavailableError("upstream down"),
+                                    "server_error"));
+  const v1::Run failed = Create(NewThread());
+  EXPECT_EQ(WaitDone(failed).status(), v1::RUN_STATUS_FAILED);
+  auto both_logged = [&] {
+    absl::MutexLock lock(&mu);
+    return lines.size() >= 2;
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!both_logged() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  SetLogSink(nullptr);
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(lines.size(), 2u);
+  const nlohmann::json& ok = lines[0];
+  EXPECT_EQ(ok["level"], "info");
+  EXPECT_EQ(ok["run_id"], completed.id());
+  EXPECT_EQ(ok["thread_id"], completed.thread_id());
+  EXPECT_EQ(ok["assistant_id"], completed.assistant_id());
+  EXPECT_EQ(ok["status"], "completed");
+  EXPECT_EQ(ok["prompt_tokens"], 12);
+  EXPECT_EQ(ok["completion_tokens"], 3);
+  EXPECT_FALSE(ok.contains("error_code"));
+  const nlohmann::json& bad = lines[1];
+  EXPECT_EQ(bad["level"], "warning");
+  EXPECT_EQ(bad["run_id"], failed.id());
+  EXPECT_EQ(bad["status"], "failed");
+  EXPECT_EQ(bad["error_code"], "server_error");
 }
 
 // --- Failures and budgets ---
