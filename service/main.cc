@@ -380,7 +380,8 @@ int main(int argc, char** argv) {
   assistants::ServerOptions options;
   options.listen = config.listen;
   options.tls = {config.tls.cert_file, config.tls.key_file,
-                 config.tls.client_ca_file};
+                 config.tls.client_ca_file,
+                 static_cast<int>(config.tls.reload_interval_s)};
   options.streams.heartbeat_ms = static_cast<int>(config.streams.heartbeat_ms);
   std::unique_ptr<assistants::auth::ApiKeys> api_keys;
   if (!config.auth.api_keys_file.empty()) {

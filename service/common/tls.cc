@@ -1,16 +1,20 @@
 // TLS credential builders: read PEM files and hand them to gRPC's SSL
-// credentials.
+// credentials (or, for a server that reloads them, its TLS credentials over
+// a file-watching certificate provider).
 #include "service/common/tls.h"
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 
 namespace assistants::tls {
 namespace {
@@ -67,17 +71,33 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
       ReadPemFile(options.key_file, "TLS private key");
   if (!key.ok()) return key.status();
 
-  grpc::SslServerCredentialsOptions ssl(
-      GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  std::string ca;
   if (!options.ca_file.empty()) {
-    absl::StatusOr<std::string> ca =
+    absl::StatusOr<std::string> read =
         ReadPemFile(options.ca_file, "TLS client CA");
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *std::move(ca);
-    ssl.client_certificate_request =
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    if (!read.ok()) return read.status();
+    ca = *std::move(read);
   }
+  const grpc_ssl_client_certificate_request_type request =
+      options.ca_file.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  if (options.reload_interval_s > 0) {
+    // gRPC's file watcher re-reads the files on its own thread and hands
+    // new handshakes the latest good pair (and client CA).
+    auto provider =
+        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+            options.key_file, options.cert_file, options.ca_file,
+            static_cast<unsigned int>(options.reload_interval_s));
+    grpc::experimental::TlsServerCredentialsOptions tls(provider);
+    tls.watch_identity_key_cert_pairs();
+    if (!options.ca_file.empty()) tls.watch_root_certs();
+    tls.set_cert_request_type(request);
+    return grpc::experimental::TlsServerCredentials(tls);
+  }
+  grpc::SslServerCredentialsOptions ssl(request);
+  ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  ssl.pem_root_certs = std::move(ca);
   return grpc::SslServerCredentials(ssl);
 }
 

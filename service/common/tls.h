@@ -4,8 +4,11 @@
 // grpc::ChannelCredentials. Nothing set means insecure (plaintext), so
 // development on a laptop keeps working without certificates.
 //
-// The files are read once, when the credentials are built (at start);
-// replacing them on disk takes effect at the next restart (no hot reload).
+// A server may watch its files (reload_interval_s > 0): a renewed
+// certificate, key or client CA (cert-manager rotating a Kubernetes Secret)
+// is served to new connections within that interval, without a restart;
+// connections already open keep the certificate they were made with.
+// Channels read their files once, when the credentials are built.
 #ifndef SERVICE_COMMON_TLS_H_
 #define SERVICE_COMMON_TLS_H_
 
@@ -28,6 +31,10 @@ struct TlsFiles {
   // For a channel: the CA the server's certificate must chain to (empty:
   // the system's roots).
   std::string ca_file;
+  // Servers only: seconds between checks of the files for new contents; 0
+  // reads them once, at start. A file that cannot be read or does not match
+  // its pair at a check leaves the last good certificate in use.
+  int reload_interval_s = 0;
 
   bool empty() const {
     return cert_file.empty() && key_file.empty() && ca_file.empty();
@@ -42,6 +49,8 @@ using ClientTlsOptions = TlsFiles;
 // - cert_file + key_file: TLS (clients are not asked for a certificate);
 // - plus ca_file: mutual TLS; a client must present a certificate signed by
 //   that CA (GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY).
+// With reload_interval_s > 0 the same, from files watched for changes
+// (checked at start as without it, so a bad file still stops the start).
 // INVALID_ARGUMENT when only one of cert/key is set, when ca_file is set
 // without them, or when a file cannot be read or holds no PEM block (the
 // message names the file).

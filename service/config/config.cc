@@ -58,6 +58,8 @@ CONFIG_FLAG(tls_cert_file, "tls.cert_file", "ASSISTANTS_TLS_CERT_FILE");
 CONFIG_FLAG(tls_key_file, "tls.key_file", "ASSISTANTS_TLS_KEY_FILE");
 CONFIG_FLAG(tls_client_ca_file, "tls.client_ca_file",
             "ASSISTANTS_TLS_CLIENT_CA_FILE");
+CONFIG_FLAG(tls_reload_interval_s, "tls.reload_interval_s",
+            "ASSISTANTS_TLS_RELOAD_INTERVAL_S");
 CONFIG_FLAG(api_keys_file, "auth.api_keys_file", "ASSISTANTS_API_KEYS_FILE");
 CONFIG_FLAG(auth_open_methods, "auth.open_methods",
             "ASSISTANTS_AUTH_OPEN_METHODS");
@@ -187,6 +189,9 @@ const std::vector<KeySpec>& Keys() {
        FIELD(tls.key_file), Check::kReadableFile},
       {"tls.client_ca_file", "ASSISTANTS_TLS_CLIENT_CA_FILE",
        "tls_client_ca_file", FIELD(tls.client_ca_file), Check::kReadableFile},
+      {"tls.reload_interval_s", "ASSISTANTS_TLS_RELOAD_INTERVAL_S",
+       "tls_reload_interval_s", FIELD(tls.reload_interval_s), Check::kNone, 0,
+       24 * 3600},
       {"auth.api_keys_file", "ASSISTANTS_API_KEYS_FILE", "api_keys_file",
        FIELD(auth.api_keys_file), Check::kReadableFile},
       {"auth.open_methods", "ASSISTANTS_AUTH_OPEN_METHODS", "auth_open_methods",

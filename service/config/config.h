@@ -64,6 +64,9 @@ struct GatewayConfig {
     std::string key_file;
     // When set, clients must present a certificate signed by this CA.
     std::string client_ca_file;
+    // Seconds between checks of the three files for renewed contents (new
+    // connections get them without a restart); 0 reads them once.
+    int64_t reload_interval_s = 60;
   } tls;
 
   struct Auth {

@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "assistants/v1/tool_worker.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -222,6 +224,75 @@ TEST_F(TlsHandshakeTest, MutualTlsRequiresATrustedClientCertificate) {
   const grpc::Status good =
       Call({certs_->client_cert, certs_->client_key, certs_->ca_cert});
   EXPECT_TRUE(good.ok()) << good.error_message();
+}
+
+// --- Watched files (reload_interval_s > 0) ----------------------------------
+
+TEST_F(TlsHandshakeTest, WatchedFilesServeTlsAsReadOnceFilesDo) {
+  ServerTlsOptions options{certs_->server_cert, certs_->server_key, ""};
+  options.reload_interval_s = 1;
+  Serve(options);
+  EXPECT_TRUE(Call({"", "", certs_->ca_cert}).ok());
+  EXPECT_EQ(Call({}).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Call({"", "", certs_->other_ca_cert}).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(TlsHandshakeTest, WatchedFilesRequireATrustedClientCertificate) {
+  ServerTlsOptions options{certs_->server_cert, certs_->server_key,
+                           certs_->ca_cert};
+  options.reload_interval_s = 1;
+  Serve(options);
+  EXPECT_EQ(Call({"", "", certs_->ca_cert}).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Call({certs_->untrusted_client_cert, certs_->untrusted_client_key,
+                  certs_->ca_cert})
+                .error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  const grpc::Status good =
+      Call({certs_->client_cert, certs_->client_key, certs_->ca_cert});
+  EXPECT_TRUE(good.ok()) << good.error_message();
+}
+
+// Replaces `path` with the contents of `from` in one rename, as a
+// Kubernetes Secret volume swaps its files.
+void ReplaceFile(const std::string& path, const std::string& from) {
+  const std::string next = path + ".next";
+  std::ofstream(next, std::ios::binary) << test_support::ReadTextFile(from);
+  ASSERT_EQ(std::rename(next.c_str(), path.c_str()), 0) << path;
+}
+
+// A certificate issued by another CA replaces the served one on disk: new
+// connections get it within the reload interval, no restart.
+TEST_F(TlsHandshakeTest, RotatedCertificateReachesNewConnections) {
+  TempDir other_dir;
+  TestCertificates other;
+  std::string error;
+  ASSERT_TRUE(MakeTestCertificates(other_dir.path(), &other, &error)) << error;
+  TempDir live;
+  const std::string cert = live.path() + "/tls.crt";
+  const std::string key = live.path() + "/tls.key";
+  ReplaceFile(cert, certs_->server_cert);
+  ReplaceFile(key, certs_->server_key);
+  ServerTlsOptions options{cert, key, ""};
+  options.reload_interval_s = 1;
+  Serve(options);
+  EXPECT_TRUE(Call({"", "", certs_->ca_cert}).ok());
+  EXPECT_EQ(Call({"", "", other.ca_cert}).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  ReplaceFile(key, other.server_key);
+  ReplaceFile(cert, other.server_cert);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  bool rotated = false;
+  while (!rotated && std::chrono::steady_clock::now() < deadline) {
+    rotated = Call({"", "", other.ca_cert}).ok();
+    if (!rotated) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(rotated) << "the renewed certificate was never served";
+  EXPECT_EQ(Call({"", "", certs_->ca_cert}).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
 }
 
 }  // namespace

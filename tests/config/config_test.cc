@@ -86,6 +86,7 @@ TEST(ConfigTest, EveryPlannedKeyHasOneEnvAndOneFlag) {
                                          "tls.cert_file",
                                          "tls.key_file",
                                          "tls.client_ca_file",
+                                         "tls.reload_interval_s",
                                          "auth.api_keys_file",
                                          "auth.open_methods",
                                          "limits.max_message_bytes",

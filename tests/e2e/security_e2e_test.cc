@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -274,6 +275,45 @@ TEST_F(SecurityE2eTest, MutualTlsGatewayWantsATrustedClientCertificate) {
 
   const grpc::Status good = GetUnknownAssistant(Channel(CertifiedClient()));
   EXPECT_EQ(good.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(good);
+}
+
+// The certificate files are renewed on disk (by a new CA, to tell them
+// apart): the running gateway serves the new one to new connections.
+TEST_F(SecurityE2eTest, RenewedCertificateIsServedWithoutARestart) {
+  TempDir renewed_dir;
+  TestCertificates renewed;
+  std::string error;
+  ASSERT_TRUE(MakeTestCertificates(renewed_dir.path(), &renewed, &error))
+      << error;
+  TempDir live;
+  const std::string cert = live.path() + "/tls.crt";
+  const std::string key = live.path() + "/tls.key";
+  auto replace = [](const std::string& path, const std::string& from) {
+    std::ofstream(path + ".next", std::ios::binary) << ReadTextFile(from);
+    return std::rename((path + ".next").c_str(), path.c_str()) == 0;
+  };
+  ASSERT_TRUE(replace(cert, certs_->server_cert));
+  ASSERT_TRUE(replace(key, certs_->server_key));
+  StartGateway({"--tls_cert_file=" + cert, "--tls_key_file=" + key,
+                "--tls_reload_interval_s=1"});
+  if (HasFatalFailure()) return;
+  const grpc::Status before = GetUnknownAssistant(Channel(TrustingClient()));
+  EXPECT_EQ(before.error_code(), grpc::StatusCode::NOT_FOUND)
+      << Describe(before);
+
+  ASSERT_TRUE(replace(key, renewed.server_key));
+  ASSERT_TRUE(replace(cert, renewed.server_cert));
+  const tls::ClientTlsOptions trusting_renewed{"", "", renewed.ca_cert};
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        return GetUnknownAssistant(Channel(trusting_renewed)).error_code() ==
+               grpc::StatusCode::NOT_FOUND;
+      },
+      std::chrono::seconds(30)))
+      << "the renewed certificate was never served";
+  const grpc::Status old_ca = GetUnknownAssistant(Channel(TrustingClient()));
+  EXPECT_EQ(old_ca.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << Describe(old_ca);
 }
 
 TEST_F(SecurityE2eTest, UnusableTlsSettingsStopTheGatewayNamingTheFile) {
