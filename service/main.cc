@@ -383,12 +383,13 @@ int main(int argc, char** argv) {
                  config.tls.client_ca_file,
                  static_cast<int>(config.tls.reload_interval_s)};
   options.streams.heartbeat_ms = static_cast<int>(config.streams.heartbeat_ms);
-  std::unique_ptr<assistants::auth::ApiKeys> api_keys;
+  std::unique_ptr<assistants::auth::ApiKeysFile> api_keys;
   if (!config.auth.api_keys_file.empty()) {
-    auto loaded =
-        assistants::auth::ApiKeys::LoadFile(config.auth.api_keys_file);
+    auto loaded = assistants::auth::ApiKeysFile::Open(
+        config.auth.api_keys_file,
+        absl::Seconds(config.auth.reload_interval_s));
     if (!loaded.ok()) return Fail(kConfigError, loaded.status().message());
-    api_keys = std::make_unique<assistants::auth::ApiKeys>(*std::move(loaded));
+    api_keys = *std::move(loaded);
     options.admission.api_keys = api_keys.get();
   } else {
     assistants::Log(assistants::LogLevel::kWarning,

@@ -34,7 +34,7 @@ std::optional<absl::string_view> BearerCredential(
 struct AdmissionOptions {
   // Null: authentication is off and every caller acts for kDefaultProject
   // (a laptop or a trusted network; main warns about it).
-  const auth::ApiKeys* api_keys = nullptr;
+  const auth::KeyLookup* api_keys = nullptr;
   // Null: no request rate limit.
   auth::RateLimiter* rate_limiter = nullptr;
   // Requests whose serialized size exceeds this are refused; 0 = no limit.

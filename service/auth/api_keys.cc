@@ -3,12 +3,16 @@
 #include <openssl/sha.h>
 
 #include <fstream>
+#include <memory>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "service/common/errors.h"
+#include "service/common/log.h"
+#include "service/common/status_macros.h"
 
 namespace assistants::auth {
 namespace {
@@ -106,7 +110,11 @@ absl::StatusOr<ApiKeys> ApiKeys::Parse(absl::string_view json,
   return result;
 }
 
-absl::StatusOr<ApiKeys> ApiKeys::LoadFile(const std::string& path) {
+namespace {
+
+// The file's contents; NOT_FOUND (API_KEYS_UNREADABLE) when it cannot be
+// read.
+absl::StatusOr<std::string> ReadKeysFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
     return MakeError(absl::StatusCode::kNotFound, "API_KEYS_UNREADABLE",
@@ -115,7 +123,14 @@ absl::StatusOr<ApiKeys> ApiKeys::LoadFile(const std::string& path) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  return Parse(text.str(), path);
+  return text.str();
+}
+
+}  // namespace
+
+absl::StatusOr<ApiKeys> ApiKeys::LoadFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string contents, ReadKeysFile(path));
+  return Parse(contents, path);
 }
 
 std::optional<Principal> ApiKeys::Find(absl::string_view key) const {
@@ -123,6 +138,78 @@ std::optional<Principal> ApiKeys::Find(absl::string_view key) const {
   auto it = by_hash_.find(Sha256Hex(key));
   if (it == by_hash_.end()) return std::nullopt;
   return it->second;
+}
+
+absl::StatusOr<std::unique_ptr<ApiKeysFile>> ApiKeysFile::Open(
+    const std::string& path, absl::Duration reload_interval) {
+  ASSIGN_OR_RETURN(std::string contents, ReadKeysFile(path));
+  ASSIGN_OR_RETURN(ApiKeys keys, ApiKeys::Parse(contents, path));
+  std::unique_ptr<ApiKeysFile> file(
+      new ApiKeysFile(path, std::move(keys), std::move(contents)));
+  if (reload_interval > absl::ZeroDuration()) {
+    file->watcher_ = std::thread([watched = file.get(), reload_interval] {
+      watched->Watch(reload_interval);
+    });
+  }
+  return file;
+}
+
+ApiKeysFile::ApiKeysFile(std::string path, ApiKeys keys, std::string contents)
+    : path_(std::move(path)),
+      keys_(std::make_shared<const ApiKeys>(std::move(keys))),
+      contents_(std::move(contents)) {}
+
+ApiKeysFile::~ApiKeysFile() {
+  stop_.Notify();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+std::optional<Principal> ApiKeysFile::Find(absl::string_view key) const {
+  std::shared_ptr<const ApiKeys> keys;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    keys = keys_;
+  }
+  return keys->Find(key);
+}
+
+size_t ApiKeysFile::size() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return keys_->size();
+}
+
+absl::Status ApiKeysFile::Reload() {
+  ASSIGN_OR_RETURN(std::string contents, ReadKeysFile(path_));
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (contents == contents_) return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(ApiKeys keys, ApiKeys::Parse(contents, path_));
+  const size_t count = keys.size();
+  {
+    absl::MutexLock lock(&mu_);
+    keys_ = std::make_shared<const ApiKeys>(std::move(keys));
+    contents_ = std::move(contents);
+  }
+  Log(LogLevel::kInfo, "API keys reloaded",
+      {{"path", path_}, {"keys", static_cast<int64_t>(count)}});
+  return absl::OkStatus();
+}
+
+void ApiKeysFile::Watch(absl::Duration interval) {
+  // A bad version is reported once, not at every check while it stays.
+  std::string reported;
+  while (!stop_.WaitForNotificationWithTimeout(interval)) {
+    absl::Status reloaded = Reload();
+    if (reloaded.ok()) {
+      reported.clear();
+    } else if (reloaded.ToString() != reported) {
+      reported = reloaded.ToString();
+      Log(LogLevel::kWarning,
+          "API keys file not reloaded; the last good keys stay",
+          {{"path", path_}, {"error", reloaded.message()}});
+    }
+  }
 }
 
 }  // namespace assistants::auth

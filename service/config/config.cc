@@ -61,6 +61,8 @@ CONFIG_FLAG(tls_client_ca_file, "tls.client_ca_file",
 CONFIG_FLAG(tls_reload_interval_s, "tls.reload_interval_s",
             "ASSISTANTS_TLS_RELOAD_INTERVAL_S");
 CONFIG_FLAG(api_keys_file, "auth.api_keys_file", "ASSISTANTS_API_KEYS_FILE");
+CONFIG_FLAG(auth_reload_interval_s, "auth.reload_interval_s",
+            "ASSISTANTS_AUTH_RELOAD_INTERVAL_S");
 CONFIG_FLAG(auth_open_methods, "auth.open_methods",
             "ASSISTANTS_AUTH_OPEN_METHODS");
 CONFIG_FLAG(max_message_bytes, "limits.max_message_bytes",
@@ -194,6 +196,9 @@ const std::vector<KeySpec>& Keys() {
        24 * 3600},
       {"auth.api_keys_file", "ASSISTANTS_API_KEYS_FILE", "api_keys_file",
        FIELD(auth.api_keys_file), Check::kReadableFile},
+      {"auth.reload_interval_s", "ASSISTANTS_AUTH_RELOAD_INTERVAL_S",
+       "auth_reload_interval_s", FIELD(auth.reload_interval_s), Check::kNone, 0,
+       24 * 3600},
       {"auth.open_methods", "ASSISTANTS_AUTH_OPEN_METHODS", "auth_open_methods",
        FIELD(auth.open_methods), Check::kMethodPrefixes},
       {"limits.max_message_bytes", "ASSISTANTS_MAX_MESSAGE_BYTES",

@@ -72,6 +72,9 @@ struct GatewayConfig {
   struct Auth {
     // JSON file of API keys; empty turns auth off (development only).
     std::string api_keys_file;
+    // Seconds between re-reads of the keys file (keys added or revoked
+    // without a restart); 0 reads it once.
+    int64_t reload_interval_s = 10;
     // Method prefixes served without an API key.
     std::vector<std::string> open_methods = {
         "/grpc.health.v1.Health/",

@@ -5,9 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "tests/support/server_process.h"
 
 namespace assistants::auth {
 namespace {
@@ -122,6 +127,72 @@ TEST(ApiKeysTest, UnreadableFileIsNotFound) {
   EXPECT_EQ(keys.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(keys.status().message().find("/nonexistent/keys.json"),
             std::string::npos);
+}
+
+// --- ApiKeysFile: the keys file re-read while the gateway runs ------------
+
+class ApiKeysFileTest : public ::testing::Test {
+ protected:
+  void Write(const std::string& contents) {
+    // A rename, as a Kubernetes Secret volume swaps its files.
+    const std::string next = path_ + ".next";
+    std::ofstream(next) << contents;
+    ASSERT_EQ(std::rename(next.c_str(), path_.c_str()), 0);
+  }
+  static std::string Keys(const std::string& entries) {
+    return absl::StrCat(R"({"keys":[)", entries, "]}");
+  }
+
+  test_support::TempDir dir_;
+  const std::string path_ = dir_.path() + "/keys.json";
+};
+
+TEST_F(ApiKeysFileTest, ReloadAddsAndRevokesKeys) {
+  Write(Keys(Entry("p", "a", kKeyA)));
+  auto file = ApiKeysFile::Open(path_, absl::ZeroDuration());
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ((*file)->Find(kKeyA)->project, "p");
+  EXPECT_FALSE((*file)->Find("key-b").has_value());
+
+  Write(Keys(Entry("q", "b", "key-b")));
+  ASSERT_TRUE((*file)->Reload().ok());
+  EXPECT_FALSE((*file)->Find(kKeyA).has_value()) << "revoked key still works";
+  EXPECT_EQ((*file)->Find("key-b")->project, "q");
+  EXPECT_EQ((*file)->size(), 1u);
+}
+
+TEST_F(ApiKeysFileTest, BadVersionsKeepTheLastGoodKeys) {
+  Write(Keys(Entry("p", "a", kKeyA)));
+  auto file = ApiKeysFile::Open(path_, absl::ZeroDuration());
+  ASSERT_TRUE(file.ok()) << file.status();
+  Write("{\"keys\": [");  // half written
+  absl::Status reloaded = (*file)->Reload();
+  EXPECT_EQ(reloaded.code(), absl::StatusCode::kInvalidArgument) << reloaded;
+  EXPECT_EQ((*file)->Find(kKeyA)->project, "p");
+  ASSERT_EQ(std::remove(path_.c_str()), 0);
+  EXPECT_EQ((*file)->Reload().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*file)->Find(kKeyA)->project, "p");
+}
+
+TEST_F(ApiKeysFileTest, OpenRefusesWhatLoadFileRefuses) {
+  EXPECT_EQ(ApiKeysFile::Open(path_, absl::Seconds(1)).status().code(),
+            absl::StatusCode::kNotFound);
+  Write("sk-plaintext");
+  EXPECT_EQ(ApiKeysFile::Open(path_, absl::Seconds(1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ApiKeysFileTest, TheWatcherPicksUpANewVersion) {
+  Write(Keys(Entry("p", "a", kKeyA)));
+  auto file = ApiKeysFile::Open(path_, absl::Milliseconds(20));
+  ASSERT_TRUE(file.ok()) << file.status();
+  Write(Keys(Entry("q", "b", "key-b")));
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*file)->Find(kKeyA).has_value() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_FALSE((*file)->Find(kKeyA).has_value());
+  EXPECT_EQ((*file)->Find("key-b")->project, "q");
 }
 
 }  // namespace

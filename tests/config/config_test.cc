@@ -88,6 +88,7 @@ TEST(ConfigTest, EveryPlannedKeyHasOneEnvAndOneFlag) {
                                          "tls.client_ca_file",
                                          "tls.reload_interval_s",
                                          "auth.api_keys_file",
+                                         "auth.reload_interval_s",
                                          "auth.open_methods",
                                          "limits.max_message_bytes",
                                          "limits.max_active_runs_per_project",

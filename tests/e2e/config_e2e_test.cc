@@ -5,12 +5,15 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <future>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -368,6 +371,66 @@ TEST(ConfigE2eTest, ApiKeysFileTurnsAuthenticationOn) {
                       grpc::StubOptions(), &request, &response,
                       [&done](grpc::Status status) { done.set_value(status); });
     EXPECT_TRUE(done.get_future().get().ok());
+  }
+  EXPECT_EQ(gateway.Stop(), 0) << gateway.captured_stderr();
+}
+
+// Keys are added and revoked in the file while the gateway runs: within the
+// reload interval the new key works and the revoked one is refused; a
+// half-written version changes nothing.
+TEST(ConfigE2eTest, ApiKeysRotateWithoutARestart) {
+  TempDir dir;
+  auto keys_json = [](const std::string& key) {
+    return absl::StrCat(
+        R"({"keys": [{"project": "a", "name": "k", "sha256": ")",
+        auth::ApiKeys::Sha256Hex(key), R"("}]})");
+  };
+  const std::string keys = dir.path() + "/keys.json";
+  auto replace = [&](const std::string& contents) {
+    WriteFile(dir, "keys.json.next", contents);
+    return std::rename((keys + ".next").c_str(), keys.c_str()) == 0;
+  };
+  ASSERT_TRUE(replace(keys_json("key-old")));
+  ServerProcess gateway;
+  gateway.set_env(CleanEnvironment({}));
+  std::string error;
+  ASSERT_TRUE(gateway.Start(GatewayBinary(),
+                            {"--db=:memory:", "--api_keys_file=" + keys,
+                             "--auth_reload_interval_s=1"},
+                            &error))
+      << error;
+  {
+    auto channel = gateway.Connect();
+    ASSERT_NE(channel, nullptr);
+    auto stub = v1::AssistantService::NewStub(channel);
+    auto list_with = [&](const std::string& key) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(10));
+      context.AddMetadata("authorization", "Bearer " + key);
+      v1::ListAssistantsResponse listed;
+      return stub->ListAssistants(&context, {}, &listed).error_code();
+    };
+    EXPECT_EQ(list_with("key-old"), grpc::StatusCode::OK);
+    EXPECT_EQ(list_with("key-new"), grpc::StatusCode::UNAUTHENTICATED);
+
+    ASSERT_TRUE(replace("{\"keys\": ["));
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+          return absl::StrContains(gateway.captured_stderr(),
+                                   "API keys file not reloaded");
+        },
+        std::chrono::seconds(30)))
+        << "the broken version was never reported";
+    EXPECT_EQ(list_with("key-old"), grpc::StatusCode::OK);
+
+    ASSERT_TRUE(replace(keys_json("key-new")));
+    EXPECT_TRUE(
+        WaitUntil([&] { return list_with("key-new") == grpc::StatusCode::OK; },
+                  std::chrono::seconds(30)))
+        << "the new key never worked";
+    EXPECT_EQ(list_with("key-old"), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_THAT(gateway.captured_stderr(), HasSubstr("API keys reloaded"));
   }
   EXPECT_EQ(gateway.Stop(), 0) << gateway.captured_stderr();
 }
