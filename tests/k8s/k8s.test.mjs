@@ -418,6 +418,10 @@ function gatewayConfig(objects, edit) {
 const BREAKAGES = {
   "several replicas on SQLite": [(o) => { o.find((x) => x.metadata.name === "assistants-gateway" && x.kind === "Deployment").spec.replicas = 3; }, /3 replicas on SQLite/],
   "writable root filesystem": [(o) => { gatewayContainer(o).securityContext.readOnlyRootFilesystem = false; }, /readOnlyRootFilesystem/],
+  "secret mounted with subPath": [(o) => {
+    const mount = gatewayContainer(o).volumeMounts.find((m) => m.name === "api-keys");
+    mount.subPath = "api-keys.json";
+  }, /api-keys with subPath/],
   "privilege escalation": [(o) => { delete gatewayContainer(o).securityContext.allowPrivilegeEscalation; }, /allowPrivilegeEscalation/],
   "capabilities kept": [(o) => { gatewayContainer(o).securityContext.capabilities.drop = ["NET_RAW"]; }, /drop lacks ALL/],
   "root user": [(o) => { gatewayContainer(o).securityContext.runAsUser = 0; }, /runAsUser 0/],

@@ -161,6 +161,12 @@ export function ruleProblems(objects) {
       }
       for (const m of c.volumeMounts ?? []) {
         if (!volumes.has(m.name)) problems.push(`${cid}: mounts unknown volume ${m.name}`);
+        // A subPath mount is never refreshed by the kubelet: a rotated key or
+        // certificate would not reach the running gateway.
+        const mounted = volumes.get(m.name);
+        if (m.subPath !== undefined && (mounted?.secret || mounted?.configMap)) {
+          problems.push(`${cid}: mounts ${m.name} with subPath, so updates of it never reach the pod`);
+        }
       }
       for (const e of c.env ?? []) {
         const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
