@@ -28,12 +28,21 @@
 //      --streams (e.g. 1000,10000) runs on a fresh gateway per store, so its
 //      RSS holds nothing but start-up, the K runs and the K streams.
 //   5. The gateway's RSS right after start.
+// With --secured_stores, sections 1 and 2 also measure, per store listed, a
+// gateway with issue 8's features on: an API key (the client sends
+// `authorization: Bearer KEY`, the gateway looks up its SHA-256 hash), the
+// per-key rate limiter (1,000,000/s, never refusing) and metrics.listen (the
+// RPC interceptor and the run, provider and tool recorders). Its rows sit
+// beside the plain gateway's, so "CPU per relayed event, features on vs
+// off" is read in one run; its /metrics is scraped at the end and must have
+// counted the RunEvents calls.
 // Every repeated figure is the median (CPU also shows the least sample: the
 // work is identical, so the spread above it is interference from other
 // processes); the paths are interleaved so drifting load hits them alike.
 //
 //   run_stream_bench [--tokens=2000] [--streams=1000,10000]
 //                    [--stores=sqlite,memory] [--idle_stores=...]
+//                    [--secured_stores=memory]
 //   run_stream_bench --quick    (seconds; the CTest smoke test)
 //
 // Exits non-zero only on a functional failure (a run or stream that does not
@@ -72,6 +81,8 @@
 #include "assistants/v1/run_service.grpc.pb.h"
 #include "bench/bench_support.h"
 #include "nlohmann/json.hpp"
+#include "service/auth/api_keys.h"
+#include "tests/support/prometheus_text.h"
 #include "tests/support/server_process.h"
 
 ABSL_FLAG(bool, quick, false,
@@ -96,6 +107,9 @@ ABSL_FLAG(std::string, stores, "sqlite,memory",
           "gateway stores to measure: sqlite (a file in a temp dir), memory");
 ABSL_FLAG(std::string, upstream, "openai",
           "gateway backend: openai (Responses API) or openai-chat");
+ABSL_FLAG(std::string, secured_stores, "",
+          "stores that also get a gateway with an API key, the rate limiter "
+          "and metrics on, in the relay and short-run sections");
 ABSL_FLAG(std::string, gateway, "",
           "assistants-gateway binary (default: the build tree's)");
 ABSL_FLAG(std::string, fake_openai, "",
@@ -633,13 +647,22 @@ class Gateway {
   Gateway(std::string store, std::chrono::milliseconds settle)
       : store_(std::move(store)), settle_(settle) {}
 
+  // Before Start: the gateway also gets `args`, and every call sends
+  // `authorization` metadata (when not empty).
+  void Secure(std::vector<std::string> args, std::string authorization) {
+    extra_args_ = std::move(args);
+    authorization_ = std::move(authorization);
+  }
+
   // Starts the gateway with its upstream at `upstream_base` (http://...).
   bool Start(const std::string& binary, const std::string& upstream_base,
              std::string* error) {
     const std::string db =
         store_ == "memory" ? ":memory:" : dir_.path() + "/gateway.db";
     setenv("OPENAI_BASE_URL", (upstream_base + "/v1").c_str(), 1);
-    if (!process_.Start(binary, {"--db=" + db}, error)) return false;
+    std::vector<std::string> args = {"--db=" + db};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    if (!process_.Start(binary, args, error)) return false;
     channel_ = process_.Connect();
     if (channel_ == nullptr) {
       *error = "the gateway never accepted connections";
@@ -660,7 +683,7 @@ class Gateway {
     if (with_tool) *request.add_tools() = StockPriceTool();
     v1::CreateAssistantResponse response;
     grpc::Status status =
-        stub->CreateAssistant(Context().get(), request, &response);
+        stub->CreateAssistant(CallContext().get(), request, &response);
     if (!status.ok()) {
       *error = "CreateAssistant: " + Describe(status);
       return false;
@@ -682,7 +705,7 @@ class Gateway {
     deltas->clear();
     deltas->reserve(100000);
     bool done = false;
-    auto context = Context(300);
+    auto context = CallContext(300);
     const double cpu = ProcessCpuSeconds(process_.pid());
     const Clock::time_point start = Clock::now();
     Clock::time_point end = start;
@@ -724,6 +747,7 @@ class Gateway {
 
   const std::string& store() const { return store_; }
   pid_t pid() const { return process_.pid(); }
+  std::string captured_stderr() const { return process_.captured_stderr(); }
   int64_t rss_start_kib() const { return rss_start_kib_; }
   void Stop() {
     runs_.reset();
@@ -740,8 +764,19 @@ class Gateway {
                          int parallel, std::vector<PendingRun>* runs,
                          std::string* error);
 
+  // A context with the gateway's API key, if it has one.
+  std::unique_ptr<grpc::ClientContext> CallContext(int seconds = 30) const {
+    std::unique_ptr<grpc::ClientContext> context = Context(seconds);
+    if (!authorization_.empty()) {
+      context->AddMetadata("authorization", authorization_);
+    }
+    return context;
+  }
+
   const std::string store_;
   const std::chrono::milliseconds settle_;
+  std::vector<std::string> extra_args_;
+  std::string authorization_;
   test_support::TempDir dir_;
   test_support::ServerProcess process_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -1017,6 +1052,15 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  const std::vector<std::string> secured_stores = absl::StrSplit(
+      absl::GetFlag(FLAGS_secured_stores), ',', absl::SkipEmpty());
+  for (const std::string& store : secured_stores) {
+    if (store != "sqlite" && store != "memory") {
+      std::fprintf(stderr, "--secured_stores: unknown store %s\n",
+                   store.c_str());
+      return 2;
+    }
+  }
   const std::vector<std::string> idle_stores =
       absl::StrSplit(absl::GetFlag(FLAGS_idle_stores), ',', absl::SkipEmpty());
   for (const std::string& store : idle_stores) {
@@ -1076,6 +1120,37 @@ int Main(int argc, char** argv) {
     }
   }
 
+  // Per --secured_stores entry: a gateway with an API key, the rate limiter
+  // and metrics on (sections 1 and 2 only).
+  test_support::TempDir secured_dir;
+  constexpr char kApiKey[] = "run-stream-bench-key-0123456789";
+  const std::string keys_file = secured_dir.path() + "/api-keys.json";
+  if (!secured_stores.empty()) {
+    std::ofstream(keys_file)
+        << json{{"keys",
+                 {{{"project", "proj_bench"},
+                   {"name", "bench"},
+                   {"sha256", auth::ApiKeys::Sha256Hex(kApiKey)}}}}}
+               .dump()
+        << "\n";
+  }
+  std::vector<std::unique_ptr<Gateway>> secured;
+  std::vector<std::string> secured_assistants(secured_stores.size());
+  for (size_t s = 0; s < secured_stores.size(); ++s) {
+    secured.push_back(std::make_unique<Gateway>(secured_stores[s], settle));
+    secured.back()->Secure(
+        {"--api_keys_file=" + keys_file,
+         "--requests_per_second_per_key=1000000", "--burst_per_key=1000000",
+         "--metrics_listen=127.0.0.1:0"},
+        absl::StrCat("Bearer ", kApiKey));
+    if (!secured[s]->Start(gateway_bin, fake.base, &error) ||
+        !secured[s]->CreateAssistant(false, &secured_assistants[s], &error)) {
+      std::fprintf(stderr, "gateway (%s, auth+metrics): %s\n",
+                   secured_stores[s].c_str(), error.c_str());
+      return 1;
+    }
+  }
+
   int failures = 0;
   TimePoints deltas;
   // Runs one gateway relay of `count` deltas; false (counted) on failure.
@@ -1103,11 +1178,17 @@ int Main(int argc, char** argv) {
   DirectClient direct(fake.base, chat);
   RelayRow long_direct{"direct from fake-openai, libcurl (baseline)", {}};
   RelayRow short_direct = long_direct;
-  std::vector<RelayRow> long_rows(n);
-  std::vector<RelayRow> short_rows(n);
+  // Rows 0..n-1: the plain gateways; then the secured ones.
+  std::vector<RelayRow> long_rows(n + secured.size());
+  std::vector<RelayRow> short_rows(n + secured.size());
   for (size_t g = 0; g < n; ++g) {
     long_rows[g].name = short_rows[g].name =
         "through the gateway, " + stores[g] + " store";
+  }
+  for (size_t s = 0; s < secured.size(); ++s) {
+    long_rows[n + s].name = short_rows[n + s].name =
+        "through the gateway, " + secured_stores[s] +
+        " store, API key + rate limiter + metrics on";
   }
   const bool verbose = absl::GetFlag(FLAGS_verbose);
   auto log_sample = [&](const std::string& path, const RelaySample& sample) {
@@ -1138,6 +1219,12 @@ int Main(int argc, char** argv) {
       log_sample(stores[g], sample);
       if (keep) (*rows)[g].samples.push_back(sample);
     }
+    for (size_t s = 0; s < secured.size(); ++s) {
+      fake.ScriptText(count);
+      if (!relay(*secured[s], secured_assistants[s], count, &sample)) continue;
+      log_sample(secured_stores[s] + "+auth+metrics", sample);
+      if (keep) (*rows)[n + s].samples.push_back(sample);
+    }
   };
   for (int round = 0; round <= repeats; ++round) {
     measure_round(tokens, &long_direct, &long_rows, round > 0);
@@ -1148,6 +1235,40 @@ int Main(int argc, char** argv) {
   std::vector<int64_t> rss_after_relay(n);
   for (size_t g = 0; g < n; ++g) {
     rss_after_relay[g] = RssKiB(gateways[g]->pid());
+  }
+  // The secured gateways prove metrics were on (their /metrics counted the
+  // RunEvents calls), then stop so they cost nothing in later sections.
+  std::vector<double> secured_rpcs(secured.size());
+  for (size_t s = 0; s < secured.size(); ++s) {
+    const std::string marker = "metrics listening on 127.0.0.1:";
+    const std::string text = secured[s]->captured_stderr();
+    const size_t at = text.find(marker);
+    int port = 0;
+    if (at != std::string::npos) {
+      port = std::atoi(text.c_str() + at + marker.size());
+    }
+    std::string page;
+    if (port <= 0 ||
+        HttpCall(absl::StrCat("http://127.0.0.1:", port, "/metrics"), "",
+                 &page) != 200) {
+      std::fprintf(stderr, "gateway (%s, auth+metrics): no /metrics\n",
+                   secured_stores[s].c_str());
+      ++failures;
+    } else {
+      secured_rpcs[s] = test_support::SeriesValue(
+                            page, "assistants_rpcs_total",
+                            {{"method", "/assistants.v1.RunService/RunEvents"},
+                             {"code", "OK"}})
+                            .value_or(0);
+      if (secured_rpcs[s] <= 0) {
+        std::fprintf(stderr,
+                     "gateway (%s, auth+metrics): /metrics counted no "
+                     "RunEvents call\n",
+                     secured_stores[s].c_str());
+        ++failures;
+      }
+    }
+    secured[s]->Stop();
   }
 
   // 3. Latency on one clock, through the stamping proxy: the direct client
@@ -1278,6 +1399,30 @@ int Main(int argc, char** argv) {
   };
   print_relay(long_direct, false);
   for (const RelayRow& row : long_rows) print_relay(row, true);
+  // Features on vs off: the secured gateway against the plain one on the
+  // same store, same run.
+  for (size_t s = 0; s < secured.size(); ++s) {
+    const size_t g = static_cast<size_t>(
+        std::find(stores.begin(), stores.end(), secured_stores[s]) -
+        stores.begin());
+    const RelayRow& on = long_rows[n + s];
+    if (g >= n || on.samples.empty() || long_rows[g].samples.empty()) continue;
+    const RelaySample m_on = on.Median();
+    const RelaySample m_off = long_rows[g].Median();
+    const double cpu_on = m_on.cpu_s * 1e6 / m_on.deltas;
+    const double cpu_off = m_off.cpu_s * 1e6 / m_off.deltas;
+    const double min_on = on.MinCpu() * 1e6 / m_on.deltas;
+    const double min_off = long_rows[g].MinCpu() * 1e6 / m_off.deltas;
+    std::printf(
+        "\nFeatures on vs off, %s store: gateway CPU per relayed delta %.1f "
+        "vs %.1f us (%+.1f us, ratio %.2f; least %.1f vs %.1f us, %+.1f); "
+        "gap between deltas p50 %+.1f us, p99 %+.1f us. Metrics were on: "
+        "assistants_rpcs_total{RunEvents, OK} = %.0f.\n",
+        secured_stores[s].c_str(), cpu_on, cpu_off, cpu_on - cpu_off,
+        cpu_off > 0 ? cpu_on / cpu_off : 0.0, min_on, min_off, min_on - min_off,
+        m_on.gap_p50_us - m_off.gap_p50_us, m_on.gap_p99_us - m_off.gap_p99_us,
+        secured_rpcs[s]);
+  }
   std::printf("\n## Short runs: %d text deltas, median of %d\n\n", kShortTokens,
               first_repeats);
   std::printf(
@@ -1295,6 +1440,24 @@ int Main(int argc, char** argv) {
   };
   print_short(short_direct, false);
   for (const RelayRow& row : short_rows) print_short(row, true);
+  for (size_t s = 0; s < secured.size(); ++s) {
+    const size_t g = static_cast<size_t>(
+        std::find(stores.begin(), stores.end(), secured_stores[s]) -
+        stores.begin());
+    const RelayRow& on = short_rows[n + s];
+    if (g >= n || on.samples.empty() || short_rows[g].samples.empty()) {
+      continue;
+    }
+    const RelaySample m_on = on.Median();
+    const RelaySample m_off = short_rows[g].Median();
+    std::printf(
+        "\nFeatures on vs off, %s store: gateway CPU per short run %.0f vs "
+        "%.0f us (%+.0f us, ratio %.2f); call -> first delta %+.2f ms.\n",
+        secured_stores[s].c_str(), m_on.cpu_s * 1e6, m_off.cpu_s * 1e6,
+        (m_on.cpu_s - m_off.cpu_s) * 1e6,
+        m_off.cpu_s > 0 ? m_on.cpu_s / m_off.cpu_s : 0.0,
+        (m_on.first_delta_s - m_off.first_delta_s) * 1e3);
+  }
 
   std::printf(
       "\n## Relay latency on one clock (proxy stamp -> client receipt), "
