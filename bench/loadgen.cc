@@ -35,10 +35,14 @@
 //   - tls:     server TLS with a certificate made at start (openssl CLI, see
 //              tests/support/test_certificates.h), the client trusting its
 //              CA;
+//   - tls_once: tls with the files read once at start
+//              (tls.reload_interval_s=0: gRPC's SSL credentials) instead of
+//              watched for rotation (the default: its TLS credentials over
+//              a file-watching certificate provider);
 //   - all:     auth+metrics+tls, what a production deployment runs.
 // Any '+'-joined set of auth, metrics and tls is a variant too
-// ("auth+metrics"). Every call checks its ids' owner (tenancy), plain
-// included: without keys the caller is the default project.
+// ("auth+metrics", "auth+tls_once"). Every call checks its ids' owner
+// (tenancy), plain included: without keys the caller is the default project.
 // Every call's latency is kept; each measurement reports count, calls/s,
 // p50/p90/p99/p99.9/max, errors, the server's CPU (its process CPU clock:
 // utime+stime of all threads) per call, calls per server CPU second
@@ -109,7 +113,8 @@ ABSL_FLAG(double, open_fraction, 0.5,
           "throughput at the largest concurrency (0 skips it)");
 ABSL_FLAG(std::string, stores, "sqlite,memory", "gateway stores to measure");
 ABSL_FLAG(std::string, variants, "plain",
-          "gateway variants per store: plain, auth, metrics, tls, all, or a "
+          "gateway variants per store: plain, auth, metrics, tls, tls_once, "
+          "all, or a "
           "'+'-joined set of auth, metrics and tls");
 ABSL_FLAG(std::string, methods, "GetAssistant,CreateMessage",
           "unary methods to measure");
@@ -166,6 +171,9 @@ struct Variant {
   bool auth = false;
   bool metrics = false;
   bool tls = false;
+  // TLS files read once at start (tls.reload_interval_s=0) instead of the
+  // default watched files (gRPC's TLS credentials over a file watcher).
+  bool tls_read_once = false;
 
   bool plain() const { return !auth && !metrics && !tls; }
 };
@@ -181,6 +189,11 @@ bool ParseVariant(absl::string_view text, Variant* variant) {
     return true;
   }
   for (absl::string_view part : absl::StrSplit(text, '+')) {
+    if (part == "tls_once") {
+      if (variant->tls) return false;
+      variant->tls = variant->tls_read_once = true;
+      continue;
+    }
     bool* feature = part == "auth"      ? &variant->auth
                     : part == "metrics" ? &variant->metrics
                     : part == "tls"     ? &variant->tls
@@ -867,6 +880,9 @@ int Main(int argc, char** argv) {
       if (variant.tls) {
         args.push_back("--tls_cert_file=" + certs.server_cert);
         args.push_back("--tls_key_file=" + certs.server_key);
+        if (variant.tls_read_once) {
+          args.push_back("--tls_reload_interval_s=0");
+        }
       }
       if (!StartTarget(target, gateway_bin, args, channels,
                        variant.tls ? tls_credentials
