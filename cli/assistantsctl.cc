@@ -1229,16 +1229,18 @@ Outcome ThreadsUpdate(const Invocation& inv) {
       !parsed.ok()) {
     return parsed;
   }
-  // Empty metadata is written only when the mask names it; a mask written
-  // here names the fields --request-json set too, or they would be dropped.
-  const bool json_mask = request.has_update_mask();
-  google::protobuf::FieldMask* mask = request.mutable_update_mask();
-  if (*metadata) AddMaskPath(mask, "metadata");
-  if (resources) AddMaskPath(mask, "tool_resources");
-  if (!json_mask) {
-    if (!request.metadata().empty()) AddMaskPath(mask, "metadata");
-    if (request.has_tool_resources()) AddMaskPath(mask, "tool_resources");
-    if (mask->paths().empty()) request.clear_update_mask();
+  if (*metadata || resources) {
+    // Empty metadata is written only when the mask names it. A mask written
+    // here also names the fields --request-json set, or they would be
+    // dropped; a mask the JSON gave gets only the flags' fields.
+    const bool json_mask = request.has_update_mask();
+    google::protobuf::FieldMask* mask = request.mutable_update_mask();
+    if (*metadata) AddMaskPath(mask, "metadata");
+    if (resources) AddMaskPath(mask, "tool_resources");
+    if (!json_mask) {
+      if (!request.metadata().empty()) AddMaskPath(mask, "metadata");
+      if (request.has_tool_resources()) AddMaskPath(mask, "tool_resources");
+    }
   }
   v1::UpdateThreadResponse response;
   grpc::ClientContext context;

@@ -1043,6 +1043,22 @@ TEST_F(AssistantsctlCommandsTest, ThreadsTakeToolResources) {
   updated = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
   EXPECT_THAT(updated.update_mask().paths(),
               ElementsAre("metadata", "tool_resources"));
+
+  // The JSON alone is sent as it is; a mask it gives gets the flags' fields.
+  ASSERT_EQ(Cli({"threads", "update", "thread_1", "--request-json",
+                 R"({"metadata": {"a": "1"}})"})
+                .exit_code,
+            0);
+  updated = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_FALSE(updated.has_update_mask());
+  ASSERT_EQ(Cli({"threads", "update", "thread_1", "--request-json",
+                 R"({"update_mask": "toolResources"})", "--metadata", "b=2"})
+                .exit_code,
+            0);
+  updated = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_FALSE(updated.has_tool_resources());
+  EXPECT_THAT(updated.update_mask().paths(),
+              ElementsAre("tool_resources", "metadata"));
 }
 
 // --request-json is the request; the flags and ids go on top and win, a
