@@ -34,6 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -42,6 +43,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "assistants/v1/assistant.grpc.pb.h"
 #include "assistants/v1/message.grpc.pb.h"
 #include "assistants/v1/run_service.grpc.pb.h"
@@ -52,6 +54,7 @@
 #include "cli/run_flow.h"
 #include "cli/run_printer.h"
 #include "cli/tool_answers.h"
+#include "google/protobuf/field_mask.pb.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
@@ -99,6 +102,19 @@ Global flags (accepted anywhere on the command line):
   --help               print this text
 Each invocation sends one random x-request-id with all its calls.
 
+Request flags (every command):
+  --request-json JSON  the request message in protobuf's JSON mapping (field
+                       names as in the .proto files, e.g. for runs create
+                       '{"options":{"metadata":{"k":"v"}}}'); the command's
+                       flags and ids are applied on top and win, a flag
+                       replacing its field whole (lists and maps too). For
+                       `run` it is the CreateRunRequest (with --thread) or
+                       CreateThreadAndRunRequest it starts. An unknown field
+                       or bad JSON is a usage error; nothing is sent.
+  --request-file FILE  the same, read from FILE
+  Every field of every request can be set this way; the flags below cover
+  the common ones.
+
 Commands:
 )";
 
@@ -107,13 +123,25 @@ constexpr char kUsageFooter[] = R"(
   '[{"type":"code_interpreter"},
     {"type":"function","function":{"name":"f","parameters":{...}}}]'
 --metadata replaces an assistant's metadata whole on update, as in OpenAI;
-threads/messages/runs update need --metadata k=v ... or --clear-metadata.
+threads/messages/runs update need --metadata k=v ... or --clear-metadata
+(or --request-json; threads update: or --tool-resources-json alone, which
+keeps the metadata).
+--tool-resources-json takes OpenAI's tool_resources object, for example
+  '{"code_interpreter":{"file_ids":["file_1"]},
+    "file_search":{"vector_store_ids":["vs_1"]}}'
+--response-format FORMAT is text, json_object or json_schema:FILE, the file
+holding OpenAI's json_schema object ({"name":"n","schema":{...},
+"strict":true}).
 runs create / threads create-and-run return the new run at once (`run`
 streams it). Their [RUN FLAGS]: [--model M] [--instructions I]
 [--tools-json JSON] [--metadata k=v ...] [--temperature T] [--top-p P]
 [--max-prompt-tokens N] [--max-completion-tokens N]
-[--requires-action-timeout-s N]; --tools-json there replaces the assistant's
-tools for the run ("[]": none). runs submit answers requires_action: --output CALL_ID=TEXT per
+[--truncation auto|last:N] [--response-format FORMAT]
+[--tool-choice auto|none|required|code_interpreter|file_search|NAME]
+[--parallel-tool-calls true|false] [--requires-action-timeout-s N];
+--tools-json there replaces the assistant's tools for the run ("[]": none),
+--tool-choice NAME (or function:NAME) makes the model call that function.
+runs submit answers requires_action: --output CALL_ID=TEXT per
 pending call, or --outputs-file FILE.json mapping call ids to outputs
 (strings sent as they are, other JSON values as their JSON text).
 runs events prints the run's events from sequence --after N (default 0), one
@@ -247,11 +275,13 @@ absl::StatusOr<Int> ParseInt(const std::string& flag, const std::string& text) {
   return value;
 }
 
-// "k=v" pairs into a proto map. Range checks (count, lengths) are left to the
-// gateway so the CLI reports exactly what the API would.
+// "k=v" pairs into a proto map, replacing what --request-json put there
+// (a flag sets its field whole). Range checks (count, lengths) are left to
+// the gateway so the CLI reports exactly what the API would.
 absl::Status ParseMetadata(
     const std::vector<std::string>& pairs,
     google::protobuf::Map<std::string, std::string>* out) {
+  if (!pairs.empty()) out->clear();
   for (const std::string& pair : pairs) {
     std::vector<std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
     if (kv.size() != 2) {
@@ -286,6 +316,23 @@ absl::Status ParseListOptions(const Args& args, v1::ListOptions* options) {
   return absl::OkStatus();
 }
 
+// Parses `json`, protobuf's JSON mapping of `out`'s type, into `out`
+// (replacing its contents). Unknown fields are errors, so a misspelt field
+// is named instead of silently dropped. `where` starts the message.
+absl::Status ParseProtoJson(absl::string_view where, const std::string& json,
+                            Message* out) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto parsed = google::protobuf::util::JsonStringToMessage(json, out, options);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": not a valid ", out->GetDescriptor()->full_name(), ": ",
+        // Some of protobuf's messages start with ": ".
+        absl::StripPrefix(parsed.message().ToString(), ": ")));
+  }
+  return absl::OkStatus();
+}
+
 // Converts one JSON value to a message through its JSON text; used to reuse
 // protobuf's JSON mapping for the sub-objects of OpenAI's tool shape.
 absl::Status ValueToMessage(const google::protobuf::Value& value,
@@ -296,20 +343,17 @@ absl::Status ValueToMessage(const google::protobuf::Value& value,
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": ", printed.ToString()));
   }
-  auto parsed = google::protobuf::util::JsonStringToMessage(json, out);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": ", parsed.ToString()));
-  }
-  return absl::OkStatus();
+  return ParseProtoJson(where, json, out);
 }
 
 // Converts OpenAI's tool list ([{"type": "function", "function": {...}}, ...])
-// to assistants.v1.Tool messages. The proto's oneof field names are OpenAI's
-// `type` values, and the nested objects use the same field names, so each
-// nested object is parsed with protobuf's own JSON mapping.
+// to assistants.v1.Tool messages, replacing `out`. The proto's oneof field
+// names are OpenAI's `type` values, and the nested objects use the same
+// field names, so each nested object is parsed with protobuf's own JSON
+// mapping.
 absl::Status ParseToolsJson(const std::string& json,
                             google::protobuf::RepeatedPtrField<v1::Tool>* out) {
+  out->Clear();
   google::protobuf::Value root;
   auto parsed = google::protobuf::util::JsonStringToMessage(json, &root);
   if (!parsed.ok()) {
@@ -365,6 +409,166 @@ absl::Status ParseToolsJson(const std::string& json,
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ParseBool(const std::string& flag,
+                               const std::string& text) {
+  if (text == "true") return true;
+  if (text == "false") return false;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, ": expected true or false, got \"", text, "\""));
+}
+
+// A file a flag names, read whole (usage errors: the file is an argument).
+absl::StatusOr<std::string> ReadFlagFile(const std::string& flag,
+                                         const std::string& path) {
+  return cli::ReadNamedFile({path, absl::StrCat("--", flag)});
+}
+
+// The rule of function names (^[a-zA-Z0-9_-]{1,64}$), checked here only to
+// tell a misspelt --tool-choice keyword from a function name.
+bool IsFunctionName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+           c == '-';
+  });
+}
+
+// --tool-choice auto|none|required|code_interpreter|file_search|NAME, or
+// function:NAME for a function whose name is one of those words.
+absl::StatusOr<v1::ToolChoice> ParseToolChoice(const std::string& text) {
+  static const auto* modes = new std::map<std::string, v1::ToolChoice::Mode>{
+      {"auto", v1::ToolChoice::MODE_AUTO},
+      {"none", v1::ToolChoice::MODE_NONE},
+      {"required", v1::ToolChoice::MODE_REQUIRED},
+      {"code_interpreter", v1::ToolChoice::MODE_CODE_INTERPRETER},
+      {"file_search", v1::ToolChoice::MODE_FILE_SEARCH},
+  };
+  v1::ToolChoice choice;
+  if (auto mode = modes->find(text); mode != modes->end()) {
+    choice.set_mode(mode->second);
+    return choice;
+  }
+  absl::string_view name = text;
+  const bool prefixed = absl::ConsumePrefix(&name, "function:");
+  if (!IsFunctionName(name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tool-choice: expected auto, none, required, code_interpreter, "
+        "file_search or a function name ([a-zA-Z0-9_-], at most 64; "
+        "function:NAME also works), got \"",
+        text, "\"", prefixed ? " (not a function name)" : ""));
+  }
+  choice.set_mode(v1::ToolChoice::MODE_FUNCTION);
+  choice.set_function_name(std::string(name));
+  return choice;
+}
+
+// --truncation auto|last:N (OpenAI's truncation_strategy; N >= 1).
+absl::StatusOr<v1::TruncationStrategy> ParseTruncation(
+    const std::string& text) {
+  v1::TruncationStrategy strategy;
+  if (text == "auto") {
+    strategy.set_type(v1::TruncationStrategy::TYPE_AUTO);
+    return strategy;
+  }
+  absl::string_view count = text;
+  if (!absl::ConsumePrefix(&count, "last:")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--truncation: expected auto or last:N, got \"", text, "\""));
+  }
+  int32_t last = 0;
+  if (!absl::SimpleAtoi(count, &last) || last < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--truncation: last:N needs a whole number N >= 1, got \"",
+                     text, "\""));
+  }
+  strategy.set_type(v1::TruncationStrategy::TYPE_LAST_MESSAGES);
+  strategy.set_last_messages(last);
+  return strategy;
+}
+
+// --response-format text|json_object|json_schema:FILE, the file holding
+// OpenAI's json_schema object ({"name": ..., "schema": {...},
+// "strict": true}) in the proto's JSON mapping.
+absl::StatusOr<v1::ResponseFormat> ParseResponseFormat(
+    const std::string& text) {
+  v1::ResponseFormat format;
+  if (text == "text") {
+    format.set_type(v1::ResponseFormat::TYPE_TEXT);
+    return format;
+  }
+  if (text == "json_object") {
+    format.set_type(v1::ResponseFormat::TYPE_JSON_OBJECT);
+    return format;
+  }
+  absl::string_view path = text;
+  if (!absl::ConsumePrefix(&path, "json_schema:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--response-format: expected text, json_object or "
+                     "json_schema:FILE, got \"",
+                     text, "\""));
+  }
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "--response-format: json_schema:FILE needs a file");
+  }
+  absl::StatusOr<std::string> schema =
+      ReadFlagFile("response-format", std::string(path));
+  if (!schema.ok()) return schema.status();
+  format.set_type(v1::ResponseFormat::TYPE_JSON_SCHEMA);
+  absl::Status parsed = ParseProtoJson(absl::StrCat("--response-format ", path),
+                                       *schema, format.mutable_json_schema());
+  if (!parsed.ok()) return parsed;
+  return format;
+}
+
+// --tool-resources-json into request->tool_resources: OpenAI's object, which
+// is the proto's JSON mapping ({"code_interpreter": {"file_ids": [...]},
+// "file_search": {"vector_store_ids": [...]}}). Untouched without the flag:
+// a present tool_resources is a write on update.
+template <typename Request>
+absl::Status FillToolResources(const Args& args, Request* request) {
+  if (auto v = args.Get("tool-resources-json")) {
+    return ParseProtoJson("--tool-resources-json", *v,
+                          request->mutable_tool_resources());
+  }
+  return absl::OkStatus();
+}
+
+// Whether the command line carries a whole request (--request-json or
+// --request-file).
+bool HasRequestJson(const Args& args) {
+  return args.Has("request-json") || args.Has("request-file");
+}
+
+// --request-json JSON or --request-file PATH: the whole request message in
+// protobuf's JSON mapping, parsed into the fresh `request` before the
+// command's flags are applied, so that a flag wins over the JSON (a flag
+// sets its field whole, lists and maps included). Neither given: nothing.
+absl::Status MergeRequestJson(const Args& args, Message* request) {
+  const std::optional<std::string> json = args.Get("request-json");
+  const std::optional<std::string> path = args.Get("request-file");
+  if (json.has_value() && path.has_value()) {
+    return absl::InvalidArgumentError(
+        "give --request-json or --request-file, not both");
+  }
+  if (json.has_value()) return ParseProtoJson("--request-json", *json, request);
+  if (path.has_value()) {
+    absl::StatusOr<std::string> text = ReadFlagFile("request-file", *path);
+    if (!text.ok()) return text.status();
+    return ParseProtoJson(absl::StrCat("--request-file ", *path), *text,
+                          request);
+  }
+  return absl::OkStatus();
+}
+
+// Adds `path` to an update mask unless it is there.
+void AddMaskPath(google::protobuf::FieldMask* mask, const std::string& path) {
+  const auto& paths = mask->paths();
+  if (std::find(paths.begin(), paths.end(), path) == paths.end()) {
+    mask->add_paths(path);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -678,16 +882,25 @@ absl::Status FillAssistantFields(const Args& args, Request* request) {
     if (!value.ok()) return value.status();
     request->set_top_p(*value);
   }
+  absl::Status resources = FillToolResources(args, request);
+  if (!resources.ok()) return resources;
+  if (auto v = args.Get("response-format")) {
+    absl::StatusOr<v1::ResponseFormat> format = ParseResponseFormat(*v);
+    if (!format.ok()) return format.status();
+    *request->mutable_response_format() = *std::move(format);
+  }
   return absl::OkStatus();
 }
 
 Outcome AssistantsCreate(const Invocation& inv) {
-  if (!inv.args.Has("model")) {
-    return absl::InvalidArgumentError("--model is required");
-  }
   v1::CreateAssistantRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   absl::Status filled = FillAssistantFields(inv.args, &request);
   if (!filled.ok()) return filled;
+  if (request.model().empty()) {
+    return absl::InvalidArgumentError("--model is required");
+  }
   if (auto v = inv.args.Get("request-id")) request.set_request_id(*v);
   v1::CreateAssistantResponse response;
   grpc::ClientContext context;
@@ -700,6 +913,8 @@ Outcome AssistantsCreate(const Invocation& inv) {
 
 Outcome AssistantsGet(const Invocation& inv) {
   v1::GetAssistantRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_assistant_id(inv.id);
   v1::GetAssistantResponse response;
   grpc::ClientContext context;
@@ -711,6 +926,8 @@ Outcome AssistantsGet(const Invocation& inv) {
 
 Outcome AssistantsList(const Invocation& inv) {
   v1::ListAssistantsRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   absl::Status parsed = ParseListOptions(inv.args, request.mutable_options());
   if (!parsed.ok()) return parsed;
   v1::ListAssistantsResponse response;
@@ -730,9 +947,30 @@ Outcome AssistantsList(const Invocation& inv) {
 
 Outcome AssistantsUpdate(const Invocation& inv) {
   v1::UpdateAssistantRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_assistant_id(inv.id);
   absl::Status filled = FillAssistantFields(inv.args, &request);
   if (!filled.ok()) return filled;
+  if (request.has_update_mask()) {
+    // The JSON's mask writes exactly its paths: the flags' fields join it.
+    static const auto* paths = new std::map<std::string, std::string>{
+        {"model", "model"},
+        {"name", "name"},
+        {"description", "description"},
+        {"instructions", "instructions"},
+        {"upstream", "upstream"},
+        {"tools-json", "tools"},
+        {"metadata", "metadata"},
+        {"temperature", "temperature"},
+        {"top-p", "top_p"},
+        {"tool-resources-json", "tool_resources"},
+        {"response-format", "response_format"},
+    };
+    for (const auto& [flag, path] : *paths) {
+      if (inv.args.Has(flag)) AddMaskPath(request.mutable_update_mask(), path);
+    }
+  }
   v1::UpdateAssistantResponse response;
   grpc::ClientContext context;
   inv.PrepareContext(&context);
@@ -744,6 +982,8 @@ Outcome AssistantsUpdate(const Invocation& inv) {
 
 Outcome AssistantsDelete(const Invocation& inv) {
   v1::DeleteAssistantRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_assistant_id(inv.id);
   v1::DeleteAssistantResponse response;
   grpc::ClientContext context;
@@ -756,16 +996,31 @@ Outcome AssistantsDelete(const Invocation& inv) {
   });
 }
 
-Outcome ThreadsCreate(const Invocation& inv) {
-  v1::CreateThreadRequest request;
-  for (const std::string& text : inv.args.GetAll("message")) {
-    v1::MessageInput* message = request.add_messages();
+// --message TEXT ... as user messages, replacing `out` when given (the
+// thread's initial messages or a run's additional_messages).
+void FillMessages(const Args& args,
+                  google::protobuf::RepeatedPtrField<v1::MessageInput>* out) {
+  if (!args.Has("message")) return;
+  out->Clear();
+  for (const std::string& text : args.GetAll("message")) {
+    v1::MessageInput* message = out->Add();
     message->set_role(v1::MESSAGE_ROLE_USER);
     message->set_text(text);
   }
+}
+
+Outcome ThreadsCreate(const Invocation& inv) {
+  v1::CreateThreadRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
+  FillMessages(inv.args, request.mutable_messages());
   absl::Status parsed =
       ParseMetadata(inv.args.GetAll("metadata"), request.mutable_metadata());
   if (!parsed.ok()) return parsed;
+  if (absl::Status resources = FillToolResources(inv.args, &request);
+      !resources.ok()) {
+    return resources;
+  }
   if (auto v = inv.args.Get("request-id")) request.set_request_id(*v);
   v1::CreateThreadResponse response;
   grpc::ClientContext context;
@@ -777,6 +1032,8 @@ Outcome ThreadsCreate(const Invocation& inv) {
 
 Outcome ThreadsGet(const Invocation& inv) {
   v1::GetThreadRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   v1::GetThreadResponse response;
   grpc::ClientContext context;
@@ -788,6 +1045,8 @@ Outcome ThreadsGet(const Invocation& inv) {
 
 Outcome ThreadsDelete(const Invocation& inv) {
   v1::DeleteThreadRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   v1::DeleteThreadResponse response;
   grpc::ClientContext context;
@@ -800,22 +1059,30 @@ Outcome ThreadsDelete(const Invocation& inv) {
 }
 
 Outcome MessagesCreate(const Invocation& inv) {
-  auto text = inv.args.Get("text");
-  if (!text.has_value())
-    return absl::InvalidArgumentError("--text is required");
   v1::CreateMessageRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   v1::MessageInput* message = request.mutable_message();
-  const std::string role = inv.args.Get("role").value_or("user");
-  if (role == "user") {
-    message->set_role(v1::MESSAGE_ROLE_USER);
-  } else if (role == "assistant") {
-    message->set_role(v1::MESSAGE_ROLE_ASSISTANT);
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--role: expected user or assistant, got \"", role, "\""));
+  if (auto text = inv.args.Get("text")) {
+    // Text and content parts are one field in OpenAI (`content`).
+    message->clear_content();
+    message->set_text(*text);
+  } else if (message->text().empty() && message->content().empty()) {
+    return absl::InvalidArgumentError("--text is required");
   }
-  message->set_text(*text);
+  if (auto role = inv.args.Get("role")) {
+    if (*role == "user") {
+      message->set_role(v1::MESSAGE_ROLE_USER);
+    } else if (*role == "assistant") {
+      message->set_role(v1::MESSAGE_ROLE_ASSISTANT);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--role: expected user or assistant, got \"", *role, "\""));
+    }
+  } else if (message->role() == v1::MESSAGE_ROLE_UNSPECIFIED) {
+    message->set_role(v1::MESSAGE_ROLE_USER);
+  }
   absl::Status parsed =
       ParseMetadata(inv.args.GetAll("metadata"), message->mutable_metadata());
   if (!parsed.ok()) return parsed;
@@ -830,6 +1097,8 @@ Outcome MessagesCreate(const Invocation& inv) {
 
 Outcome MessagesList(const Invocation& inv) {
   v1::ListMessagesRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   absl::Status parsed = ParseListOptions(inv.args, request.mutable_options());
   if (!parsed.ok()) return parsed;
@@ -850,6 +1119,8 @@ Outcome MessagesList(const Invocation& inv) {
 
 Outcome RunsGet(const Invocation& inv) {
   v1::GetRunRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_run_id(inv.second_id);
   v1::GetRunResponse response;
@@ -862,6 +1133,8 @@ Outcome RunsGet(const Invocation& inv) {
 
 Outcome RunsList(const Invocation& inv) {
   v1::ListRunsRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   absl::Status parsed = ParseListOptions(inv.args, request.mutable_options());
   if (!parsed.ok()) return parsed;
@@ -881,6 +1154,8 @@ Outcome RunsList(const Invocation& inv) {
 
 Outcome RunsCancel(const Invocation& inv) {
   v1::CancelRunRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_run_id(inv.second_id);
   v1::CancelRunResponse response;
@@ -893,6 +1168,8 @@ Outcome RunsCancel(const Invocation& inv) {
 
 Outcome RunsSteps(const Invocation& inv) {
   v1::ListRunStepsRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_run_id(inv.second_id);
   absl::Status parsed = ParseListOptions(inv.args, request.mutable_options());
@@ -908,27 +1185,63 @@ Outcome RunsSteps(const Invocation& inv) {
   });
 }
 
+constexpr char kGiveMetadata[] =
+    "give --metadata k=v ... (replaces the metadata) or --clear-metadata";
+
 // --metadata k=v ... or --clear-metadata for the update commands, whose
-// metadata is replaced whole: an update with neither would silently clear
-// it, so one of them is required.
-absl::Status ParseMetadataUpdate(
-    const Args& args, google::protobuf::Map<std::string, std::string>* out) {
+// metadata is replaced whole. With `required`, one of them must be given
+// (an update with neither would silently clear the metadata). Returns
+// whether one was.
+absl::StatusOr<bool> ParseMetadataUpdate(
+    const Args& args, google::protobuf::Map<std::string, std::string>* out,
+    bool required) {
   const bool clear = args.Has("clear-metadata");
-  if (clear == args.Has("metadata")) {
+  const bool set = args.Has("metadata");
+  if (clear && set) {
     return absl::InvalidArgumentError(
-        "give --metadata k=v ... (replaces the metadata) or --clear-metadata");
+        absl::StrCat(kGiveMetadata, ", not both"));
   }
-  return ParseMetadata(args.GetAll("metadata"), out);
+  if (!clear && !set) {
+    if (required) return absl::InvalidArgumentError(kGiveMetadata);
+    return false;
+  }
+  out->clear();
+  absl::Status parsed = ParseMetadata(args.GetAll("metadata"), out);
+  if (!parsed.ok()) return parsed;
+  return true;
 }
 
 Outcome ThreadsUpdate(const Invocation& inv) {
   v1::UpdateThreadRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
-  absl::Status parsed =
-      ParseMetadataUpdate(inv.args, request.mutable_metadata());
-  if (!parsed.ok()) return parsed;
-  // Empty metadata is written only when the mask names it.
-  request.mutable_update_mask()->add_paths("metadata");
+  const bool resources = inv.args.Has("tool-resources-json");
+  if (!resources && !HasRequestJson(inv.args) && !inv.args.Has("metadata") &&
+      !inv.args.Has("clear-metadata")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kGiveMetadata, ", and/or --tool-resources-json"));
+  }
+  absl::StatusOr<bool> metadata = ParseMetadataUpdate(
+      inv.args, request.mutable_metadata(), /*required=*/false);
+  if (!metadata.ok()) return metadata.status();
+  if (absl::Status parsed = FillToolResources(inv.args, &request);
+      !parsed.ok()) {
+    return parsed;
+  }
+  if (*metadata || resources) {
+    // Empty metadata is written only when the mask names it. A mask written
+    // here also names the fields --request-json set, or they would be
+    // dropped; a mask the JSON gave gets only the flags' fields.
+    const bool json_mask = request.has_update_mask();
+    google::protobuf::FieldMask* mask = request.mutable_update_mask();
+    if (*metadata) AddMaskPath(mask, "metadata");
+    if (resources) AddMaskPath(mask, "tool_resources");
+    if (!json_mask) {
+      if (!request.metadata().empty()) AddMaskPath(mask, "metadata");
+      if (request.has_tool_resources()) AddMaskPath(mask, "tool_resources");
+    }
+  }
   v1::UpdateThreadResponse response;
   grpc::ClientContext context;
   inv.PrepareContext(&context);
@@ -939,6 +1252,8 @@ Outcome ThreadsUpdate(const Invocation& inv) {
 
 Outcome MessagesGet(const Invocation& inv) {
   v1::GetMessageRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_message_id(inv.second_id);
   v1::GetMessageResponse response;
@@ -951,11 +1266,14 @@ Outcome MessagesGet(const Invocation& inv) {
 
 Outcome MessagesUpdate(const Invocation& inv) {
   v1::UpdateMessageRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_message_id(inv.second_id);
-  absl::Status parsed =
-      ParseMetadataUpdate(inv.args, request.mutable_metadata());
-  if (!parsed.ok()) return parsed;
+  absl::StatusOr<bool> parsed =
+      ParseMetadataUpdate(inv.args, request.mutable_metadata(),
+                          /*required=*/!HasRequestJson(inv.args));
+  if (!parsed.ok()) return parsed.status();
   v1::UpdateMessageResponse response;
   grpc::ClientContext context;
   inv.PrepareContext(&context);
@@ -966,6 +1284,8 @@ Outcome MessagesUpdate(const Invocation& inv) {
 
 Outcome MessagesDelete(const Invocation& inv) {
   v1::DeleteMessageRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_message_id(inv.second_id);
   v1::DeleteMessageResponse response;
@@ -988,25 +1308,17 @@ absl::StatusOr<v1::ActiveRunPolicy> ParseActiveRunPolicy(
       "\""));
 }
 
-// The run flags of `runs create` and `threads create-and-run` into
-// RunOptions. --message goes to the run's additional_messages (the caller
-// moves it into the new thread for create-and-run). Range checks are the
-// gateway's, as for assistants.
+// The run flags of `runs create`, `threads create-and-run` and `run` into
+// RunOptions, over what --request-json put there. --message is the
+// caller's (the run's additional_messages or the new thread's messages), as
+// is the check that an assistant is named. Range checks are the gateway's,
+// as for assistants.
 absl::Status FillRunOptions(const Args& args, v1::RunOptions* options) {
-  auto assistant = args.Get("assistant");
-  if (!assistant.has_value()) {
-    return absl::InvalidArgumentError("--assistant is required");
-  }
-  options->set_assistant_id(*assistant);
+  if (auto v = args.Get("assistant")) options->set_assistant_id(*v);
   if (auto v = args.Get("model")) options->set_model(*v);
   if (auto v = args.Get("instructions")) options->set_instructions(*v);
   if (auto v = args.Get("additional-instructions")) {
     options->set_additional_instructions(*v);
-  }
-  for (const std::string& text : args.GetAll("message")) {
-    v1::MessageInput* message = options->add_additional_messages();
-    message->set_role(v1::MESSAGE_ROLE_USER);
-    message->set_text(text);
   }
   if (auto v = args.Get("tools-json")) {
     absl::Status status = ParseToolsJson(*v, options->mutable_tools());
@@ -1048,14 +1360,51 @@ absl::Status FillRunOptions(const Args& args, v1::RunOptions* options) {
     if (!policy.ok()) return policy.status();
     options->set_active_run_policy(*policy);
   }
+  if (auto v = args.Get("tool-choice")) {
+    absl::StatusOr<v1::ToolChoice> choice = ParseToolChoice(*v);
+    if (!choice.ok()) return choice.status();
+    *options->mutable_tool_choice() = *std::move(choice);
+  }
+  if (auto v = args.Get("truncation")) {
+    absl::StatusOr<v1::TruncationStrategy> truncation = ParseTruncation(*v);
+    if (!truncation.ok()) return truncation.status();
+    *options->mutable_truncation_strategy() = *std::move(truncation);
+  }
+  if (auto v = args.Get("response-format")) {
+    absl::StatusOr<v1::ResponseFormat> format = ParseResponseFormat(*v);
+    if (!format.ok()) return format.status();
+    *options->mutable_response_format() = *std::move(format);
+  }
+  if (auto v = args.Get("parallel-tool-calls")) {
+    absl::StatusOr<bool> parallel = ParseBool("parallel-tool-calls", *v);
+    if (!parallel.ok()) return parallel.status();
+    options->set_parallel_tool_calls(*parallel);
+  }
   return absl::OkStatus();
+}
+
+// The new thread of create-and-run (and `run` without --thread): --message,
+// --thread-metadata and --tool-resources-json.
+absl::Status FillNewThread(const Args& args, v1::CreateThreadRequest* thread) {
+  FillMessages(args, thread->mutable_messages());
+  absl::Status parsed =
+      ParseMetadata(args.GetAll("thread-metadata"), thread->mutable_metadata());
+  if (!parsed.ok()) return parsed;
+  return FillToolResources(args, thread);
 }
 
 Outcome RunsCreate(const Invocation& inv) {
   v1::CreateRunRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
-  absl::Status filled = FillRunOptions(inv.args, request.mutable_options());
+  v1::RunOptions* options = request.mutable_options();
+  absl::Status filled = FillRunOptions(inv.args, options);
   if (!filled.ok()) return filled;
+  if (options->assistant_id().empty()) {
+    return absl::InvalidArgumentError("--assistant is required");
+  }
+  FillMessages(inv.args, options->mutable_additional_messages());
   if (auto v = inv.args.Get("request-id")) request.set_request_id(*v);
   v1::CreateRunResponse response;
   grpc::ClientContext context;
@@ -1067,18 +1416,17 @@ Outcome RunsCreate(const Invocation& inv) {
 
 Outcome ThreadsCreateAndRun(const Invocation& inv) {
   v1::CreateThreadAndRunRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   v1::RunOptions* options = request.mutable_options();
   absl::Status filled = FillRunOptions(inv.args, options);
   if (!filled.ok()) return filled;
-  // The messages start the new thread (additional_messages is CreateRun's).
-  for (v1::MessageInput& message : *options->mutable_additional_messages()) {
-    *request.mutable_thread()->add_messages() = std::move(message);
+  if (options->assistant_id().empty()) {
+    return absl::InvalidArgumentError("--assistant is required");
   }
-  options->clear_additional_messages();
-  absl::Status parsed =
-      ParseMetadata(inv.args.GetAll("thread-metadata"),
-                    request.mutable_thread()->mutable_metadata());
-  if (!parsed.ok()) return parsed;
+  // The messages start the new thread (additional_messages is CreateRun's).
+  filled = FillNewThread(inv.args, request.mutable_thread());
+  if (!filled.ok()) return filled;
   if (auto v = inv.args.Get("request-id")) request.set_request_id(*v);
   v1::CreateThreadAndRunResponse response;
   grpc::ClientContext context;
@@ -1091,11 +1439,14 @@ Outcome ThreadsCreateAndRun(const Invocation& inv) {
 
 Outcome RunsUpdate(const Invocation& inv) {
   v1::UpdateRunRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_run_id(inv.second_id);
-  absl::Status parsed =
-      ParseMetadataUpdate(inv.args, request.mutable_metadata());
-  if (!parsed.ok()) return parsed;
+  absl::StatusOr<bool> parsed =
+      ParseMetadataUpdate(inv.args, request.mutable_metadata(),
+                          /*required=*/!HasRequestJson(inv.args));
+  if (!parsed.ok()) return parsed.status();
   v1::UpdateRunResponse response;
   grpc::ClientContext context;
   inv.PrepareContext(&context);
@@ -1109,15 +1460,10 @@ Outcome RunsUpdate(const Invocation& inv) {
 absl::Status ReadOutputsByCall(
     const std::string& path,
     google::protobuf::RepeatedPtrField<v1::ToolOutput>* out) {
-  std::ifstream file(path);
-  if (!file) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--outputs-file: cannot read ", path));
-  }
-  std::stringstream text;
-  text << file.rdbuf();
-  const nlohmann::ordered_json root = nlohmann::ordered_json::parse(
-      text.str(), nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<std::string> text = ReadFlagFile("outputs-file", path);
+  if (!text.ok()) return text.status();
+  const nlohmann::ordered_json root =
+      nlohmann::ordered_json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--outputs-file: ", path, ": invalid JSON"));
@@ -1141,13 +1487,19 @@ absl::Status ReadOutputsByCall(
 
 Outcome RunsSubmit(const Invocation& inv) {
   v1::SubmitToolOutputsRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_run_id(inv.second_id);
   const auto file = inv.args.Get("outputs-file");
-  if (file.has_value() == inv.args.Has("output")) {
+  const bool flags = file.has_value() || inv.args.Has("output");
+  if ((file.has_value() && inv.args.Has("output")) ||
+      (!flags && !HasRequestJson(inv.args))) {
     return absl::InvalidArgumentError(
         "give --output CALL_ID=OUTPUT ... or --outputs-file FILE.json");
   }
+  // The outputs are one field: flags replace the JSON's.
+  if (flags) request.clear_tool_outputs();
   if (file.has_value()) {
     absl::Status read =
         ReadOutputsByCall(*file, request.mutable_tool_outputs());
@@ -1175,6 +1527,8 @@ Outcome RunsSubmit(const Invocation& inv) {
 
 Outcome RunsStep(const Invocation& inv) {
   v1::GetRunStepRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   request.set_thread_id(inv.id);
   request.set_run_id(inv.second_id);
   request.set_step_id(inv.third_id);
@@ -1190,6 +1544,12 @@ Outcome RunsStep(const Invocation& inv) {
 // watchdog) with answering turned off.
 Outcome RunsEvents(const Invocation& inv) {
   v1::RunEventsRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
+  if (request.start_case() != v1::RunEventsRequest::START_NOT_SET) {
+    return absl::InvalidArgumentError(
+        "runs events only watches a run: `run` starts one");
+  }
   request.set_thread_id(inv.id);
   request.set_run_id(inv.second_id);
   if (auto after = inv.args.Get("after")) {
@@ -1238,27 +1598,55 @@ std::string NewRequestId() {
 // argument).
 absl::StatusOr<cli::OutputsByFunction> ReadOutputsFile(
     const std::string& path) {
-  std::ifstream file(path);
-  if (!file) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--outputs: cannot read ", path));
-  }
-  std::stringstream text;
-  text << file.rdbuf();
-  return cli::ParseOutputsJson(text.str());
+  absl::StatusOr<std::string> text = ReadFlagFile("outputs", path);
+  if (!text.ok()) return text.status();
+  return cli::ParseOutputsJson(*text);
+}
+
+// The flags of `run` that start a run (all but those of --attach and of
+// the answering), also --request-json / --request-file: for `run` the JSON
+// is the start request, CreateRunRequest with --thread, else
+// CreateThreadAndRunRequest.
+const std::set<std::string>& RunStartFlags() {
+  static const auto* flags = new std::set<std::string>{
+      "assistant",
+      "message",
+      "model",
+      "instructions",
+      "additional-instructions",
+      "tools-json",
+      "metadata",
+      "temperature",
+      "top-p",
+      "max-prompt-tokens",
+      "max-completion-tokens",
+      "truncation",
+      "tool-choice",
+      "parallel-tool-calls",
+      "response-format",
+      "requires-action-timeout-s",
+      "active-run-policy",
+      "thread-metadata",
+      "tool-resources-json",
+      "request-id",
+      "request-json",
+      "request-file",
+  };
+  return *flags;
 }
 
 // Checks the flag combinations of `run` and builds the RunEvents request:
 // a start (CreateRun on --thread, else CreateThreadAndRun) or an attach.
-absl::Status BuildRunRequest(const Args& args, const std::string& request_id,
-                             v1::RunEventsRequest* request) {
+// *request_id is the start's idempotency key (--request-id, else the
+// JSON's, else a fresh one), which also keys the tool answers.
+absl::Status BuildRunRequest(const Args& args, v1::RunEventsRequest* request,
+                             std::string* request_id) {
   const std::optional<std::string> thread = args.Get("thread");
   if (auto attach = args.Get("attach")) {
     if (!thread.has_value()) {
       return absl::InvalidArgumentError("--attach needs --thread");
     }
-    for (const char* flag :
-         {"assistant", "message", "instructions", "model", "request-id"}) {
+    for (const std::string& flag : RunStartFlags()) {
       if (args.Has(flag)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "--", flag, " starts a run: it cannot be used with --attach"));
@@ -1274,41 +1662,54 @@ absl::Status BuildRunRequest(const Args& args, const std::string& request_id,
       }
       request->set_after_sequence(*sequence);
     }
+    *request_id = NewRequestId();
     return absl::OkStatus();
-  }
-  auto assistant = args.Get("assistant");
-  if (!assistant.has_value()) {
-    return absl::InvalidArgumentError(
-        "--assistant is required (or --attach RUN_ID)");
   }
   if (args.Has("after")) {
     return absl::InvalidArgumentError("--after needs --attach");
   }
   v1::RunOptions* options;
+  std::string* start_id;
   if (thread.has_value()) {
-    v1::CreateRunRequest* create = request->mutable_create_run();
-    create->set_thread_id(*thread);
-    create->set_request_id(request_id);
-    options = create->mutable_options();
-    for (const std::string& text : args.GetAll("message")) {
-      v1::MessageInput* message = options->add_additional_messages();
-      message->set_role(v1::MESSAGE_ROLE_USER);
-      message->set_text(text);
+    for (const char* flag : {"thread-metadata", "tool-resources-json"}) {
+      if (args.Has(flag)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", flag,
+            " is for a new thread: it cannot be used with --thread"));
+      }
     }
+    v1::CreateRunRequest* create = request->mutable_create_run();
+    absl::Status merged = MergeRequestJson(args, create);
+    if (!merged.ok()) return merged;
+    create->set_thread_id(*thread);
+    options = create->mutable_options();
+    FillMessages(args, options->mutable_additional_messages());
+    start_id = create->mutable_request_id();
   } else {
+    for (const char* flag : {"additional-instructions", "active-run-policy"}) {
+      if (args.Has(flag)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", flag, " needs --thread: it is for a run on an existing one"));
+      }
+    }
     v1::CreateThreadAndRunRequest* create =
         request->mutable_create_thread_and_run();
-    create->set_request_id(request_id);
+    absl::Status merged = MergeRequestJson(args, create);
+    if (!merged.ok()) return merged;
+    absl::Status filled = FillNewThread(args, create->mutable_thread());
+    if (!filled.ok()) return filled;
     options = create->mutable_options();
-    for (const std::string& text : args.GetAll("message")) {
-      v1::MessageInput* message = create->mutable_thread()->add_messages();
-      message->set_role(v1::MESSAGE_ROLE_USER);
-      message->set_text(text);
-    }
+    start_id = create->mutable_request_id();
   }
-  options->set_assistant_id(*assistant);
-  if (auto v = args.Get("model")) options->set_model(*v);
-  if (auto v = args.Get("instructions")) options->set_instructions(*v);
+  absl::Status filled = FillRunOptions(args, options);
+  if (!filled.ok()) return filled;
+  if (options->assistant_id().empty()) {
+    return absl::InvalidArgumentError(
+        "--assistant is required (or --attach RUN_ID)");
+  }
+  if (auto v = args.Get("request-id")) *start_id = *v;
+  if (start_id->empty()) *start_id = NewRequestId();
+  *request_id = *start_id;
   return absl::OkStatus();
 }
 
@@ -1346,9 +1747,8 @@ Outcome RunCommand(const Invocation& inv) {
   answers.prompt_in = &std::cin;
   answers.prompt_out = &std::cerr;
 
-  options.request_id = args.Get("request-id").value_or(NewRequestId());
   v1::RunEventsRequest request;
-  absl::Status built = BuildRunRequest(args, options.request_id, &request);
+  absl::Status built = BuildRunRequest(args, &request, &options.request_id);
   if (!built.ok()) return built;
 
   const auto start = std::chrono::steady_clock::now();
@@ -1393,12 +1793,14 @@ absl::string_view HealthName(v1::WorkerHealth health) {
 }
 
 Outcome WorkersList(const Invocation& inv) {
+  v1::ListWorkersRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   v1::ListWorkersResponse response;
   grpc::ClientContext context;
   inv.PrepareContext(&context);
   auto stub = v1::ToolRegistryService::NewStub(inv.channel);
-  const grpc::Status status =
-      stub->ListWorkers(&context, v1::ListWorkersRequest(), &response);
+  const grpc::Status status = stub->ListWorkers(&context, request, &response);
   return Show(status, inv, response, [](const v1::ListWorkersResponse& list) {
     for (const v1::Worker& worker : list.workers()) {
       std::vector<std::string> tools;
@@ -1415,12 +1817,14 @@ Outcome WorkersList(const Invocation& inv) {
 }
 
 Outcome ToolsList(const Invocation& inv) {
+  v1::ListToolsRequest request;
+  if (absl::Status merged = MergeRequestJson(inv.args, &request); !merged.ok())
+    return merged;
   v1::ListToolsResponse response;
   grpc::ClientContext context;
   inv.PrepareContext(&context);
   auto stub = v1::ToolRegistryService::NewStub(inv.channel);
-  const grpc::Status status =
-      stub->ListTools(&context, v1::ListToolsRequest(), &response);
+  const grpc::Status status = stub->ListTools(&context, request, &response);
   return Show(status, inv, response, [](const v1::ListToolsResponse& list) {
     for (const v1::RegisteredTool& tool : list.tools()) {
       std::cout << tool.tool().function().name()
@@ -1451,8 +1855,12 @@ struct Command {
 
 const std::vector<Command>& Commands() {
   static const std::set<std::string> kAssistantFields = {
-      "model",    "name",        "description", "instructions", "tools-json",
-      "metadata", "temperature", "top-p",       "upstream"};
+      "model",          "name",
+      "description",    "instructions",
+      "tools-json",     "metadata",
+      "temperature",    "top-p",
+      "upstream",       "tool-resources-json",
+      "response-format"};
   static const std::set<std::string> kPaging = {"limit", "order", "after",
                                                 "before"};
   // [RUN FLAGS] of runs create and threads create-and-run.
@@ -1467,6 +1875,10 @@ const std::vector<Command>& Commands() {
                                                   "max-prompt-tokens",
                                                   "max-completion-tokens",
                                                   "requires-action-timeout-s",
+                                                  "truncation",
+                                                  "tool-choice",
+                                                  "parallel-tool-calls",
+                                                  "response-format",
                                                   "request-id"};
   auto with = [](std::set<std::string> flags, const std::string& extra) {
     flags.insert(extra);
@@ -1477,7 +1889,8 @@ const std::vector<Command>& Commands() {
        "create",
        "--model M [--name N] [--description D] [--instructions I]\n"
        "[--tools-json JSON] [--metadata k=v ...] [--temperature T]\n"
-       "[--top-p P] [--upstream BACKEND] [--request-id ID]",
+       "[--top-p P] [--upstream BACKEND] [--tool-resources-json JSON]\n"
+       "[--response-format FORMAT] [--request-id ID]",
        "",
        with(kAssistantFields, "request-id"),
        {"metadata"},
@@ -1494,7 +1907,8 @@ const std::vector<Command>& Commands() {
        "update",
        "ID [--model M] [--name N] [--description D] [--instructions I]\n"
        "[--tools-json JSON] [--metadata k=v ...] [--temperature T]\n"
-       "[--top-p P] [--upstream BACKEND]",
+       "[--top-p P] [--upstream BACKEND] [--tool-resources-json JSON]\n"
+       "[--response-format FORMAT]",
        "ID",
        kAssistantFields,
        {"metadata"},
@@ -1502,26 +1916,29 @@ const std::vector<Command>& Commands() {
       {"assistants", "delete", "ID", "ID", {}, {}, AssistantsDelete},
       {"threads",
        "create",
-       "[--message TEXT ...] [--metadata k=v ...] [--request-id ID]",
+       "[--message TEXT ...] [--metadata k=v ...]\n"
+       "[--tool-resources-json JSON] [--request-id ID]",
        "",
-       {"message", "metadata", "request-id"},
+       {"message", "metadata", "tool-resources-json", "request-id"},
        {"message", "metadata"},
        ThreadsCreate},
       {"threads", "get", "ID", "ID", {}, {}, ThreadsGet},
       {"threads",
        "update",
-       "ID --metadata k=v ... | --clear-metadata",
+       "ID [--metadata k=v ... | --clear-metadata]\n"
+       "[--tool-resources-json JSON]",
        "ID",
-       {"metadata", "clear-metadata"},
+       {"metadata", "clear-metadata", "tool-resources-json"},
        {"metadata"},
        ThreadsUpdate},
       {"threads", "delete", "ID", "ID", {}, {}, ThreadsDelete},
       {"threads",
        "create-and-run",
        "--assistant ID [--message TEXT ...]\n"
-       "[--thread-metadata k=v ...] [RUN FLAGS] [--request-id ID]",
+       "[--thread-metadata k=v ...] [--tool-resources-json JSON]\n"
+       "[RUN FLAGS] [--request-id ID]",
        "",
-       with(kRunFlags, "thread-metadata"),
+       with(with(kRunFlags, "thread-metadata"), "tool-resources-json"),
        {"message", "metadata", "thread-metadata"},
        ThreadsCreateAndRun},
       {"messages",
@@ -1563,14 +1980,21 @@ const std::vector<Command>& Commands() {
        MessagesDelete},
       {"run",
        "",
-       "--assistant ID [--thread ID] [--message TEXT ...] [--model M]\n"
-       "[--instructions I] [--request-id ID]\n"
+       "--assistant ID [--thread ID] [--message TEXT ...] [RUN FLAGS]\n"
+       "[--additional-instructions I] [--active-run-policy P] (--thread)\n"
+       "[--thread-metadata k=v ...] [--tool-resources-json JSON] (no "
+       "--thread)\n"
+       "[--request-id ID]\n"
        "| --attach RUN_ID --thread ID [--after N]\n"
        "[--outputs FILE.json] [--demo-tools] [--poll [--poll-interval-ms N]]",
        "",
-       {"assistant", "thread", "message", "model", "instructions", "request-id",
-        "attach", "after", "outputs", "demo-tools", "poll", "poll-interval-ms"},
-       {"message"},
+       [] {
+         std::set<std::string> flags = RunStartFlags();
+         flags.insert({"thread", "attach", "after", "outputs", "demo-tools",
+                       "poll", "poll-interval-ms"});
+         return flags;
+       }(),
+       {"message", "metadata", "thread-metadata"},
        RunCommand},
       {"runs",
        "create",
@@ -1686,6 +2110,14 @@ const std::set<std::string>& GlobalFlags() {
   return *flags;
 }
 
+// --request-json / --request-file: accepted by every command (each sends a
+// request message), once.
+const std::set<std::string>& RequestFlags() {
+  static const auto* flags =
+      new std::set<std::string>{"request-json", "request-file"};
+  return *flags;
+}
+
 // Prints a usage error with the usage of `command` when it is known (the
 // whole usage text would bury the message), else the full usage.
 int UsageError(absl::string_view message, const Command* command = nullptr) {
@@ -1709,7 +2141,7 @@ absl::Status CheckCommandArgs(const Command& command, const Args& args) {
       }
       continue;
     }
-    if (command.flags.count(name) == 0) {
+    if (command.flags.count(name) == 0 && RequestFlags().count(name) == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown flag --", name, " for ", CommandName(command)));
     }

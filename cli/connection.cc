@@ -56,8 +56,26 @@ class MetadataInterceptorFactory final
   const std::vector<std::pair<std::string, std::string>> metadata_;
 };
 
-// The whole file, or INVALID_ARGUMENT naming where the path came from and
-// why it could not be read (POSIX calls, for an exact errno).
+// Printable ASCII without leading or trailing blanks: what an HTTP/2 header
+// value may carry (gRPC would otherwise fail every call obscurely).
+bool IsHeaderValue(const std::string& value) {
+  if (value.empty() || value.front() == ' ' || value.back() == ' ') {
+    return false;
+  }
+  for (char c : value) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+bool UsesTls(const ConnectionOptions& options) {
+  return options.tls || !options.tls_ca.empty() || !options.tls_cert.empty() ||
+         !options.tls_key.empty() || !options.tls_server_name.empty();
+}
+
+}  // namespace
+
+// POSIX calls, for an exact errno in the message.
 absl::StatusOr<std::string> ReadNamedFile(const NamedFile& file) {
   auto failed = [&file](int error) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -85,25 +103,6 @@ absl::StatusOr<std::string> ReadNamedFile(const NamedFile& file) {
   }
   return text;
 }
-
-// Printable ASCII without leading or trailing blanks: what an HTTP/2 header
-// value may carry (gRPC would otherwise fail every call obscurely).
-bool IsHeaderValue(const std::string& value) {
-  if (value.empty() || value.front() == ' ' || value.back() == ' ') {
-    return false;
-  }
-  for (char c : value) {
-    if (c < 0x20 || c > 0x7e) return false;
-  }
-  return true;
-}
-
-bool UsesTls(const ConnectionOptions& options) {
-  return options.tls || !options.tls_ca.empty() || !options.tls_cert.empty() ||
-         !options.tls_key.empty() || !options.tls_server_name.empty();
-}
-
-}  // namespace
 
 absl::Status CheckConnectionOptions(const ConnectionOptions& options) {
   if (!options.api_key.empty() && !IsHeaderValue(options.api_key)) {

@@ -26,6 +26,11 @@ struct NamedFile {
   bool empty() const { return path.empty(); }
 };
 
+// The whole file, or INVALID_ARGUMENT naming where the path came from
+// ("SOURCE: cannot read PATH: REASON") or that it is empty. Used for the TLS
+// files and every other file a flag names.
+absl::StatusOr<std::string> ReadNamedFile(const NamedFile& file);
+
 struct ConnectionOptions {
   std::string target;
   // Sent as "authorization: Bearer <api_key>" when non-empty. Never printed.

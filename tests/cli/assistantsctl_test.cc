@@ -782,6 +782,479 @@ TEST_F(AssistantsctlCommandsTest, UsageErrorsOfTheNewCommandsExitTwo) {
   EXPECT_THAT(recorder_.calls(), SizeIs(0));
 }
 
+TEST_F(AssistantsctlCommandsTest, RunsCreateSetsChoiceTruncationAndFormat) {
+  test_support::TempDir dir;
+  const std::string schema = dir.path() + "/schema.json";
+  std::ofstream(schema) << R"({"name": "price", "description": "A price",
+      "schema": {"type": "object"}, "strict": true})";
+  ASSERT_EQ(Cli({"runs", "create", "thread_1", "--assistant", "asst_1",
+                 "--tool-choice", "none", "--truncation", "last:2",
+                 "--response-format", "json_schema:" + schema,
+                 "--parallel-tool-calls", "false"})
+                .exit_code,
+            0);
+  v1::RunOptions options =
+      runs_->last<v1::CreateRunRequest>("CreateRun").options();
+  EXPECT_EQ(options.tool_choice().mode(), v1::ToolChoice::MODE_NONE);
+  EXPECT_EQ(options.truncation_strategy().type(),
+            v1::TruncationStrategy::TYPE_LAST_MESSAGES);
+  EXPECT_EQ(options.truncation_strategy().last_messages(), 2);
+  EXPECT_EQ(options.response_format().type(),
+            v1::ResponseFormat::TYPE_JSON_SCHEMA);
+  EXPECT_EQ(options.response_format().json_schema().name(), "price");
+  EXPECT_EQ(options.response_format().json_schema().description(), "A price");
+  EXPECT_TRUE(options.response_format().json_schema().strict());
+  EXPECT_EQ(options.response_format()
+                .json_schema()
+                .schema()
+                .fields()
+                .at("type")
+                .string_value(),
+            "object");
+  ASSERT_TRUE(options.has_parallel_tool_calls());
+  EXPECT_FALSE(options.parallel_tool_calls());
+
+  // Each keyword and a function name.
+  const std::vector<std::pair<std::string, v1::ToolChoice>> choices = [] {
+    std::vector<std::pair<std::string, v1::ToolChoice>> cases;
+    auto add = [&cases](std::string flag, v1::ToolChoice::Mode mode,
+                        std::string name = "") {
+      v1::ToolChoice choice;
+      choice.set_mode(mode);
+      choice.set_function_name(std::move(name));
+      cases.emplace_back(std::move(flag), std::move(choice));
+    };
+    add("auto", v1::ToolChoice::MODE_AUTO);
+    add("required", v1::ToolChoice::MODE_REQUIRED);
+    add("code_interpreter", v1::ToolChoice::MODE_CODE_INTERPRETER);
+    add("file_search", v1::ToolChoice::MODE_FILE_SEARCH);
+    add("get_stock_price", v1::ToolChoice::MODE_FUNCTION, "get_stock_price");
+    // A function whose name is a keyword.
+    add("function:auto", v1::ToolChoice::MODE_FUNCTION, "auto");
+    return cases;
+  }();
+  for (const auto& [flag, want] : choices) {
+    ASSERT_EQ(Cli({"runs", "create", "thread_1", "--assistant", "asst_1",
+                   "--tool-choice", flag})
+                  .exit_code,
+              0)
+        << flag;
+    const v1::ToolChoice got =
+        runs_->last<v1::CreateRunRequest>("CreateRun").options().tool_choice();
+    EXPECT_EQ(got.mode(), want.mode()) << flag;
+    EXPECT_EQ(got.function_name(), want.function_name()) << flag;
+  }
+
+  ASSERT_EQ(Cli({"runs", "create", "thread_1", "--assistant", "asst_1",
+                 "--truncation", "auto", "--response-format", "json_object",
+                 "--parallel-tool-calls", "true"})
+                .exit_code,
+            0);
+  options = runs_->last<v1::CreateRunRequest>("CreateRun").options();
+  EXPECT_EQ(options.truncation_strategy().type(),
+            v1::TruncationStrategy::TYPE_AUTO);
+  EXPECT_EQ(options.truncation_strategy().last_messages(), 0);
+  EXPECT_EQ(options.response_format().type(),
+            v1::ResponseFormat::TYPE_JSON_OBJECT);
+  EXPECT_FALSE(options.response_format().has_json_schema());
+  EXPECT_TRUE(options.parallel_tool_calls());
+
+  // Unset, they stay unset (the assistant's values apply).
+  ASSERT_EQ(
+      Cli({"runs", "create", "thread_1", "--assistant", "asst_1"}).exit_code,
+      0);
+  options = runs_->last<v1::CreateRunRequest>("CreateRun").options();
+  EXPECT_FALSE(options.has_tool_choice());
+  EXPECT_FALSE(options.has_truncation_strategy());
+  EXPECT_FALSE(options.has_response_format());
+  EXPECT_FALSE(options.has_parallel_tool_calls());
+}
+
+TEST_F(AssistantsctlCommandsTest, CreateAndRunSetsTheThreadsToolResources) {
+  ASSERT_EQ(Cli({"threads", "create-and-run", "--assistant", "asst_1",
+                 "--message", "hi", "--tool-resources-json",
+                 R"({"code_interpreter": {"file_ids": ["file_1", "file_2"]},
+                     "file_search": {"vector_store_ids": ["vs_1"]}})",
+                 "--tool-choice", "required", "--truncation", "last:5",
+                 "--response-format", "text", "--max-prompt-tokens", "500",
+                 "--max-completion-tokens", "100"})
+                .exit_code,
+            0);
+  const auto request =
+      runs_->last<v1::CreateThreadAndRunRequest>("CreateThreadAndRun");
+  EXPECT_THAT(request.thread().tool_resources().code_interpreter().file_ids(),
+              ElementsAre("file_1", "file_2"));
+  EXPECT_THAT(
+      request.thread().tool_resources().file_search().vector_store_ids(),
+      ElementsAre("vs_1"));
+  EXPECT_EQ(request.options().tool_choice().mode(),
+            v1::ToolChoice::MODE_REQUIRED);
+  EXPECT_EQ(request.options().truncation_strategy().last_messages(), 5);
+  EXPECT_EQ(request.options().response_format().type(),
+            v1::ResponseFormat::TYPE_TEXT);
+  EXPECT_EQ(request.options().max_prompt_tokens(), 500);
+  EXPECT_EQ(request.options().max_completion_tokens(), 100);
+}
+
+TEST_F(AssistantsctlCommandsTest, RunTakesEveryRunFlag) {
+  ASSERT_EQ(Cli({"run",         "--assistant",
+                 "asst_1",      "--thread",
+                 "thread_1",    "--message",
+                 "m1",          "--additional-instructions",
+                 "Use USD.",    "--tool-choice",
+                 "none",        "--truncation",
+                 "last:3",      "--response-format",
+                 "json_object", "--parallel-tool-calls",
+                 "false",       "--temperature",
+                 "0.2",         "--top-p",
+                 "0.3",         "--max-prompt-tokens",
+                 "300",         "--max-completion-tokens",
+                 "40",          "--metadata",
+                 "k=v",         "--tools-json",
+                 "[]",          "--requires-action-timeout-s",
+                 "60",          "--active-run-policy",
+                 "interrupt",   "--demo-tools"})
+                .exit_code,
+            0);
+  std::vector<v1::RunEventsRequest> starts = runs_->stream_requests();
+  ASSERT_THAT(starts, SizeIs(1));
+  ASSERT_TRUE(starts[0].has_create_run());
+  const v1::RunOptions& options = starts[0].create_run().options();
+  EXPECT_EQ(options.assistant_id(), "asst_1");
+  ASSERT_THAT(options.additional_messages(), SizeIs(1));
+  EXPECT_EQ(options.additional_instructions(), "Use USD.");
+  EXPECT_EQ(options.tool_choice().mode(), v1::ToolChoice::MODE_NONE);
+  EXPECT_EQ(options.truncation_strategy().last_messages(), 3);
+  EXPECT_EQ(options.response_format().type(),
+            v1::ResponseFormat::TYPE_JSON_OBJECT);
+  EXPECT_FALSE(options.parallel_tool_calls());
+  EXPECT_EQ(options.temperature(), 0.2);
+  EXPECT_EQ(options.top_p(), 0.3);
+  EXPECT_EQ(options.max_prompt_tokens(), 300);
+  EXPECT_EQ(options.max_completion_tokens(), 40);
+  EXPECT_EQ(options.metadata().at("k"), "v");
+  EXPECT_TRUE(options.override_tools());
+  EXPECT_EQ(options.requires_action_timeout_seconds(), 60);
+  EXPECT_EQ(options.active_run_policy(), v1::ACTIVE_RUN_POLICY_INTERRUPT);
+
+  // On a new thread: its metadata and tool resources; the JSON's request id
+  // keys the start and the tool answers.
+  ASSERT_EQ(
+      Cli({"run", "--assistant", "asst_1", "--message", "hi",
+           "--thread-metadata", "t=1", "--tool-resources-json",
+           R"({"code_interpreter": {"file_ids": ["file_1"]}})",
+           "--request-json", R"({"request_id": "json-req"})", "--demo-tools"})
+          .exit_code,
+      0);
+  starts = runs_->stream_requests();
+  ASSERT_THAT(starts, SizeIs(2));
+  ASSERT_TRUE(starts[1].has_create_thread_and_run());
+  const v1::CreateThreadAndRunRequest& start =
+      starts[1].create_thread_and_run();
+  EXPECT_EQ(start.request_id(), "json-req");
+  ASSERT_THAT(start.thread().messages(), SizeIs(1));
+  EXPECT_EQ(start.thread().metadata().at("t"), "1");
+  EXPECT_THAT(start.thread().tool_resources().code_interpreter().file_ids(),
+              ElementsAre("file_1"));
+  ASSERT_THAT(runs_->submissions(), SizeIs(2));
+  EXPECT_EQ(runs_->submissions()[1].request_id(), "json-req/outputs/call_1");
+}
+
+TEST_F(AssistantsctlCommandsTest, AssistantsTakeToolResourcesAndFormat) {
+  ASSERT_EQ(
+      Cli({"assistants", "create", "--model", "gpt-4o", "--tool-resources-json",
+           R"({"file_search": {"vector_store_ids": ["vs_1"]}})",
+           "--response-format", "json_object"})
+          .exit_code,
+      0);
+  const auto created =
+      resources_.last<v1::CreateAssistantRequest>("CreateAssistant");
+  EXPECT_EQ(created.model(), "gpt-4o");
+  EXPECT_THAT(created.tool_resources().file_search().vector_store_ids(),
+              ElementsAre("vs_1"));
+  EXPECT_EQ(created.response_format().type(),
+            v1::ResponseFormat::TYPE_JSON_OBJECT);
+
+  // Without an update mask, the fields present are written: an update
+  // without the new flags leaves both absent.
+  ASSERT_EQ(Cli({"assistants", "update", "asst_1", "--name", "N"}).exit_code,
+            0);
+  auto updated = resources_.last<v1::UpdateAssistantRequest>("UpdateAssistant");
+  EXPECT_EQ(updated.name(), "N");
+  EXPECT_FALSE(updated.has_tool_resources());
+  EXPECT_FALSE(updated.has_response_format());
+  EXPECT_FALSE(updated.has_update_mask());
+
+  // A mask from --request-json writes exactly its paths: the flags' fields
+  // join it.
+  ASSERT_EQ(Cli({"assistants", "update", "asst_1", "--request-json",
+                 R"({"update_mask": "description,responseFormat",
+                     "description": "d"})",
+                 "--name", "N2", "--response-format", "text"})
+                .exit_code,
+            0);
+  updated = resources_.last<v1::UpdateAssistantRequest>("UpdateAssistant");
+  EXPECT_EQ(updated.assistant_id(), "asst_1");
+  EXPECT_EQ(updated.name(), "N2");
+  EXPECT_EQ(updated.description(), "d");
+  EXPECT_EQ(updated.response_format().type(), v1::ResponseFormat::TYPE_TEXT);
+  EXPECT_THAT(updated.update_mask().paths(),
+              ElementsAre("description", "response_format", "name"));
+}
+
+TEST_F(AssistantsctlCommandsTest, ThreadsTakeToolResources) {
+  ASSERT_EQ(
+      Cli({"threads", "create", "--message", "hi", "--tool-resources-json",
+           R"({"code_interpreter": {"file_ids": ["file_1"]}})"})
+          .exit_code,
+      0);
+  const auto created = resources_.last<v1::CreateThreadRequest>("CreateThread");
+  ASSERT_THAT(created.messages(), SizeIs(1));
+  EXPECT_THAT(created.tool_resources().code_interpreter().file_ids(),
+              ElementsAre("file_1"));
+
+  // Only the tool resources: the metadata is left as it is.
+  ASSERT_EQ(Cli({"threads", "update", "thread_1", "--tool-resources-json",
+                 R"({"file_search": {"vector_store_ids": ["vs_2"]}})"})
+                .exit_code,
+            0);
+  auto updated = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_THAT(updated.tool_resources().file_search().vector_store_ids(),
+              ElementsAre("vs_2"));
+  EXPECT_THAT(updated.metadata(), SizeIs(0));
+  EXPECT_THAT(updated.update_mask().paths(), ElementsAre("tool_resources"));
+
+  // The mask the CLI writes also names what --request-json set.
+  ASSERT_EQ(Cli({"threads", "update", "thread_1", "--request-json",
+                 R"({"metadata": {"a": "1"}})", "--tool-resources-json", "{}"})
+                .exit_code,
+            0);
+  updated = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_EQ(updated.metadata().at("a"), "1");
+  EXPECT_TRUE(updated.has_tool_resources());
+  EXPECT_THAT(updated.update_mask().paths(),
+              ElementsAre("tool_resources", "metadata"));
+
+  // Metadata and tool resources together.
+  ASSERT_EQ(Cli({"threads", "update", "thread_1", "--clear-metadata",
+                 "--tool-resources-json", "{}"})
+                .exit_code,
+            0);
+  updated = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_THAT(updated.update_mask().paths(),
+              ElementsAre("metadata", "tool_resources"));
+
+  // The JSON alone is sent as it is; a mask it gives gets the flags' fields.
+  ASSERT_EQ(Cli({"threads", "update", "thread_1", "--request-json",
+                 R"({"metadata": {"a": "1"}})"})
+                .exit_code,
+            0);
+  updated = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_FALSE(updated.has_update_mask());
+  ASSERT_EQ(Cli({"threads", "update", "thread_1", "--request-json",
+                 R"({"update_mask": "toolResources"})", "--metadata", "b=2"})
+                .exit_code,
+            0);
+  updated = resources_.last<v1::UpdateThreadRequest>("UpdateThread");
+  EXPECT_FALSE(updated.has_tool_resources());
+  EXPECT_THAT(updated.update_mask().paths(),
+              ElementsAre("tool_resources", "metadata"));
+}
+
+// --request-json is the request; the flags and ids go on top and win, a
+// flag replacing its field whole.
+TEST_F(AssistantsctlCommandsTest, RequestJsonUnderTheFlags) {
+  constexpr char kRequest[] = R"({
+      "thread_id": "thread_from_json",
+      "request_id": "req-json",
+      "options": {
+        "assistant_id": "asst_json",
+        "model": "model-json",
+        "instructions": "from json",
+        "metadata": {"a": "1", "b": "1"},
+        "truncation_strategy": {"type": "TYPE_LAST_MESSAGES",
+                                "last_messages": 4},
+        "toolChoice": {"mode": "MODE_FUNCTION", "functionName": "f"},
+        "additional_messages": [{"role": "MESSAGE_ROLE_ASSISTANT",
+                                 "text": "earlier"}]
+      }})";
+  ASSERT_EQ(Cli({"runs", "create", "thread_1", "--request-json", kRequest,
+                 "--model", "model-flag", "--metadata", "b=2"})
+                .exit_code,
+            0);
+  auto request = runs_->last<v1::CreateRunRequest>("CreateRun");
+  // The positional id wins; JSON fields no flag touched stay.
+  EXPECT_EQ(request.thread_id(), "thread_1");
+  EXPECT_EQ(request.request_id(), "req-json");
+  EXPECT_EQ(request.options().assistant_id(), "asst_json");
+  EXPECT_EQ(request.options().instructions(), "from json");
+  EXPECT_EQ(request.options().truncation_strategy().last_messages(), 4);
+  EXPECT_EQ(request.options().tool_choice().function_name(), "f");
+  ASSERT_THAT(request.options().additional_messages(), SizeIs(1));
+  EXPECT_EQ(request.options().additional_messages(0).role(),
+            v1::MESSAGE_ROLE_ASSISTANT);
+  // Flags win; --metadata replaces the map whole.
+  EXPECT_EQ(request.options().model(), "model-flag");
+  ASSERT_THAT(request.options().metadata(), SizeIs(1));
+  EXPECT_EQ(request.options().metadata().at("b"), "2");
+
+  // The same from a file, with more flags over it.
+  test_support::TempDir dir;
+  const std::string path = dir.path() + "/request.json";
+  std::ofstream(path) << kRequest;
+  ASSERT_EQ(Cli({"runs", "create", "thread_1", "--request-file", path,
+                 "--assistant", "asst_flag", "--message", "m1", "--tool-choice",
+                 "auto", "--truncation", "auto", "--request-id", "req-flag"})
+                .exit_code,
+            0);
+  request = runs_->last<v1::CreateRunRequest>("CreateRun");
+  EXPECT_EQ(request.request_id(), "req-flag");
+  EXPECT_EQ(request.options().assistant_id(), "asst_flag");
+  EXPECT_EQ(request.options().model(), "model-json");
+  EXPECT_EQ(request.options().tool_choice().mode(), v1::ToolChoice::MODE_AUTO);
+  EXPECT_EQ(request.options().tool_choice().function_name(), "");
+  EXPECT_EQ(request.options().truncation_strategy().last_messages(), 0);
+  ASSERT_THAT(request.options().additional_messages(), SizeIs(1));
+  EXPECT_EQ(request.options().additional_messages(0).text(), "m1");
+  EXPECT_EQ(request.options().additional_messages(0).role(),
+            v1::MESSAGE_ROLE_USER);
+
+  // A field no flag covers: a message's content parts and attachments.
+  ASSERT_EQ(Cli({"messages", "create", "thread_1", "--request-json",
+                 R"({"message": {"content": [{"image_url":
+                      {"url": "https://example.com/a.png"}}],
+                     "attachments": [{"file_id": "file_1",
+                      "tools": [{"code_interpreter": {}}]}]}})"})
+                .exit_code,
+            0);
+  const auto message = runs_->last<v1::CreateMessageRequest>("CreateMessage");
+  EXPECT_EQ(message.thread_id(), "thread_1");
+  EXPECT_EQ(message.message().role(), v1::MESSAGE_ROLE_USER);
+  ASSERT_THAT(message.message().content(), SizeIs(1));
+  EXPECT_EQ(message.message().content(0).image_url().url(),
+            "https://example.com/a.png");
+  ASSERT_THAT(message.message().attachments(), SizeIs(1));
+  EXPECT_EQ(message.message().attachments(0).file_id(), "file_1");
+
+  // The outputs of runs submit, and a request with nothing to set.
+  ASSERT_EQ(Cli({"runs", "submit", "thread_1", "run_1", "--request-json",
+                 R"({"tool_outputs": [{"tool_call_id": "call_1",
+                     "output": "42"}]})"})
+                .exit_code,
+            0);
+  ASSERT_THAT(runs_->submissions(), SizeIs(1));
+  EXPECT_EQ(runs_->submissions()[0].tool_outputs(0).output(), "42");
+  EXPECT_EQ(Cli({"workers", "list", "--request-json", "{}"}).exit_code, 0);
+  EXPECT_EQ(Cli({"runs", "update", "thread_1", "run_1", "--request-json",
+                 R"({"metadata": {"k": "json"}})"})
+                .exit_code,
+            0);
+  EXPECT_EQ(runs_->last<v1::UpdateRunRequest>("UpdateRun").metadata().at("k"),
+            "json");
+}
+
+// Every new flag's bad value, and a bad --request-json / --request-file, is
+// a usage error naming the flag and the problem; nothing is sent.
+TEST_F(AssistantsctlCommandsTest, NewFlagsUsageErrors) {
+  test_support::TempDir dir;
+  const std::string bad_schema = dir.path() + "/bad-schema.json";
+  std::ofstream(bad_schema) << R"({"name": "n", "schema": {}, "strictt": 1})";
+  const std::string bad_request = dir.path() + "/bad-request.json";
+  std::ofstream(bad_request) << R"({"options": {"modle": "x"}})";
+  const std::vector<std::string> run = {"runs", "create", "thread_1",
+                                        "--assistant", "asst_1"};
+  auto with = [&run](std::vector<std::string> extra) {
+    std::vector<std::string> args = run;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {with({"--request-json", R"({"options": {"modle": "x"}})"}),
+       "--request-json: not a valid assistants.v1.CreateRunRequest: "},
+      {with({"--request-json", "{"}), "--request-json: not a valid"},
+      {with({"--request-json", "[]"}), "--request-json: not a valid"},
+      {with({"--request-json", R"({"options": {"temperature": "hot"}})"}),
+       "--request-json"},
+      {with({"--request-file", bad_request}),
+       absl::StrCat("--request-file ", bad_request, ": not a valid")},
+      {with({"--request-file", "/nonexistent/request.json"}),
+       "--request-file: cannot read /nonexistent/request.json"},
+      {with({"--request-json", "{}", "--request-file", bad_request}),
+       "give --request-json or --request-file, not both"},
+      {with({"--request-json", "{}", "--request-json", "{}"}),
+       "--request-json given more than once"},
+      {with({"--tool-choice", "bad name!"}), "--tool-choice: expected"},
+      {with({"--tool-choice", "function:"}), "not a function name"},
+      {with({"--tool-choice", ""}), "--tool-choice: expected"},
+      {with({"--truncation", "last:0"}), "--truncation: last:N needs"},
+      {with({"--truncation", "last:x"}), "--truncation: last:N needs"},
+      {with({"--truncation", "first:2"}),
+       "--truncation: expected auto or last:N"},
+      {with({"--response-format", "xml"}),
+       "--response-format: expected text, json_object or "
+       "json_schema:FILE"},
+      {with({"--response-format", "json_schema:"}),
+       "json_schema:FILE needs a file"},
+      {with({"--response-format", "json_schema:/nonexistent/s.json"}),
+       "--response-format: cannot read /nonexistent/s.json"},
+      {with({"--response-format", "json_schema:" + bad_schema}), "strictt"},
+      {with({"--parallel-tool-calls", "yes"}),
+       "--parallel-tool-calls: expected true or false"},
+      {{"threads", "create", "--tool-resources-json",
+        R"({"code_interpreter": {"files": []}})"},
+       "--tool-resources-json: not a valid assistants.v1.ToolResources"},
+      {{"assistants", "create", "--model", "m", "--tool-resources-json", "x"},
+       "--tool-resources-json"},
+      {{"assistants", "create", "--request-json", R"({"name": "n"})"},
+       "--model is required"},
+      {{"messages", "create", "thread_1"}, "--text is required"},
+      {{"runs", "create", "thread_1", "--request-json", "{}"},
+       "--assistant is required"},
+      {{"threads", "update", "thread_1"}, "--tool-resources-json"},
+      {{"run", "--attach", "run_1", "--thread", "t", "--request-json", "{}"},
+       "--request-json starts a run"},
+      {{"run", "--attach", "run_1", "--thread", "t", "--tool-choice", "none"},
+       "--tool-choice starts a run"},
+      {{"run", "--assistant", "a", "--thread", "t", "--tool-resources-json",
+        "{}"},
+       "--tool-resources-json is for a new thread"},
+      {{"run", "--assistant", "a", "--additional-instructions", "x"},
+       "--additional-instructions needs --thread"},
+      {{"run", "--assistant", "a", "--request-json", R"({"thread_id": "t"})"},
+       "CreateThreadAndRunRequest"},
+      {{"runs", "events", "thread_1", "run_1", "--request-json",
+        R"({"create_run": {}})"},
+       "runs events only watches a run"},
+      {{"tools", "list", "--request-json", R"({"x": 1})"},
+       "assistants.v1.ListToolsRequest"},
+  };
+  for (const auto& [args, expected] : cases) {
+    const CommandResult result = Cli(args);
+    const std::string name = absl::StrJoin(args, " ");
+    EXPECT_EQ(result.exit_code, 2) << name << ": " << result.stderr_text;
+    EXPECT_THAT(result.stderr_text, HasSubstr(expected)) << name;
+    EXPECT_THAT(result.stderr_text, HasSubstr("usage:")) << name;
+    EXPECT_EQ(result.stdout_text, "") << name;
+  }
+  // The unknown field is named.
+  const CommandResult typo =
+      Cli(with({"--request-json", R"({"options": {"modle": "x"}})"}));
+  EXPECT_THAT(typo.stderr_text, HasSubstr("modle"));
+  EXPECT_THAT(recorder_.calls(), SizeIs(0));
+}
+
+TEST_F(AssistantsctlCommandsTest, HelpDescribesTheRequestFlags) {
+  const CommandResult help = Cli({"--help"});
+  ASSERT_EQ(help.exit_code, 0);
+  for (const char* flag :
+       {"--request-json JSON", "--request-file FILE", "--tool-choice",
+        "--truncation auto|last:N", "--response-format FORMAT",
+        "--parallel-tool-calls true|false", "--tool-resources-json JSON",
+        "--max-prompt-tokens N"}) {
+    EXPECT_THAT(help.stdout_text, HasSubstr(flag)) << flag;
+  }
+}
+
 // TLS files are read before any call: a missing, empty or unreadable one is
 // a usage error that names the file and where it was given.
 TEST(AssistantsctlTlsTest, UnreadableFilesExitTwoNamingTheFile) {

@@ -121,6 +121,40 @@ class FakeResourceService final : public v1::AssistantService::Service,
     return grpc::Status::OK;
   }
 
+  grpc::Status CreateAssistant(grpc::ServerContext*,
+                               const v1::CreateAssistantRequest* request,
+                               v1::CreateAssistantResponse* response) override {
+    Keep("CreateAssistant", *request);
+    v1::Assistant* assistant = response->mutable_assistant();
+    assistant->set_id("asst_1");
+    assistant->set_object("assistant");
+    assistant->set_model(request->model());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status UpdateAssistant(grpc::ServerContext*,
+                               const v1::UpdateAssistantRequest* request,
+                               v1::UpdateAssistantResponse* response) override {
+    Keep("UpdateAssistant", *request);
+    v1::Assistant* assistant = response->mutable_assistant();
+    assistant->set_id(request->assistant_id());
+    assistant->set_object("assistant");
+    assistant->set_model(request->model());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateThread(grpc::ServerContext*,
+                            const v1::CreateThreadRequest* request,
+                            v1::CreateThreadResponse* response) override {
+    Keep("CreateThread", *request);
+    v1::Thread* thread = response->mutable_thread();
+    thread->set_id("thread_1");
+    thread->set_object("thread");
+    thread->set_created_at(1700000000);
+    *thread->mutable_metadata() = request->metadata();
+    return grpc::Status::OK;
+  }
+
   grpc::Status UpdateThread(grpc::ServerContext*,
                             const v1::UpdateThreadRequest* request,
                             v1::UpdateThreadResponse* response) override {

@@ -294,6 +294,20 @@ class FakeRunService final : public v1::RunService::Service,
     return grpc::Status::OK;
   }
 
+  grpc::Status CreateMessage(grpc::ServerContext*,
+                             const v1::CreateMessageRequest* request,
+                             v1::CreateMessageResponse* response) override {
+    Keep("CreateMessage", *request);
+    v1::Message* message = response->mutable_message();
+    message->set_id("msg_9");
+    message->set_object("thread.message");
+    message->set_thread_id(request->thread_id());
+    message->set_role(request->message().role());
+    message->add_content()->mutable_text()->set_value(
+        request->message().text());
+    return grpc::Status::OK;
+  }
+
   grpc::Status DeleteMessage(grpc::ServerContext*,
                              const v1::DeleteMessageRequest* request,
                              v1::DeleteMessageResponse* response) override {

@@ -5,7 +5,8 @@
 // --demo-tools and non-streamed with `runs submit`, runs
 // get/list/update/cancel/steps/step/events, threads create-and-run, workers
 // list and tools list. Each command's exit code and output are checked, the
-// JSON ones parsed.
+// JSON ones parsed. Also run fields set by flags and by --request-json, read
+// back with `runs get`.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -297,6 +298,54 @@ TEST_F(CliE2eTest, WalksEveryResource) {
             "deleted " + assistant_id + "\n");
   const CommandResult gone = Cli({"assistants", "get", assistant_id}, 1);
   EXPECT_TRUE(Contains(gone.stderr_text, "NOT_FOUND")) << gone.stderr_text;
+
+  const int exit_status = gateway_.Stop();
+  EXPECT_EQ(exit_status, 0) << DescribeWaitStatus(exit_status);
+}
+
+// The run fields that have their own flags (--truncation, --tool-choice)
+// and one only --request-json reaches here (metadata), through the real
+// gateway: `runs get` reads back what was stored, and the flag wins over the
+// JSON's value of the same field. Then a thread's tool_resources updated
+// alone, which keeps its metadata.
+TEST_F(CliE2eTest, RunFieldsFromFlagsAndRequestJson) {
+  const Json assistant = CliJson({"assistants", "create", "--model", "gpt-4o"});
+  const std::string assistant_id = assistant.value("id", "");
+  ASSERT_FALSE(assistant_id.empty()) << assistant.dump();
+  const Json thread =
+      CliJson({"threads", "create", "--message", "hello", "--metadata", "k=1"});
+  const std::string thread_id = thread.value("id", "");
+  ASSERT_FALSE(thread_id.empty()) << thread.dump();
+
+  const Json created = CliJson(
+      {"runs", "create", thread_id, "--assistant", assistant_id, "--truncation",
+       "last:2", "--tool-choice", "none", "--request-json",
+       R"({"options": {"metadata": {"source": "request-json"},
+           "truncation_strategy": {"type": "TYPE_AUTO"}}})"});
+  const std::string run_id = created.value("id", "");
+  ASSERT_FALSE(run_id.empty()) << created.dump();
+  const Json run = CliJson({"runs", "get", thread_id, run_id});
+  EXPECT_EQ(run["truncation_strategy"].value("type", ""), "TYPE_LAST_MESSAGES")
+      << run.dump();
+  EXPECT_EQ(run["truncation_strategy"].value("last_messages", 0), 2);
+  EXPECT_EQ(run["tool_choice"].value("mode", ""), "MODE_NONE") << run.dump();
+  EXPECT_EQ(run["metadata"].value("source", ""), "request-json") << run.dump();
+  // Let the run end before the gateway stops.
+  const Json ended =
+      WaitForRun(thread_id, run_id,
+                 {"RUN_STATUS_COMPLETED", "RUN_STATUS_FAILED",
+                  "RUN_STATUS_INCOMPLETE", "RUN_STATUS_REQUIRES_ACTION"});
+  if (ended.value("status", "") == "RUN_STATUS_REQUIRES_ACTION") {
+    Cli({"runs", "cancel", thread_id, run_id});
+  }
+
+  const Json updated =
+      CliJson({"threads", "update", thread_id, "--tool-resources-json",
+               R"({"code_interpreter": {"file_ids": ["file-abc"]}})"});
+  EXPECT_EQ(updated["tool_resources"]["code_interpreter"]["file_ids"][0],
+            "file-abc")
+      << updated.dump();
+  EXPECT_EQ(updated["metadata"].value("k", ""), "1") << updated.dump();
 
   const int exit_status = gateway_.Stop();
   EXPECT_EQ(exit_status, 0) << DescribeWaitStatus(exit_status);
