@@ -293,6 +293,36 @@ inline v1::RunEventsRequest Attach(const v1::Run& run, int64_t after_sequence) {
   return request;
 }
 
+// After a restart: reads a stream reattached to `run` after the last event
+// of `before` (what a client saw before the gateway went down) to its end,
+// expects it to continue with the next sequence through
+// thread.run.completed and done, numbered 1..N over both halves, and
+// returns both halves joined (empty when the stream failed).
+inline std::vector<v1::RunEvent> ReattachToCompletion(
+    v1::RunService::Stub* runs, const v1::Run& run,
+    const std::vector<v1::RunEvent>& before) {
+  if (before.empty()) {
+    ADD_FAILURE() << "nothing was seen before the restart";
+    return {};
+  }
+  const int64_t last_seen = before.back().sequence();
+  EventStream resumed(runs, Attach(run, last_seen));
+  std::vector<v1::RunEvent> after;
+  const grpc::Status status = resumed.ReadAll(&after);
+  if (!status.ok() || after.size() < 2) {
+    ADD_FAILURE() << "reattached stream: " << Describe(status) << ", "
+                  << after.size() << " events";
+    return {};
+  }
+  EXPECT_EQ(after.front().sequence(), last_seen + 1);
+  EXPECT_EQ(after.back().event(), "done");
+  EXPECT_EQ(after[after.size() - 2].event(), "thread.run.completed");
+  std::vector<v1::RunEvent> all = before;
+  all.insert(all.end(), after.begin(), after.end());
+  EXPECT_EQ(Sequences(all), OneTo(static_cast<int64_t>(all.size())));
+  return all;
+}
+
 }  // namespace assistants::test_support
 
 #endif  // TESTS_E2E_E2E_HELPERS_H_

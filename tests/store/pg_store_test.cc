@@ -6,6 +6,7 @@
 #include "service/store/pg/pg_store.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -126,6 +127,30 @@ class PgStoreTest : public ::testing::Test {
       }
     }
     return sequences;
+  }
+
+  // Runs `racers` CreateRuns at once, alternating between the two stores;
+  // every one that fails must fail with `loser_reason`. Returns how many
+  // runs were created.
+  static int RaceCreateRuns(PgStore* const (&stores)[2], int racers,
+                            const std::function<RunCreation(int)>& creation,
+                            const std::string& loser_reason) {
+    std::vector<absl::Status> results(racers);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < racers; ++i) {
+      threads.emplace_back(
+          [&, i] { results[i] = stores[i % 2]->CreateRun(creation(i)); });
+    }
+    for (std::thread& thread : threads) thread.join();
+    int created = 0;
+    for (const absl::Status& result : results) {
+      if (result.ok()) {
+        ++created;
+      } else {
+        EXPECT_EQ(ErrorReason(result), loser_reason) << result;
+      }
+    }
+    return created;
   }
 
   std::unique_ptr<PgTestDb> db_;
@@ -285,24 +310,14 @@ TEST_F(PgStoreTest, OneActiveRunPerThreadAcrossStores) {
     v1::Thread thread = MakeThread();
     ASSERT_TRUE(
         store_->CreateThread(thread, kDefaultProject, {}, nullptr).ok());
-    std::vector<absl::Status> results(kRacers);
-    std::vector<std::thread> racers;
-    for (int i = 0; i < kRacers; ++i) {
-      racers.emplace_back([&, i] {
-        RunCreation creation;
-        creation.run = MakeRun(thread.id());
-        results[i] = stores[i % 2]->CreateRun(creation);
-      });
-    }
-    for (std::thread& racer : racers) racer.join();
-    int created = 0;
-    for (const absl::Status& result : results) {
-      if (result.ok()) {
-        ++created;
-      } else {
-        EXPECT_EQ(ErrorReason(result), "THREAD_HAS_ACTIVE_RUN") << result;
-      }
-    }
+    const int created = RaceCreateRuns(
+        stores, kRacers,
+        [&](int) {
+          RunCreation creation;
+          creation.run = MakeRun(thread.id());
+          return creation;
+        },
+        "THREAD_HAS_ACTIVE_RUN");
     EXPECT_EQ(created, 1) << "round " << round;
     absl::StatusOr<Page<v1::Run>> runs =
         replica->ListRuns(thread.id(), ListQuery{});
@@ -327,26 +342,16 @@ TEST_F(PgStoreTest, ProjectRunLimitHoldsAcrossStores) {
       thread = MakeThread();
       ASSERT_TRUE(store_->CreateThread(thread, project, {}, nullptr).ok());
     }
-    std::vector<absl::Status> results(kRacers);
-    std::vector<std::thread> racers;
-    for (int i = 0; i < kRacers; ++i) {
-      racers.emplace_back([&, i] {
-        RunCreation creation;
-        creation.project = project;
-        creation.max_active_runs_in_project = kLimit;
-        creation.run = MakeRun(threads[i].id());
-        results[i] = stores[i % 2]->CreateRun(creation);
-      });
-    }
-    for (std::thread& racer : racers) racer.join();
-    int created = 0;
-    for (const absl::Status& result : results) {
-      if (result.ok()) {
-        ++created;
-      } else {
-        EXPECT_EQ(ErrorReason(result), "PROJECT_ACTIVE_RUN_LIMIT") << result;
-      }
-    }
+    const int created = RaceCreateRuns(
+        stores, kRacers,
+        [&](int i) {
+          RunCreation creation;
+          creation.project = project;
+          creation.max_active_runs_in_project = kLimit;
+          creation.run = MakeRun(threads[i].id());
+          return creation;
+        },
+        "PROJECT_ACTIVE_RUN_LIMIT");
     EXPECT_EQ(created, kLimit) << "round " << round;
   }
 }
