@@ -606,7 +606,7 @@ TEST_F(ToolWorkersE2eTest, RefusedRegistrationsExitWithTheReason) {
       refused("outside", {"--tools=other", "--advertise=10.1.2.3:7000"});
   EXPECT_THAT(outside, HasSubstr("PERMISSION_DENIED")) << outside;
   EXPECT_THAT(outside, HasSubstr("ENDPOINT_NOT_ALLOWED")) << outside;
-  EXPECT_THAT(outside, HasSubstr("10.1.2.3:7000 is not in the gateway's "
+  EXPECT_THAT(outside, HasSubstr("10.1.2.3:7000 is not in this gateway's "
                                  "worker allow-list"))
       << outside;
 
